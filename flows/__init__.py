@@ -1,0 +1,1 @@
+"""Prefect flows (thin: they compose tasks and decide order) and the ``plumbline`` CLI."""

@@ -1,0 +1,266 @@
+"""The ``plumbline`` command line. Each subcommand is a small function over the flows and tasks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+from tasks import __version__
+from tasks.errors import PlumblineError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    # No internet here or on many servers: Prefect's telemetry would only log errors.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # The embedded server logs its own shutdown (pending event flushes being cancelled) as
+        # errors; they are not the user's problem. --verbose shows them.
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    _quiet_prefect(args.verbose)
+    from flows.nightly import nightly
+    from flows.run_suite import RunSuiteParams, run_suite
+    from tasks.settings import Settings
+    from tasks.storage import open_store
+    from tasks.storage.layout import latest_key
+
+    settings = Settings()
+    store = open_store(settings)
+    print(f"Plumbline demo: {args.days} days of scheduled '{args.suite}' runs against "
+          f"{', '.join(args.models)}; data in {store.describe()}")
+    print("Starting Prefect's embedded engine (10-25 s the first time)...", flush=True)
+    done_key = "state/demo.json"
+    try:
+        done = set(json.loads(store.get(done_key)))
+    except KeyError:
+        done = set()
+    now = datetime.now(UTC)
+    for i in range(args.days):
+        day = (now - timedelta(days=args.days - 1 - i)).date()
+        as_of = min(datetime.combine(day, time(6, 0), tzinfo=UTC), now)
+        label = f"[{i + 1:>2}/{args.days}] {day}"
+        if day.isoformat() in done:
+            print(f"{label} already simulated, skipping", flush=True)
+            continue
+        result = run_suite(RunSuiteParams(
+            suite=args.suite, models=args.models, source="scheduled", as_of=as_of,
+            run_id=f"demo-{args.suite}-{day.isoformat()}",
+        ))
+        rates = ", ".join(f"{r['model_id']} {r['pass_rate']:.2f}" for r in result["summary"])
+        print(f"{label} {result['rows']} rows; pass rate {rates}", flush=True)
+        done.add(day.isoformat())
+        store.put(done_key, json.dumps(sorted(done)).encode())
+    print("Running the nightly flow (compact, aggregate, publish)...", flush=True)
+    out = nightly()
+    print(f"nightly: {out['days']} day(s), {out['summary_rows']} summary rows")
+    print("Summaries:")
+    for name in ("chart.json", "nightly.json"):
+        path = store.local_path(latest_key(name))
+        print(f"  {path if path is not None else latest_key(name)}")
+    if args.no_serve:
+        return 0
+    print(f"Serving the API on http://{args.host}:{args.port} "
+          f"(try /api/data/chart, /api/health, /docs); Ctrl-C to stop.", flush=True)
+    return _serve_api(args.host, args.port, settings)
+
+
+# --- run / nightly ----------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    _quiet_prefect(args.verbose)
+    from flows.run_suite import RunSuiteParams, run_suite
+
+    params = RunSuiteParams(
+        suite=args.suite, models=args.models, samples=args.samples,
+        temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens,
+        run_id=args.run_id,
+    )
+    result = run_suite(params)
+    print(f"run {result['run_id']}: {result['rows']} rows")
+    from tasks.runner import SUMMARY_COLUMNS
+
+    _print_table(result["summary"], SUMMARY_COLUMNS)
+    return 0
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    _quiet_prefect(args.verbose)
+    from flows.nightly import nightly
+
+    out = nightly()
+    print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+# --- api --------------------------------------------------------------------------------------
+
+def _serve_api(host: str, port: int, settings: Any = None) -> int:
+    import uvicorn
+
+    from api import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    return _serve_api(args.host, args.port)
+
+
+# --- suites / models --------------------------------------------------------------------------
+
+def cmd_suites_list(args: argparse.Namespace) -> int:
+    from tasks.suites import list_suites, load_suite
+
+    rows = []
+    for path in list_suites():
+        try:
+            s = load_suite(path)
+            rows.append({"name": s.name, "version": s.version, "cases": len(s.cases),
+                         "tier": s.tier, "hash": s.hash[:19], "path": str(path)})
+        except PlumblineError as exc:
+            rows.append({"name": path.name, "version": "INVALID",
+                         "cases": None, "tier": None, "hash": str(exc).splitlines()[0],
+                         "path": str(path)})
+    _print_table(rows, ["name", "version", "cases", "tier", "hash", "path"])
+    return 0
+
+
+def cmd_suites_validate(args: argparse.Namespace) -> int:
+    from tasks.suites import load_suite
+
+    failed = 0
+    for target in args.paths:
+        try:
+            s = load_suite(target)
+        except PlumblineError as exc:
+            print(f"{target}: INVALID\n{exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{target}: ok — {s.name} {s.version}, {len(s.cases)} cases, {s.hash}")
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tasks.providers.fake import FAKE_MODELS
+    from tasks.providers.registry import known_prefixes
+
+    print("Provider prefixes: " + ", ".join(known_prefixes()))
+    print("Offline models: " + ", ".join(f"fake/{m}" for m in FAKE_MODELS))
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------
+
+def _add_verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help="show Prefect's own logs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="plumbline",
+        description="Scheduled LLM evaluation that notices when the model behind a name changes.",
+    )
+    parser.add_argument("--version", action="version", version=f"plumbline {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="simulate weeks of scheduled runs offline, aggregate, serve",
+                       description="Run a simulated history of scheduled runs of a suite "
+                       "against the offline fake models (timestamps backdated day by day), run "
+                       "the nightly flow, then serve the API until interrupted.")
+    p.add_argument("--days", type=int, default=35,
+                   help="days of history to simulate (default 35: a 7-day window + 28 baseline)")
+    p.add_argument("--suite", default="smoke", help="suite to run (default: smoke)")
+    p.add_argument("--models", nargs="+", default=["fake/stable", "fake/drifting"],
+                   help="models to simulate (default: fake/stable fake/drifting)")
+    p.add_argument("--no-serve", action="store_true",
+                   help="stop after writing the summaries and print where they are")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    _add_verbose(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run a suite against models now (the run-suite flow)",
+                       description="Run a suite against one or more models with the run-suite "
+                       "flow and print the per-model summary.")
+    p.add_argument("--suite", default="smoke", help="suite name or folder (default: smoke)")
+    p.add_argument("--models", nargs="+", default=["fake/stable"],
+                   help="model ids, provider/model (default: fake/stable)")
+    p.add_argument("--samples", type=int, help="samples per case (default: the suite's)")
+    p.add_argument("--temperature", type=float, help="temperature (default: the suite's)")
+    p.add_argument("--seed", type=int, help="seed (default: the suite's)")
+    p.add_argument("--max-tokens", type=int, help="max output tokens (default: the suite's)")
+    p.add_argument("--run-id", help="re-use a run id to resume it")
+    _add_verbose(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("nightly", help="compact, aggregate and publish summaries now",
+                       description="Run the nightly flow once: compaction, aggregation, "
+                       "publishing of summaries/latest/.")
+    _add_verbose(p)
+    p.set_defaults(func=cmd_nightly)
+
+    p = sub.add_parser("api", help="serve the read/submit API",
+                       description="Serve the FastAPI app (summaries, submissions) with uvicorn.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("suites", help="list and validate prompt suites",
+                       description="List the shipped suites or validate suite folders.")
+    ssub = p.add_subparsers(dest="suites_command", required=True, metavar="SUBCOMMAND")
+    q = ssub.add_parser("list", help="list the shipped suites with case counts and hashes")
+    q.set_defaults(func=cmd_suites_list)
+    q = ssub.add_parser("validate", help="validate suite folders; exit 1 on any problem")
+    q.add_argument("paths", nargs="+", type=Path, help="suite folders (or shipped suite names)")
+    q.set_defaults(func=cmd_suites_validate)
+
+    p = sub.add_parser("models", help="list provider prefixes and offline models",
+                       description="List the provider prefixes Plumbline knows and the "
+                       "offline fake models.")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except PlumblineError as exc:
+        print(f"plumbline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

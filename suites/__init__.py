@@ -1,0 +1,1 @@
+"""Prompt suites shipped with Plumbline, as data (``<name>/suite.toml`` + ``cases.jsonl``)."""

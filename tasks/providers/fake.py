@@ -1,0 +1,111 @@
+"""The offline ``fake`` provider: deterministic simulated models for the demo and the tests.
+
+Models:
+- ``fake/stable``: answers correctly with probability 0.9, steady latency, steady wording.
+- ``fake/drifting``: the same until its drift date, then a "silent update": correct with
+  probability 0.6, different wording, ~60 % slower. The drift date is the provider's
+  ``drift_date`` or pinned in the name, ``fake/drifting@2026-11-16``.
+- ``fake/flaky``: like stable, but 10 % of calls fail with a simulated 503.
+
+Every answer is a pure function of (model, prompt, sample, seed) and, above temperature 0, the
+day of the call, so runs replay exactly and a temperature-0 model's outputs do not change from
+day to day unless the model does. Latency is simulated and recorded, not slept, so the demo is fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from tasks.errors import ProviderConfigError
+from tasks.providers.base import Completion, CompletionRequest
+
+
+@dataclass(frozen=True)
+class FakeBehaviour:
+    accuracy: float
+    latency_ms: float
+    template: str
+    wrong: str
+    error_rate: float = 0.0
+
+
+_BEFORE = FakeBehaviour(0.9, 420.0, "The answer is {answer}.", "I am not certain about this one.")
+_AFTER = FakeBehaviour(0.6, 680.0, "Answer: {answer}", "Sorry, I can't determine that.")
+_FLAKY = FakeBehaviour(0.9, 420.0, "The answer is {answer}.", "I am not certain about this one.",
+                       error_rate=0.1)
+
+FAKE_MODELS = ("stable", "drifting", "flaky")
+
+
+def default_drift_date(today: date | None = None) -> date:
+    """Seven days before today: inside the default 7-day recent window, so the demo shows drift."""
+    return (today or datetime.now(UTC).date()) - timedelta(days=7)
+
+
+class FakeProvider:
+    name = "fake"
+
+    def __init__(self, drift_date: date | None = None) -> None:
+        self.drift_date = drift_date or default_drift_date()
+
+    def _behaviour(self, model: str, when: date) -> FakeBehaviour:
+        base, _, pinned = model.partition("@")
+        if base not in FAKE_MODELS:
+            raise ProviderConfigError(
+                f"unknown fake model 'fake/{model}' (known: "
+                + ", ".join(f"fake/{m}" for m in FAKE_MODELS) + ")"
+            )
+        if base == "stable":
+            return _BEFORE
+        if base == "flaky":
+            return _FLAKY
+        try:
+            drift = date.fromisoformat(pinned) if pinned else self.drift_date
+        except ValueError:
+            raise ProviderConfigError(
+                f"fake/{model}: the drift date after '@' must be YYYY-MM-DD"
+            ) from None
+        return _AFTER if when >= drift else _BEFORE
+
+    def check_model(self, model: str) -> None:
+        self._behaviour(model, date.today())
+
+    async def complete(self, model: str, request: CompletionRequest) -> Completion:
+        when = (request.as_of or datetime.now(UTC)).astimezone(UTC)
+        b = self._behaviour(model, when.date())
+        day_salt = when.date().isoformat() if request.temperature > 0 else ""
+        key = f"{model.partition('@')[0]}|{request.prompt_id}|{request.sample_idx}|" \
+              f"{request.seed}|{day_salt}|{b.template}"
+        u_correct, u_latency, u_error = _uniforms(key, 3)
+        prompt_tokens = sum(len(m["content"].split()) for m in request.messages) + 4
+        latency = b.latency_ms * (0.8 + 0.4 * u_latency)
+        if u_error < b.error_rate:
+            return Completion(None, error="HTTP 503: simulated provider outage",
+                              latency_ms=round(latency, 1))
+        if request.reference is not None and u_correct < b.accuracy:
+            text = b.template.format(answer=request.reference)
+        else:
+            text = b.wrong
+        words = text.split()
+        if len(words) > request.max_tokens:
+            text, finish = " ".join(words[: request.max_tokens]), "length"
+        else:
+            finish = "stop"
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            input_tokens=prompt_tokens,
+            output_tokens=min(len(words), request.max_tokens),
+            latency_ms=round(latency, 1),
+            cost_usd=0.0,  # simulated models are free; a known price of zero, not an unknown one
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _uniforms(key: str, n: int) -> list[float]:
+    digest = hashlib.sha256(key.encode()).digest()
+    return [int.from_bytes(digest[i * 8:(i + 1) * 8], "big") / 2**64 for i in range(n)]

@@ -1,0 +1,150 @@
+"""The scorer registry and the one entry point, ``score()``, that every caller uses."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.suites import Case
+
+NEGATION_PREFIX = "not-"
+# Options every assertion may carry, whatever its scorer.
+_COMMON_OPTIONS = frozenset({"type"})
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """``passed`` and ``score`` are None when the scorer could not decide (``skipped``)."""
+
+    passed: bool | None
+    score: float | None
+    reason: str
+
+    @property
+    def skipped(self) -> bool:
+        return self.passed is None
+
+    @classmethod
+    def ok(cls, passed: bool, reason: str, score: float | None = None) -> ScoreResult:
+        return cls(passed, float(passed) if score is None else score, reason)
+
+    @classmethod
+    def skip(cls, reason: str) -> ScoreResult:
+        return cls(None, None, f"skipped: {reason}")
+
+
+@dataclass
+class ScoreContext:
+    """What a scorer may need beyond the output and the case (a judge model, limits, ...).
+
+    ``model_id`` is the model under test, so a judge can refuse to be it unless asked.
+    """
+
+    model_id: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+ScorerFn = Callable[[str, "Case", dict[str, Any], ScoreContext],
+                    "ScoreResult | Awaitable[ScoreResult]"]
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    name: str
+    description: str
+    fn: ScorerFn
+    needs_ideal: bool = False
+    options: frozenset[str] = frozenset()
+    negatable: bool = True
+
+
+_REGISTRY: dict[str, ScorerSpec] = {}
+
+
+def scorer(
+    name: str,
+    *,
+    description: str,
+    needs_ideal: bool = False,
+    options: tuple[str, ...] = (),
+    negatable: bool = True,
+) -> Callable[[ScorerFn], ScorerFn]:
+    """Register ``fn(output, case, options, ctx) -> ScoreResult`` (sync or async) under ``name``."""
+
+    def register(fn: ScorerFn) -> ScorerFn:
+        if name in _REGISTRY:
+            raise ValueError(f"scorer {name!r} is registered twice")
+        if not description.strip():
+            raise ValueError(f"scorer {name!r} needs a description")
+        _REGISTRY[name] = ScorerSpec(
+            name, description, fn, needs_ideal, frozenset(options), negatable
+        )
+        return fn
+
+    return register
+
+
+def registered() -> dict[str, ScorerSpec]:
+    return dict(sorted(_REGISTRY.items()))
+
+
+def _split(assertion_type: str) -> tuple[str, bool]:
+    if assertion_type.startswith(NEGATION_PREFIX):
+        return assertion_type[len(NEGATION_PREFIX):], True
+    return assertion_type, False
+
+
+def get_scorer(assertion_type: str) -> ScorerSpec | None:
+    name, _ = _split(assertion_type)
+    return _REGISTRY.get(name)
+
+
+def validate_assertion(case: Case) -> list[tuple[str, str]]:
+    """Problems with a case's assertion as (field, message) pairs; empty when it can be scored."""
+    problems: list[tuple[str, str]] = []
+    name, negated = _split(case.assertion_type)
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        known = ", ".join(sorted(_REGISTRY))
+        return [("assertion.type", f"unknown assertion type {case.assertion_type!r} "
+                                   f"(known: {known})")]
+    if negated and not spec.negatable:
+        problems.append(("assertion.type", f"{name!r} cannot be negated"))
+    if spec.needs_ideal and not case.ideals:
+        problems.append(("ideal", f"required by assertion type {name!r}"))
+    for key in case.assertion:
+        if key not in spec.options and key not in _COMMON_OPTIONS:
+            allowed = ", ".join(sorted(spec.options)) or "none"
+            problems.append((f"assertion.{key}",
+                             f"unknown option for {name!r} (allowed: {allowed})"))
+    return problems
+
+
+async def score(output: str | None, case: Case, ctx: ScoreContext | None = None) -> ScoreResult:
+    """Score one output against its case. Never raises for a scorer's own failure: it skips."""
+    ctx = ctx or ScoreContext()
+    name, negated = _split(case.assertion_type)
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        return ScoreResult.skip(f"unknown assertion type {case.assertion_type!r}")
+    if output is None:
+        return ScoreResult.skip("no output to score")
+    if spec.needs_ideal and not case.ideals:
+        return ScoreResult.skip(f"{name} needs an ideal answer and the case has none")
+    options = {k: v for k, v in case.assertion.items() if k != "type"}
+    try:
+        result = spec.fn(output, case, options, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:  # a scorer bug must not lose the row
+        return ScoreResult.skip(f"{name} failed: {type(exc).__name__}: {exc}")
+    if negated and not result.skipped:
+        return ScoreResult(
+            not result.passed,
+            None if result.score is None else 1.0 - result.score,
+            f"not ({result.reason})",
+        )
+    return result

@@ -1,0 +1,56 @@
+"""The object-store contract every backend meets: atomic put, get, list by prefix, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object as a listing reports it."""
+
+    key: str
+    size: int
+    modified: datetime
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """Flat keys with ``/`` separators, like an S3/B2 bucket.
+
+    ``put`` is atomic: a concurrent reader sees the old object, the whole new one, or nothing; never
+    a partial write. ``get`` of a missing key raises ``KeyError``. ``list`` returns every object
+    whose key starts with ``prefix``, sorted by key. ``delete`` of a missing key is not an error.
+    Operational failures raise ``tasks.errors.StorageError``.
+    """
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def describe(self) -> str:
+        """Where the data lives, for people (a folder, a bucket)."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path for the key when the backend has one (lets Polars scan in place)."""
+        ...
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store's root or are not plain relative paths."""
+    if not key or key.startswith("/") or "\\" in key or "\x00" in key:
+        raise ValueError(f"invalid object key: {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid object key: {key!r}")
+    return key

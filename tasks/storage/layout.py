@@ -1,0 +1,77 @@
+"""Where things live in the store. Every key Plumbline writes is built here, nowhere else."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+from tasks.schema import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
+
+RAW = "raw"
+SUMMARIES = "summaries"
+DAILY = f"{SUMMARIES}/daily"
+LATEST = f"{SUMMARIES}/latest"
+STATE = "state"
+
+# A user id is 16 lowercase hex (the seed's NextAuth id) or one of the two service users: it is
+# used as a path segment, so nothing else is allowed through.
+_USER_RE = re.compile(r"^(?:[0-9a-f]{16}|anonymous|scheduler)$")
+_RAW_DAY_RE = re.compile(r"^raw/year=(\d{4})/month=(\d{2})/day=(\d{2})/")
+_RAW_USER_RE = re.compile(r"^raw/year=\d{4}/month=\d{2}/day=\d{2}/user=([^/]+)/")
+
+
+def check_user_id(user_id: str) -> str:
+    """Return ``user_id`` if it is a valid partition value, else raise ``ValueError``."""
+    if not _USER_RE.match(user_id):
+        raise ValueError(
+            f"invalid user_id {user_id!r}: expected 16 lowercase hex characters, "
+            f"{USER_ANONYMOUS!r} or {USER_SCHEDULER!r}"
+        )
+    return user_id
+
+
+def day_prefix(day: date) -> str:
+    return f"{RAW}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/"
+
+
+def user_day_prefix(day: date, user_id: str) -> str:
+    return f"{day_prefix(day)}user={check_user_id(user_id)}/"
+
+
+def raw_key(ts: datetime, user_id: str, source: str) -> str:
+    """A new raw file's key: ``raw/year=/month=/day=/user=/{source}_{ts}_{uuid8}.parquet``."""
+    if source not in SOURCES:
+        raise ValueError(f"invalid source {source!r}: expected one of {', '.join(SOURCES)}")
+    ts = ts.astimezone(UTC)
+    stamp = ts.strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{user_day_prefix(ts.date(), user_id)}{source}_{stamp}_{uuid.uuid4().hex[:8]}.parquet"
+
+
+def daily_summary_key(day: date) -> str:
+    return f"{DAILY}/year={day.year:04d}/month={day.month:02d}/day={day.day:02d}/part-0.parquet"
+
+
+def latest_key(name: str) -> str:
+    return f"{LATEST}/{name}"
+
+
+def day_of_key(key: str) -> date | None:
+    """The partition date of a raw key, or None if the key is not a raw partition key."""
+    m = _RAW_DAY_RE.match(key)
+    return date(int(m[1]), int(m[2]), int(m[3])) if m else None
+
+
+def user_of_key(key: str) -> str | None:
+    m = _RAW_USER_RE.match(key)
+    return m[1] if m else None
+
+
+def days_between(start: date, end: date) -> list[date]:
+    """Every day from ``start`` to ``end`` inclusive."""
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def raw_days(store_keys: list[str]) -> list[date]:
+    """The distinct partition days among raw keys, sorted."""
+    return sorted({d for k in store_keys if (d := day_of_key(k)) is not None})

@@ -1,0 +1,117 @@
+"""The embedded default store: a local folder. Writes go to a temp file, fsync, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tasks.errors import StorageError
+from tasks.storage.base import ObjectInfo, check_key
+
+# Temp files live beside their target (same filesystem, so rename is atomic) with this prefix;
+# listings skip them, so a reader never sees a half-written object.
+_TMP_PREFIX = ".tmp-"
+
+
+class LocalStore:
+    """An ``ObjectStore`` on a folder. Keys map to paths below ``root``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise StorageError(f"could not read from {self.root}: {exc}", key=key) from exc
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        # Walk only below the deepest folder the prefix names, so a date-partitioned prefix
+        # touches only its partitions.
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root / folder if folder else self.root
+        if not start.is_dir():
+            return []
+        found: list[ObjectInfo] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            for name in filenames:
+                if name.startswith(_TMP_PREFIX):
+                    continue
+                key = rel_dir + name
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue  # deleted while we walked
+                found.append(
+                    ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, tz=UTC))
+                )
+        found.sort(key=lambda o: o.key)
+        return found
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"could not delete from {self.root}: {exc}", key=key) from exc
+        # Drop now-empty partition folders so listings stay fast; never the root itself.
+        parent = path.parent
+        while parent != self.root and parent.is_relative_to(self.root):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+
+def _fsync_dir(path: Path) -> None:
+    # Make the rename itself durable (POSIX); harmless where unsupported.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
