@@ -56,6 +56,25 @@ def latest_key(name: str) -> str:
     return f"{LATEST}/{name}"
 
 
+def dirty_marker_key(day: date) -> str:
+    """An empty object whose presence says "re-aggregate this day" (written by GDPR operations,
+    consumed and deleted by the nightly aggregation)."""
+    return f"{STATE}/dirty/{day.isoformat()}"
+
+
+def model_slug(model_id: str) -> str:
+    """A model id as one safe path segment: ``openai/gpt-4o`` → ``openai__gpt-4o``."""
+    slug = model_id.replace("/", "__")
+    if not re.fullmatch(r"[A-Za-z0-9._:@-]+(?:__[A-Za-z0-9._:@-]+)*", slug) or ".." in slug:
+        raise ValueError(f"invalid model_id {model_id!r}")
+    return slug
+
+
+def history_key(model_id: str) -> str:
+    """``summaries/latest/history/{slug}.json``: one model's daily history."""
+    return f"{LATEST}/history/{model_slug(model_id)}.json"
+
+
 def day_of_key(key: str) -> date | None:
     """The partition date of a raw key, or None if the key is not a raw partition key."""
     m = _RAW_DAY_RE.match(key)
