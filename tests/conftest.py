@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
 
-from tasks.storage.local import LocalStore  # noqa: E402
+from tasks.storage.local import LocalStore
 
 
 @pytest.fixture
