@@ -13,7 +13,6 @@ from tasks.schema import (
     RECORD_SCHEMA,
     SCHEMA_VERSION,
     conform,
-    make_record,
     output_hash,
     to_table,
 )
@@ -51,9 +50,9 @@ def test_make_record_derives_partition_hash_length_and_version() -> None:
 
 
 def test_make_record_refuses_unknown_missing_and_naive_fields() -> None:
-    with pytest.raises(ValueError, match="unknown record field.*modle_id"):
+    with pytest.raises(ValueError, match=r"unknown record field.*modle_id"):
         record(modle_id="x")
-    with pytest.raises(ValueError, match="missing record field.*run_id"):
+    with pytest.raises(ValueError, match=r"missing record field.*run_id"):
         record(run_id=None)
     with pytest.raises(ValueError, match="timezone-aware"):
         record(timestamp=datetime(2026, 1, 1))
