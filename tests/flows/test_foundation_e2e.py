@@ -119,7 +119,8 @@ def test_plumbline_api_serves_the_chart_and_health(demo_data: Path, tmp_path: Pa
                 break
             except httpx.TransportError:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError(proc.stderr.read().decode() if proc.stderr else "") from None
+                    err = proc.stderr.read().decode() if proc.stderr else ""
+                    raise AssertionError(err) from None
                 time.sleep(0.2)
         assert health.status_code == 200
         assert health.json()["status"] == "ok"
