@@ -196,6 +196,7 @@ class Tab:
         self.next_id = 0
         self.errors: list[str] = []  # uncaught exceptions and console errors of the page
         self.send("Runtime.enable")
+        self.send("Log.enable")  # CSP violations and other browser-side errors arrive here
         self.send("Page.enable")
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
@@ -217,6 +218,11 @@ class Tab:
         elif msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] == "error":
             self.errors.append(" ".join(str(a.get("value", a.get("description")))
                                         for a in msg["params"]["args"]))
+        elif msg.get("method") == "Log.entryAdded":
+            entry = msg["params"]["entry"]
+            # A 404 or 503 answer is logged as a network error; the page handles those itself.
+            if entry["level"] == "error" and entry.get("source") != "network":
+                self.errors.append(f"{entry.get('source')}: {entry['text']}")
 
     def js(self, expression: str) -> Any:
         result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
@@ -456,4 +462,21 @@ def test_clicking_a_model_shows_its_history_and_drift(
     assert "1,460 ms" in detail and "830 ms" in detail
     assert "None: 1 test run for this model" in stable_detail
     assert "anthropic/claude-sonnet-4-5" in linked and "Watch" in linked
+    assert tab.errors == []
+
+
+def test_storage_outage_is_reported_not_hidden(
+    tab: Tab, tmp_path: Path
+) -> None:
+    """With the store unreachable the API answers 5xx: the page says what failed and still works."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("the store root is a file, so every read fails")
+    with serve(_app(LocalStore(blocker), tmp_path)) as base:
+        tab.open(base + "/")
+        errors = tab.js("document.getElementById('load-errors').innerText")
+        busy = tab.js("document.getElementById('main').getAttribute('aria-busy')")
+    assert "Some data could not be loaded" in errors
+    assert "/api/health — HTTP 503" in errors
+    assert "/api/data/chart — HTTP 5" in errors
+    assert busy == "false"
     assert tab.errors == []
