@@ -119,7 +119,15 @@
   async function getJSON(url) {
     try {
       const resp = await fetch(url, { headers: { Accept: "application/json" } });
-      if (!resp.ok) return { ok: false, status: resp.status, url };
+      if (!resp.ok) {
+        // Error bodies explain themselves (FastAPI's `detail`, /api/health's `storage`).
+        let detail = "";
+        try {
+          const body = await resp.json();
+          detail = String((body && (body.detail || (body.storage !== "ok" && body.storage))) || "");
+        } catch { /* not JSON: the status says enough */ }
+        return { ok: false, status: resp.status, url, detail: detail.slice(0, 300) };
+      }
       return { ok: true, status: resp.status, url, data: await resp.json() };
     } catch (err) {
       return { ok: false, status: 0, url, error: String(err) };
@@ -160,7 +168,8 @@
     if (failures.length) {
       box.append(h("div", { class: "notice error", id: "load-errors" },
         h("p", {}, h("strong", { text: "Some data could not be loaded." })),
-        failures.map((f) => h("p", {}, h("code", { text: f.url }), ` — ${f.status ? `HTTP ${f.status}` : f.error || "network error"}`)),
+        failures.map((f) => h("p", {}, h("code", { text: f.url }),
+          ` — ${f.status ? `HTTP ${f.status}` : f.error || "network error"}${f.detail ? `: ${f.detail}` : ""}`)),
       ));
     }
   }

@@ -55,7 +55,7 @@ pytestmark = pytest.mark.skipif(
 def _routed(path: str) -> bool:
     with tempfile.TemporaryDirectory() as folder:
         app = create_app(Settings(data_dir=Path(folder)), LocalStore(folder))
-        return any(getattr(r, "path", None) == path for r in app.routes)
+        return path in app.openapi()["paths"]
 
 
 # /api/models, /api/drift and /api/models/{id}/history come from the api branch; until it is
@@ -105,9 +105,9 @@ def _drift_tests() -> list[dict[str, Any]]:
     def test(model_id: str, metric: str, significant: bool, p: float, **kw: Any) -> dict[str, Any]:
         return {
             "model_id": model_id, "suite": "smoke", "prompt_id": kw.get("prompt_id"),
-            "metric": metric, "test": kw.get("test", "fisher_exact"), "statistic": 3.2,
+            "metric": metric, "test": kw.get("test", "fisher"), "statistic": 3.2,
             "p_value": p / 4, "p_adjusted": p, "effect_size": kw.get("effect", -0.29),
-            "effect_measure": kw.get("measure", "risk_difference"), "n_recent": 280,
+            "effect_measure": kw.get("measure", "rate_difference"), "n_recent": 280,
             "n_baseline": 1120, "recent_value": kw.get("recent", 0.62),
             "baseline_value": kw.get("baseline", 0.91), "ci_recent": [0.56, 0.68],
             "significant": significant,
@@ -115,10 +115,12 @@ def _drift_tests() -> list[dict[str, Any]]:
 
     return [
         test("openai/gpt-4o", "pass_rate", True, 0.00002),
-        test("openai/gpt-4o", "latency_ms", True, 0.003, test="mann_whitney_u", effect=0.61,
+        test("openai/gpt-4o", "latency_ms", True, 0.003, test="mannwhitneyu", effect=0.61,
              measure="cliffs_delta", recent=1460.0, baseline=830.0),
+        test("openai/gpt-4o", "consistency", True, 0.01, test="consistency", effect=0.27,
+             measure="consistency_drop", recent=0.71, baseline=0.98),
         test("openai/gpt-4o", "output_len", False, 0.41, prompt_id="math-007",
-             test="mann_whitney_u", measure="cliffs_delta", effect=0.04),
+             test="mannwhitneyu", measure="cliffs_delta", effect=0.04),
         test("anthropic/claude-sonnet-4-5", "pass_rate", False, 0.08),
         test("fake/stable", "pass_rate", False, 0.93),
     ]
@@ -456,8 +458,11 @@ def test_clicking_a_model_shows_its_history_and_drift(
     assert "openai/gpt-4o" in detail and "Drifting" in detail
     assert points == 35
     assert latency_line > 100
-    assert drift_rows == ["pass_rate", "latency_ms"]  # significant ones only, smallest p first
-    assert "2 of 3 tests significant" in detail
+    # Significant ones only, smallest adjusted p first, named for people.
+    assert drift_rows == ["pass_rate", "latency_ms", "consistency"]
+    assert "3 of 4 tests significant" in detail
+    assert "Fisher's exact" in detail and "Mann–Whitney U" in detail
+    assert "71.0%" in detail and "98.0%" in detail
     assert "output_len" not in detail
     assert "1,460 ms" in detail and "830 ms" in detail
     assert "None: 1 test run for this model" in stable_detail
@@ -476,7 +481,6 @@ def test_storage_outage_is_reported_not_hidden(
         errors = tab.js("document.getElementById('load-errors').innerText")
         busy = tab.js("document.getElementById('main').getAttribute('aria-busy')")
     assert "Some data could not be loaded" in errors
-    assert "/api/health — HTTP 503" in errors
-    assert "/api/data/chart — HTTP 5" in errors
+    assert "/api/health — HTTP 503: error: StorageError" in errors  # the API's own explanation
     assert busy == "false"
     assert tab.errors == []
