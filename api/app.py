@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.routes import data, health
+from api.routes import dashboard, data, health
 from tasks import __version__
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
@@ -29,4 +29,5 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         )
     app.include_router(health.router)
     app.include_router(data.router)
+    app.include_router(dashboard.router)
     return app

@@ -1,0 +1,88 @@
+"""The dashboard: one HTML page and its static assets, served by the API process itself.
+
+The page is plain HTML/CSS/JS with no build step and no third-party assets (there is no internet
+at run time); it reads the same JSON the read API serves, from the same origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import Response
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+
+# The page itself must be revalidated so a new release shows at once; assets are small, so a
+# short cache plus an ETag is enough (no fingerprinted file names without a build step).
+_PAGE_CACHE = "no-cache"
+_ASSET_CACHE = "public, max-age=300"
+
+# Everything the page needs is loaded from the same origin and nothing runs inline, so the
+# policy can be strict: a summary field rendered by mistake as markup still could not run script.
+_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class _Asset:
+    body: bytes
+    media_type: str
+    etag: str
+
+
+def _load_assets(folder: Path) -> dict[str, _Asset]:
+    """Every servable file, read once: requests can only name files in this table, so no path
+    from a URL ever reaches the file system."""
+    assets: dict[str, _Asset] = {}
+    for path in sorted(folder.iterdir()):
+        media_type = _MEDIA_TYPES.get(path.suffix)
+        if path.is_file() and media_type is not None:
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            assets[path.name] = _Asset(body, media_type, etag)
+    return assets
+
+
+_ASSETS = _load_assets(STATIC_DIR)
+
+router = APIRouter(tags=["dashboard"])
+
+
+def _serve(request: Request, asset: _Asset, cache_control: str) -> Response:
+    headers = {
+        "ETag": asset.etag,
+        "Cache-Control": cache_control,
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": _CSP,
+    }
+    if asset.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+@router.get("/", include_in_schema=False)
+@router.get("/dashboard", include_in_schema=False)
+def dashboard_page(request: Request) -> Response:
+    """The dashboard page (its data comes from ``/api/*`` in the browser)."""
+    return _serve(request, _ASSETS["index.html"], _PAGE_CACHE)
+
+
+@router.get("/static/{name}", include_in_schema=False)
+def static_asset(name: str, request: Request) -> Response:
+    """A stylesheet or script of the dashboard."""
+    asset = _ASSETS.get(name)
+    if asset is None:
+        raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+    return _serve(request, asset, _ASSET_CACHE)

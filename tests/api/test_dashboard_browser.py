@@ -1,0 +1,486 @@
+"""The dashboard in a real headless Chromium against the real app under uvicorn.
+
+The browser is driven over the Chrome DevTools Protocol (one browser for the module, one tab per
+test): the page's own JavaScript fetches the API, renders, and reacts to real mouse clicks and key
+presses. Skipped, with the reason, when no Chromium is installed (CI installs Debian's
+``chromium``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from websockets.sync.client import ClientConnection, connect
+
+from api import create_app
+from tasks.publish import CHART, NIGHTLY_STATUS
+from tasks.settings import Settings
+from tasks.storage.layout import history_key, latest_key
+from tasks.storage.local import LocalStore
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def _find_chromium() -> str | None:
+    explicit = os.environ.get("PLUMBLINE_CHROMIUM")
+    if explicit:
+        return explicit
+    return next((p for name in CHROMIUM_NAMES if (p := shutil.which(name))), None)
+
+
+CHROMIUM = _find_chromium()
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no Chromium on PATH (apt-get install chromium, or set PLUMBLINE_CHROMIUM): "
+    "the dashboard test needs a real headless browser",
+)
+
+
+def _routed(path: str) -> bool:
+    with tempfile.TemporaryDirectory() as folder:
+        app = create_app(Settings(data_dir=Path(folder)), LocalStore(folder))
+        return path in app.openapi()["paths"]
+
+
+# /api/models, /api/drift and /api/models/{id}/history come from the api branch; until it is
+# merged these tests cannot see the page's populated state, and say so instead of failing.
+needs_read_api = pytest.mark.skipif(
+    not (_routed("/api/models") and _routed("/api/drift")),
+    reason="GET /api/models and /api/drift are not routed in this branch yet (api branch)",
+)
+
+# ------------------------------------------------------------------------------------ the data
+
+AS_OF = date.today() - timedelta(days=1)
+RECENT_DAYS, BASELINE_DAYS = 7, 28
+VERDICTS = {
+    "openai/gpt-4o": "drifting",
+    "anthropic/claude-sonnet-4-5": "watch",
+    "fake/stable": "stable",
+    "fake/newcomer": "insufficient_data",
+}
+
+
+def _window() -> dict[str, Any]:
+    return {"as_of": AS_OF.isoformat(), "recent_days": RECENT_DAYS, "baseline_days": BASELINE_DAYS}
+
+
+def _days(n: int) -> list[date]:
+    return [AS_OF - timedelta(days=n - 1 - i) for i in range(n)]
+
+
+def _history(model_id: str) -> dict[str, Any]:
+    """35 days; the drifting model loses pass rate and gains latency in the recent window."""
+    days = []
+    for i, day in enumerate(_days(35)):
+        recent = i >= 35 - RECENT_DAYS
+        drifting = model_id == "openai/gpt-4o" and recent
+        days.append({
+            "date": day.isoformat(), "rows": 40 + i % 5,
+            "pass_rate": (0.62 if drifting else 0.91) + (i % 3) * 0.01,
+            "score_mean": 0.9, "latency_p50_ms": (1450.0 if drifting else 820.0) + (i % 4) * 15,
+            "latency_p95_ms": 2100.0, "distinct_outputs": 12, "output_len_mean": 240.5,
+            "cost_usd": 0.0132, "consistency": 0.71 if drifting else 0.98,
+        })
+    return {"model_id": model_id, "days": days}
+
+
+def _drift_tests() -> list[dict[str, Any]]:
+    def test(model_id: str, metric: str, significant: bool, p: float, **kw: Any) -> dict[str, Any]:
+        return {
+            "model_id": model_id, "suite": "smoke", "prompt_id": kw.get("prompt_id"),
+            "metric": metric, "test": kw.get("test", "fisher"), "statistic": 3.2,
+            "p_value": p / 4, "p_adjusted": p, "effect_size": kw.get("effect", -0.29),
+            "effect_measure": kw.get("measure", "rate_difference"), "n_recent": 280,
+            "n_baseline": 1120, "recent_value": kw.get("recent", 0.62),
+            "baseline_value": kw.get("baseline", 0.91), "ci_recent": [0.56, 0.68],
+            "significant": significant,
+        }
+
+    return [
+        test("openai/gpt-4o", "pass_rate", True, 0.00002),
+        test("openai/gpt-4o", "latency_ms", True, 0.003, test="mannwhitneyu", effect=0.61,
+             measure="cliffs_delta", recent=1460.0, baseline=830.0),
+        test("openai/gpt-4o", "consistency", True, 0.01, test="consistency", effect=0.27,
+             measure="consistency_drop", recent=0.71, baseline=0.98),
+        test("openai/gpt-4o", "output_len", False, 0.41, prompt_id="math-007",
+             test="mannwhitneyu", measure="cliffs_delta", effect=0.04),
+        test("anthropic/claude-sonnet-4-5", "pass_rate", False, 0.08),
+        test("fake/stable", "pass_rate", False, 0.93),
+    ]
+
+
+def write_summaries(store: LocalStore) -> None:
+    """What a nightly run materializes, at the keys the read API serves."""
+    now = datetime.now(UTC).isoformat()
+    chart_models = sorted(VERDICTS)
+    data = []
+    for i, day in enumerate(_days(35)):
+        row: dict[str, Any] = {"date": day.isoformat()}
+        for j, model in enumerate(chart_models):
+            if model == "fake/newcomer" and i < 33:
+                continue  # first seen two days ago
+            if i % 6 != j:  # a few gaps: days without rows must show as empty, not break
+                row[model] = 30 + (i * 7 + j * 11) % 25
+        data.append(row)
+    total = sum(v for row in data for k, v in row.items() if k != "date")
+    put = store.put
+    put(latest_key(CHART), json.dumps(
+        {"data": data, "models": chart_models, "total_submissions": total}).encode())
+    models = []
+    for model_id, verdict in VERDICTS.items():
+        few, drifting = verdict == "insufficient_data", verdict == "drifting"
+        hist = _history(model_id)["days"]
+        models.append({
+            "model_id": model_id, "last_seen": AS_OF.isoformat(),
+            "rows_recent": 60 if few else 280, "rows_baseline": 0 if few else 1120,
+            "pass_rate_recent": 0.62 if verdict == "drifting" else 0.9,
+            "pass_rate_baseline": None if few else 0.91,
+            "consistency": None if few else hist[-1]["consistency"],
+            "consistency_band": None if few else ("drifting" if drifting else "stable"),
+            "verdict": verdict, "suites": ["smoke"],
+        })
+    put(latest_key("models.json"), json.dumps(
+        {"generated_at": now, "window": _window(), "models": models}).encode())
+    put(latest_key("drift.json"), json.dumps(
+        {"generated_at": now, "window": _window(), "tests": _drift_tests()}).encode())
+    for model_id in VERDICTS:
+        put(history_key(model_id), json.dumps(_history(model_id)).encode())
+    put(latest_key(NIGHTLY_STATUS), json.dumps({"finished_at": now}).encode())
+
+
+# ------------------------------------------------------------------------ server and browser
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """The app under real uvicorn on a free 127.0.0.1 port, in a thread."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+class Tab:
+    """One browser tab over the DevTools protocol: just what these tests need."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.next_id = 0
+        self.errors: list[str] = []  # uncaught exceptions and console errors of the page
+        self.send("Runtime.enable")
+        self.send("Log.enable")  # CSP violations and other browser-side errors arrive here
+        self.send("Page.enable")
+
+    def send(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        msg_id = self.next_id
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self._event(msg)
+
+    def _event(self, msg: dict[str, Any]) -> None:
+        if msg.get("method") == "Runtime.exceptionThrown":
+            details = msg["params"]["exceptionDetails"]
+            self.errors.append(details.get("exception", {}).get("description") or details["text"])
+        elif msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] == "error":
+            self.errors.append(" ".join(str(a.get("value", a.get("description")))
+                                        for a in msg["params"]["args"]))
+        elif msg.get("method") == "Log.entryAdded":
+            entry = msg["params"]["entry"]
+            # A 404 or 503 answer is logged as a network error; the page handles those itself.
+            if entry["level"] == "error" and entry.get("source") != "network":
+                self.errors.append(f"{entry.get('source')}: {entry['text']}")
+
+    def js(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.js(f"Boolean({expression})"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {expression}; errors: {self.errors}")
+            time.sleep(0.05)
+
+    def open(self, url: str, width: int = 1280, height: int = 900) -> None:
+        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                  deviceScaleFactor=1, mobile=width < 700)
+        self.send("Page.navigate", url=url)
+        self.wait_for("document.body && document.body.dataset.state === 'ready'")
+
+    def dom(self) -> str:
+        return str(self.js("document.documentElement.outerHTML"))
+
+    def click(self, selector: str) -> None:
+        """A real mouse click at the middle of the element."""
+        box = self.js(
+            f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+            " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+            " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"],
+                      button="left", clickCount=1)
+
+    def press(self, key: str, code: int, text: str | None = None) -> None:
+        down: dict[str, Any] = {"key": key, "code": key, "windowsVirtualKeyCode": code}
+        extra = {"text": text} if text else {}
+        self.send("Input.dispatchKeyEvent", type="keyDown", **down, **extra)
+        self.send("Input.dispatchKeyEvent", type="keyUp", **down)
+
+    def screenshot(self, path: Path) -> None:
+        size = self.send("Page.getLayoutMetrics")["cssContentSize"]
+        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip={"x": 0, "y": 0, "width": size["width"],
+                               "height": min(size["height"], 4000), "scale": 1})
+        path.write_bytes(base64.b64decode(shot["data"]))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[tuple[str, str]]:
+    """A headless Chromium, started once: yields (DevTools host:port, its browser ws url)."""
+    assert CHROMIUM is not None
+    profile = Path(tempfile.mkdtemp(prefix="plumbline-chromium-"))
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-extensions",
+         "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
+         "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+         f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        # Chromium writes its chosen port to DevToolsActivePort once it listens.
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
+            time.sleep(0.05)
+        port, path = port_file.read_text().splitlines()[:2]
+        yield f"127.0.0.1:{port}", f"ws://127.0.0.1:{port}{path}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def tab(browser: tuple[str, str]) -> Iterator[Tab]:
+    host, browser_ws = browser
+    with connect(browser_ws, max_size=None) as control:
+        control.send(json.dumps({"id": 1, "method": "Target.createTarget",
+                                 "params": {"url": "about:blank"}}))
+        target = next(m for m in iter(lambda: json.loads(control.recv(timeout=30)), None)
+                      if m.get("id") == 1)["result"]["targetId"]
+        try:
+            with connect(f"ws://{host}/devtools/page/{target}", max_size=None) as ws:
+                yield Tab(ws)
+        finally:
+            control.send(json.dumps({"id": 2, "method": "Target.closeTarget",
+                                     "params": {"targetId": target}}))
+
+
+def _app(store: LocalStore, tmp_path: Path) -> FastAPI:
+    return create_app(Settings(data_dir=tmp_path / "data"), store)
+
+
+def _artifact(tmp_path: Path, name: str) -> Path:
+    # PLUMBLINE_SCREENSHOTS keeps the screenshots for a person to look at.
+    folder = Path(os.environ.get("PLUMBLINE_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+# ------------------------------------------------------------------------------------ the tests
+
+
+def test_no_summaries_shows_how_to_get_some(tab: Tab, store: LocalStore, tmp_path: Path) -> None:
+    with serve(_app(store, tmp_path)) as base:
+        tab.open(base + "/")
+        text = tab.js("document.body.innerText")
+        tab.screenshot(_artifact(tmp_path, "dashboard-empty.png"))
+    assert "No nightly run yet" in text
+    assert "plumbline nightly" in text
+    assert "No submissions stored yet" in text
+    assert tab.js("document.getElementById('total-submissions').textContent") == "0"
+    assert tab.js("document.getElementById('last-nightly').textContent") == "never"
+    assert tab.js("document.querySelectorAll('#models tr').length") == 0
+    assert tab.js("document.getElementById('load-errors')") is None  # a 404 is not an error
+    assert tab.errors == []
+
+
+def test_chart_is_drawn_before_the_first_nightly_run(
+    tab: Tab, store: LocalStore, tmp_path: Path
+) -> None:
+    """Submissions already stored show in the chart even when no drift summary exists yet; and
+    a model id from a community submission is shown as text, never run as markup."""
+    evil = "evil/<img src=x onerror=document.title='pwned'>"
+    store.put(latest_key(CHART), json.dumps({
+        "data": [{"date": "2026-11-01", "fake/stable": 5, evil: 2},
+                 {"date": "2026-11-04", "fake/stable": 7}],
+        "models": ["fake/stable", evil], "total_submissions": 14}).encode())
+    with serve(_app(store, tmp_path)) as base:
+        tab.open(base + "/dashboard")
+        charts = tab.js("[...document.querySelectorAll('svg.submissions-chart')]"
+                        ".map(s => [s.dataset.modelId, s.querySelectorAll('rect.bar').length])")
+        text = tab.js("document.body.innerText")
+        assert tab.js("document.getElementById('total-submissions').textContent") == "14"
+        assert tab.js("document.querySelectorAll('#chart img').length") == 0
+        assert tab.js("document.title") != "pwned"
+    # Nov 1-4 is four days: the two without rows are drawn as empty, not skipped.
+    assert sorted(charts) == sorted([["fake/stable", 2], [evil, 1]])
+    assert tab.js("document.querySelector('svg[data-model-id=\"fake/stable\"]')"
+                  ".getAttribute('aria-label')") \
+        == "fake/stable: 12 submissions over 4 days, from 2026-11-01 to 2026-11-04, " \
+           "at most 7 on 2026-11-04"
+    assert evil in text
+    assert "No nightly run yet" in text
+    assert tab.errors == []
+
+
+@needs_read_api
+def test_models_show_verdicts_and_charts(tab: Tab, store: LocalStore, tmp_path: Path) -> None:
+    write_summaries(store)
+    with serve(_app(store, tmp_path)) as base:
+        tab.open(base + "/")
+        rows = tab.js("[...document.querySelectorAll('#models-table tbody tr')].map(r =>"
+                      " [r.dataset.modelId, r.querySelector('.badge').dataset.verdict,"
+                      "  r.querySelector('.badge').textContent,"
+                      "  getComputedStyle(r.querySelector('.badge')).color])")
+        charts = tab.js("[...document.querySelectorAll('svg.submissions-chart')]"
+                        ".map(s => s.dataset.modelId)")
+        header = tab.js("document.querySelector('.facts').innerText")
+        dom = tab.dom()
+        tab.screenshot(_artifact(tmp_path, "dashboard.png"))
+        tab.open(base + "/", width=390, height=844)  # a phone: the table becomes cards
+        narrow_ok = tab.js("document.documentElement.scrollWidth <= 390")
+        tab.screenshot(_artifact(tmp_path, "dashboard-phone.png"))
+    # Most worrying first, each with its own badge.
+    assert [r[0] for r in rows] == list(VERDICTS)
+    assert {r[0]: r[1] for r in rows} == VERDICTS
+    assert [r[2] for r in rows] == ["Drifting", "Watch", "Stable", "Insufficient data"]
+    red, amber, green, grey = (tuple(int(c) for c in r[3][4:-1].split(",")) for r in rows)
+    assert red[0] > 150 and red[1] < 80, red
+    assert amber[0] > 100 and amber[2] < 40, amber
+    assert green[1] > red[1] and green[0] < 80, green
+    assert max(grey) - min(grey) < 30, grey
+    assert sorted(charts) == sorted(VERDICTS)
+    assert "62.0%" in dom and "91.0%" in dom  # the drifting model: pass rate now vs baseline
+    assert "▼ 29.0 pp" in dom
+    assert "No nightly run yet" not in dom
+    assert "last 7 days vs previous 28" in header
+    assert "min ago" in header or "just now" in header
+    assert narrow_ok
+    assert tab.errors == []
+
+
+@needs_read_api
+def test_clicking_a_model_shows_its_history_and_drift(
+    tab: Tab, store: LocalStore, tmp_path: Path
+) -> None:
+    write_summaries(store)
+    with serve(_app(store, tmp_path)) as base:
+        tab.open(base + "/")
+        assert tab.js("document.getElementById('detail').hidden") is True
+        tab.click('button.model-button[data-model-id="openai/gpt-4o"]')
+        tab.wait_for("document.getElementById('detail').dataset.state === 'ready'")
+        detail = tab.js("document.getElementById('detail').innerText")
+        drift_rows = tab.js("[...document.querySelectorAll('#detail tr.drift-row')]"
+                            ".map(r => r.dataset.metric)")
+        points = tab.js("document.querySelectorAll('#detail svg.pass-rate-chart circle').length")
+        latency_line = tab.js("document.querySelector('#detail svg.latency-chart path')"
+                              ".getAttribute('d').length")
+        url_hash = tab.js("location.hash")
+        focused = tab.js("document.activeElement.id")
+        tab.screenshot(_artifact(tmp_path, "dashboard-detail.png"))
+
+        # Keyboard only: Escape closes the panel and returns focus to the model's button;
+        # Enter on another model's button opens that one.
+        tab.press("Escape", 27)
+        tab.wait_for("document.getElementById('detail').hidden")
+        assert tab.js("document.activeElement.dataset.modelId") == "openai/gpt-4o"
+        tab.js("document.querySelector('button.model-button[data-model-id=\"fake/stable\"]')"
+               ".focus()")
+        tab.press("Enter", 13, text="\r")
+        tab.wait_for("document.getElementById('detail').dataset.state === 'ready'"
+                     " && document.getElementById('detail').dataset.modelId === 'fake/stable'")
+        stable_detail = tab.js("document.getElementById('detail').innerText")
+
+        # A shared link opens straight on a model.
+        tab.open(base + "/#model=anthropic%2Fclaude-sonnet-4-5")
+        tab.wait_for("document.getElementById('detail').dataset.state === 'ready'")
+        linked = tab.js("document.getElementById('detail-heading').innerText")
+    assert url_hash == "#model=openai%2Fgpt-4o"
+    assert focused == "detail-heading"
+    assert "openai/gpt-4o" in detail and "Drifting" in detail
+    assert points == 35
+    assert latency_line > 100
+    # Significant ones only, smallest adjusted p first, named for people.
+    assert drift_rows == ["pass_rate", "latency_ms", "consistency"]
+    assert "3 of 4 tests significant" in detail
+    assert "Fisher's exact" in detail and "Mann–Whitney U" in detail
+    assert "71.0%" in detail and "98.0%" in detail
+    assert "output_len" not in detail
+    assert "1,460 ms" in detail and "830 ms" in detail
+    assert "None: 1 test run for this model" in stable_detail
+    assert "anthropic/claude-sonnet-4-5" in linked and "Watch" in linked
+    assert tab.errors == []
+
+
+def test_storage_outage_is_reported_not_hidden(
+    tab: Tab, tmp_path: Path
+) -> None:
+    """With the store unreachable the API answers 5xx: the page says what failed and still works."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("the store root is a file, so every read fails")
+    with serve(_app(LocalStore(blocker), tmp_path)) as base:
+        tab.open(base + "/")
+        errors = tab.js("document.getElementById('load-errors').innerText")
+        busy = tab.js("document.getElementById('main').getAttribute('aria-busy')")
+    assert "Some data could not be loaded" in errors
+    assert "/api/health — HTTP 503: error: StorageError" in errors  # the API's own explanation
+    assert busy == "false"
+    assert tab.errors == []
