@@ -45,6 +45,9 @@ def _find_chromium() -> str | None:
 
 
 CHROMIUM = _find_chromium()
+# CI installs Chromium (.ci/run): there a missing browser is a failure, not a silent skip.
+if CHROMIUM is None and os.environ.get("CI"):
+    raise RuntimeError("CI is set but no Chromium was found: .ci/run should have installed it")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None,
     reason="no Chromium on PATH (apt-get install chromium, or set PLUMBLINE_CHROMIUM): "
