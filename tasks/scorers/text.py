@@ -1,8 +1,9 @@
 """Text-matching scorers: exact_match, contains, contains_any, contains_all, regex.
 
 All of them collapse runs of whitespace before comparing (a model's line wrapping is not an
-answer) and compare case-insensitively unless ``case_sensitive: true``. ``whole_word: true``
-stops a short ideal from matching inside a longer word ("no" inside "not", "6" inside "16").
+answer), treat typographic quotes as ASCII ones, and compare case-insensitively unless
+``case_sensitive: true``. ``whole_word: true`` stops a short ideal from matching inside a
+longer word ("no" inside "not", "6" inside "16").
 """
 
 from __future__ import annotations
@@ -20,9 +21,12 @@ from tasks.scorers.base import (
 )
 from tasks.suites import Case
 
+# Typographic quotes compare equal to ASCII ones: "I can’t" is "I can't" to a reader.
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
+
 
 def _norm(text: str, case_sensitive: bool) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text.translate(_QUOTES).split())
     return text if case_sensitive else text.casefold()
 
 
