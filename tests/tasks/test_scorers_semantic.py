@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasks.scorers import ScoreResult, score, validate_assertion
-from tasks.scorers import semantic
+from tasks.scorers import ScoreResult, score, semantic, validate_assertion
 from tasks.suites import Case
 
 needs_model = pytest.mark.skipif(
