@@ -191,6 +191,9 @@ async def score(output: str | None, case: Case, ctx: ScoreContext | None = None)
             result = await result
     except Exception as exc:  # a scorer bug must not lose the row
         return ScoreResult.skip(f"{name} failed: {type(exc).__name__}: {exc}")
+    if not result.skipped and (result.score is None or not 0.0 <= result.score <= 1.0):
+        # NaN fails the range check too; a bad number must not reach the aggregates.
+        return ScoreResult.skip(f"{name} returned an invalid score {result.score!r}")
     if negated and not result.skipped:
         return ScoreResult(
             not result.passed,

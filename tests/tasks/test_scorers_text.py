@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tasks.scorers import ScoreResult, score, validate_assertion
+from tasks.scorers import ScoreContext, ScoreResult, score, scorer, validate_assertion
 from tasks.suites import Case
 
 
@@ -114,3 +114,29 @@ def test_no_output_and_unknown_type_are_skipped_not_guessed() -> None:
 def test_bad_options_are_load_time_problems(c: Case, field: str) -> None:
     problems = validate_assertion(c)
     assert field in [f for f, _ in problems], problems
+
+
+def test_registry_rejects_duplicates_and_missing_descriptions() -> None:
+    def fn(output: str, c: Case, opts: dict[str, Any], ctx: ScoreContext) -> ScoreResult:
+        return ScoreResult.ok(True, "fine")
+
+    with pytest.raises(ValueError, match="registered twice"):
+        scorer("contains", description="A second contains scorer.")(fn)
+    with pytest.raises(ValueError, match="needs a description"):
+        scorer("test_no_description", description="  ")(fn)
+
+
+def test_a_scorer_bug_or_out_of_range_score_is_skipped_not_recorded() -> None:
+    @scorer("test_out_of_range", description="Test scorer that returns an invalid score.")
+    async def out_of_range(output: str, c: Case, opts: dict[str, Any],
+                           ctx: ScoreContext) -> ScoreResult:
+        return ScoreResult(True, 1.5, "too good")
+
+    @scorer("test_raises", description="Test scorer that raises instead of scoring.")
+    def raises(output: str, c: Case, opts: dict[str, Any], ctx: ScoreContext) -> ScoreResult:
+        raise KeyError("oops")
+
+    bad = run("x", case("test_out_of_range"))
+    assert bad.skipped and "invalid score 1.5" in bad.reason
+    broken = run("x", case("test_raises"))
+    assert broken.skipped and "KeyError" in broken.reason
