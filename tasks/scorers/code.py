@@ -1,7 +1,8 @@
 """The ``code_executes`` scorer: run the model's Python with the case's tests, sandboxed.
 
 The code runs in a child interpreter, never in this process: in a fresh temporary directory,
-with a wall-clock time limit, address-space / CPU / file-size limits (``resource.setrlimit``),
+with a wall-clock time limit, address-space / CPU / file-size limits (``resource.setrlimit``,
+set by the child's bootstrap before any model code runs, which may not raise them again),
 a minimal environment, and no network. The network is cut twice where possible: an audit hook
 in the child refuses socket connects, binds and name lookups (and starting other processes,
 which could shed the hook), and when ``unshare -n`` works the child also runs in an empty
@@ -14,7 +15,6 @@ import asyncio
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -41,19 +41,28 @@ _SLOTS = threading.BoundedSemaphore(max(1, min(4, os.cpu_count() or 1)))
 # Runs first in the child. Audit hooks cannot be removed once added, so the code under test
 # cannot undo this; spawning is refused too, since a new interpreter would start without it.
 _BOOTSTRAP = r'''
-import json, sys, traceback
+import json, resource, sys, traceback
+
+# Limits first, from inside the child: setting them between fork and exec (preexec_fn) is not
+# safe in a process with threads, and the scorer runs in worker threads.
+_LIMITS = json.load(open("limits.json", encoding="utf-8"))
+for _name, _value in _LIMITS.items():
+    resource.setrlimit(getattr(resource, _name), (_value, _value))
 
 _NET = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
         "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
         "socket.getnameinfo"}
 _SPAWN = {"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
           "os.fork", "os.forkpty", "pty.spawn"}
+_LIMIT_EVENTS = {"resource.setrlimit", "resource.prlimit"}
 
 def _deny(event, args):
     if event in _NET:
         raise PermissionError(f"TAG: network access is blocked ({event})")
     if event in _SPAWN:
         raise PermissionError(f"TAG: starting processes is blocked ({event})")
+    if event in _LIMIT_EVENTS:
+        raise PermissionError(f"TAG: changing resource limits is blocked ({event})")
 
 def main():
     solution = open("solution.py", encoding="utf-8").read()
@@ -115,14 +124,15 @@ def network_namespace_prefix() -> tuple[str, ...]:
     return ()
 
 
-def _limits(timeout_s: float, memory_mb: int) -> None:
-    # Runs in the child between fork and exec: only async-signal-safe work here.
+def _limits(timeout_s: float, memory_mb: int) -> dict[str, int]:
     mem = memory_mb * 1024 * 1024
-    cpu = int(timeout_s) + 1
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (_MAX_OUTPUT_BYTES, _MAX_OUTPUT_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    return {
+        "RLIMIT_AS": mem,
+        # CPU seconds: a backstop to the wall-clock limit should the parent fail to kill it.
+        "RLIMIT_CPU": int(timeout_s) + 1,
+        "RLIMIT_FSIZE": _MAX_OUTPUT_BYTES,
+        "RLIMIT_CORE": 0,
+    }
 
 
 def run_sandboxed(code: str, tests: list[str], timeout_s: float, memory_mb: int) -> RunOutcome:
@@ -132,6 +142,7 @@ def run_sandboxed(code: str, tests: list[str], timeout_s: float, memory_mb: int)
         (work / "solution.py").write_text(code, encoding="utf-8")
         (work / "tests.json").write_text(json.dumps(tests), encoding="utf-8")
         (work / "run.py").write_text(_BOOTSTRAP, encoding="utf-8")
+        (work / "limits.json").write_text(json.dumps(_limits(timeout_s, memory_mb)))
         env = {"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
         argv = [*network_namespace_prefix(), sys.executable, "-I", "run.py"]
@@ -139,7 +150,6 @@ def run_sandboxed(code: str, tests: list[str], timeout_s: float, memory_mb: int)
             proc = subprocess.Popen(
                 argv, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 start_new_session=True,  # its own process group, so a timeout kills it all
-                preexec_fn=lambda: _limits(timeout_s, memory_mb),
             )
             try:
                 returncode: int | None = proc.wait(timeout=timeout_s)
@@ -207,6 +217,9 @@ def explain(outcome: RunOutcome, n_tests: int, timeout_s: float, memory_mb: int)
     if re.search(rf"{_SANDBOX_TAG}: starting processes is blocked \((?!\{{)", text):
         return ScoreResult.ok(False, "the code tried to start another process; that is blocked "
                               "in code_executes", 0.0)
+    if re.search(rf"{_SANDBOX_TAG}: changing resource limits is blocked \((?!\{{)", text):
+        return ScoreResult.ok(False, "the code tried to change its resource limits; that is "
+                              "blocked in code_executes", 0.0)
     if "MemoryError" in text:
         return ScoreResult.ok(False, f"ran out of memory (limit {memory_mb} MB)", 0.0)
     if outcome.returncode < 0:

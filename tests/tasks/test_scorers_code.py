@@ -125,3 +125,9 @@ def test_extract_code_false_runs_the_output_as_is() -> None:
 ])
 def test_bad_code_options_are_load_problems(options: dict[str, Any], field: str) -> None:
     assert field in [f for f, _ in validate_assertion(case(**options))]
+
+
+def test_code_cannot_raise_its_own_limits() -> None:
+    code = "import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n"
+    result = run(code, case())
+    assert result.passed is False and "resource limits" in result.reason
