@@ -143,3 +143,13 @@ def test_manifest_without_tiers(tmp_path: Path) -> None:
     (folder / "manifest.toml").write_text('[suite]\nversion = "v1"\n')
     with pytest.raises(SuiteError, match=r"no \[tiers.<name>\] entries"):
         load_suite(folder)
+
+
+def test_cli_validates_a_pramana_tier(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import main
+
+    folder = pramana_dir(tmp_path)
+    assert main(["suites", "validate", f"{folder}:cheap"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: v1.0:cheap v1.0, 3 cases" in out
+    assert "assertions: contains 1, contains_any 1, is_json 1" in out
