@@ -68,8 +68,14 @@ def main():
     solution = open("solution.py", encoding="utf-8").read()
     tests = json.load(open("tests.json", encoding="utf-8"))
     sys.addaudithook(_deny)
-    env = {"__name__": "__main__", "__builtins__": __builtins__}
-    exec(compile(solution, "solution.py", "exec"), env)
+    # With tests, the tests decide: a demo `if __name__ == "__main__":` block (often reading
+    # input()) does not run. Without tests the output is a script and runs as one.
+    env = {"__name__": "solution" if tests else "__main__", "__builtins__": __builtins__}
+    try:
+        exec(compile(solution, "solution.py", "exec"), env)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise
     failures = []
     for i, test in enumerate(tests):
         try:
@@ -230,8 +236,12 @@ def explain(outcome: RunOutcome, n_tests: int, timeout_s: float, memory_mb: int)
                }.get(sig, f"was killed by {sig.name}")
         return ScoreResult.ok(False, f"the code {why}", 0.0)
     if outcome.result is None:
+        if outcome.returncode == 0:
+            return ScoreResult.ok(False, "the code ended the process before its tests ran "
+                                  "(os._exit?)", 0.0)
         # The solution itself raised before any test ran.
-        return ScoreResult.ok(False, f"the code failed: {_last_line(outcome.stderr)}", 0.0)
+        last = _last_line(outcome.stderr) or f"exit status {outcome.returncode}"
+        return ScoreResult.ok(False, f"the code failed: {last}", 0.0)
     if not failures and outcome.returncode == 0:
         what = f"{n_tests} test(s) passed" if n_tests else "ran without error (no tests)"
         return ScoreResult.ok(True, what, 1.0)

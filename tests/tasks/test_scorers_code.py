@@ -131,3 +131,20 @@ def test_code_cannot_raise_its_own_limits() -> None:
     code = "import resource\nresource.setrlimit(resource.RLIMIT_AS, (-1, -1))\n"
     result = run(code, case())
     assert result.passed is False and "resource limits" in result.reason
+
+
+def test_a_demo_main_block_does_not_run_when_there_are_tests() -> None:
+    code = ("def add(a, b):\n    return a + b\n\n"
+            "if __name__ == '__main__':\n    print(add(int(input()), 1))\n")
+    assert run(code, case(tests=ADD_TESTS)).passed is True
+    # Without tests the output is a script: it runs, and input() at EOF fails it.
+    result = run(code, case())
+    assert result.passed is False and "EOFError" in result.reason
+
+
+def test_exiting_early_is_not_a_pass() -> None:
+    assert run("import sys\nsys.exit(0)\ndef add(a, b):\n    return a + b\n",
+               case(tests=ADD_TESTS)).passed is False
+    hard = run("import os\nos._exit(0)\n", case(tests=ADD_TESTS))
+    assert hard.passed is False and "before its tests ran" in hard.reason
+    assert run("import sys\nsys.exit(3)\n", case()).passed is False
