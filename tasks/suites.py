@@ -153,6 +153,9 @@ def load_suite(
     problems: list[SuiteProblem] = []
     suite_toml = folder / "suite.toml"
     if not suite_toml.is_file():
+        if not (folder / "manifest.toml").is_file():
+            raise SuiteError([SuiteProblem(folder, "not a suite folder: it has neither "
+                                           "suite.toml nor a Pramana manifest.toml")])
         from tasks.suites_pramana import load_pramana_dir
 
         return load_pramana_dir(folder, tier)

@@ -144,3 +144,8 @@ def test_cli_list_shows_every_shipped_suite(capsys: pytest.CaptureFixture[str]) 
     assert rows["comprehensive"][2] == "75"
     assert rows["comprehensive"][3] == "6"  # categories
     assert "drift-canary" in rows and "smoke" in rows
+
+
+def test_a_folder_that_is_not_a_suite(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match=r"neither suite\.toml nor a Pramana manifest\.toml"):
+        load_suite(tmp_path)
