@@ -138,34 +138,63 @@ def cmd_api(args: argparse.Namespace) -> int:
 # --- suites / models --------------------------------------------------------------------------
 
 def cmd_suites_list(args: argparse.Namespace) -> int:
+    from tasks.errors import SuiteError
     from tasks.suites import list_suites, load_suite
 
     rows = []
+    invalid = 0
     for path in list_suites():
         try:
             s = load_suite(path)
-            rows.append({"name": s.name, "version": s.version, "cases": len(s.cases),
-                         "tier": s.tier, "hash": s.hash[:19], "path": str(path)})
         except PlumblineError as exc:
-            rows.append({"name": path.name, "version": "INVALID",
-                         "cases": None, "tier": None, "hash": str(exc).splitlines()[0],
-                         "path": str(path)})
-    _print_table(rows, ["name", "version", "cases", "tier", "hash", "path"])
-    return 0
+            invalid += 1
+            count = len(exc.problems) if isinstance(exc, SuiteError) else 1
+            rows.append({"name": path.name, "version": "INVALID", "cases": None, "tier": None,
+                         "hash": f"{count} problem(s)", "description": f"plumbline suites "
+                         f"validate {path}"})
+            continue
+        types = sorted({c.assertion_type for c in s.cases})
+        description = s.description if len(s.description) <= 60 else s.description[:59] + "…"
+        rows.append({"name": s.name, "version": s.version, "cases": len(s.cases),
+                     "categories": len({c.category for c in s.cases}),
+                     "scorers": len(types), "tier": s.tier, "hash": s.hash[:19],
+                     "description": description})
+    _print_table(rows, ["name", "version", "cases", "categories", "scorers", "tier", "hash",
+                        "description"])
+    if invalid:
+        print(f"\n{invalid} suite(s) invalid: run `plumbline suites validate NAME` for the "
+              "file, line and field of each problem", file=sys.stderr)
+    return 1 if invalid else 0
 
 
 def cmd_suites_validate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from tasks.errors import SuiteError
     from tasks.suites import load_suite
 
     failed = 0
     for target in args.paths:
         try:
             s = load_suite(target)
-        except PlumblineError as exc:
-            print(f"{target}: INVALID\n{exc}", file=sys.stderr)
+        except SuiteError as exc:
             failed += 1
+            noun = "problem" if len(exc.problems) == 1 else "problems"
+            print(f"{target}: INVALID, {len(exc.problems)} {noun}:", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
             continue
-        print(f"{target}: ok — {s.name} {s.version}, {len(s.cases)} cases, {s.hash}")
+        except PlumblineError as exc:
+            failed += 1
+            print(f"{target}: INVALID\n  {exc}", file=sys.stderr)
+            continue
+        cats = Counter(c.category or "-" for c in s.cases)
+        types = Counter(c.assertion_type for c in s.cases)
+        print(f"{target}: ok: {s.name} {s.version}, {len(s.cases)} cases, {s.hash}")
+        print("  categories: " + ", ".join(f"{k} {v}" for k, v in sorted(cats.items())))
+        print("  assertions: " + ", ".join(f"{k} {v}" for k, v in sorted(types.items())))
+    if len(args.paths) > 1:
+        print(f"{len(args.paths) - failed} valid, {failed} invalid")
     return 1 if failed else 0
 
 

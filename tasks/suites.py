@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,22 +128,43 @@ def resolve_suite(name_or_path: str | Path, extra: list[Path] | None = None) -> 
     )
 
 
-def load_suite(name_or_path: str | Path, extra: list[Path] | None = None) -> Suite:
-    """Load and validate a suite; raise ``SuiteError`` listing every problem found."""
+def _split_tier(name_or_path: str | Path) -> tuple[str | Path, str | None]:
+    """``"pramana-dir:cheap"`` names one tier of a Pramana directory; anything else is as given."""
+    text = str(name_or_path)
+    head, sep, tier = text.rpartition(":")
+    if sep and head and tier and not Path(text).exists() and "/" not in tier:
+        folder = Path(head)
+        if (folder / "manifest.toml").is_file():
+            return folder, tier
+    return name_or_path, None
+
+
+def load_suite(
+    name_or_path: str | Path, extra: list[Path] | None = None, *, tier: str | None = None
+) -> Suite:
+    """Load and validate a suite; raise ``SuiteError`` listing every problem found.
+
+    ``name_or_path`` is a shipped suite's name, a suite folder, or a Pramana directory (a
+    ``manifest.toml`` with ``[tiers.*]``); ``tier`` (or ``"dir:tier"``) picks one Pramana tier.
+    """
+    name_or_path, named_tier = _split_tier(name_or_path)
+    tier = tier or named_tier
     folder = resolve_suite(name_or_path, extra)
     problems: list[SuiteProblem] = []
     suite_toml = folder / "suite.toml"
     if not suite_toml.is_file():
+        if not (folder / "manifest.toml").is_file():
+            raise SuiteError([SuiteProblem(folder, "not a suite folder: it has neither "
+                                           "suite.toml nor a Pramana manifest.toml")])
         from tasks.suites_pramana import load_pramana_dir
 
-        return load_pramana_dir(folder)
+        return load_pramana_dir(folder, tier)
     meta = _read_toml(suite_toml, problems)
+    _check_meta(meta, suite_toml, problems)
     defaults = _defaults(meta.get("defaults", {}), suite_toml, problems)
-    cases_file = folder / str(meta.get("cases", "cases.jsonl"))
+    cases_name = meta.get("cases", "cases.jsonl")
+    cases_file = folder / (cases_name if isinstance(cases_name, str) else "cases.jsonl")
     cases = read_cases(cases_file, problems)
-    for key in ("name", "version"):
-        if not meta.get(key) and suite_toml.is_file():
-            problems.append(SuiteProblem(suite_toml, "required", field=key))
     if not cases and not problems:
         problems.append(SuiteProblem(cases_file, "suite has no cases"))
     if problems:
@@ -158,6 +180,56 @@ def load_suite(name_or_path: str | Path, extra: list[Path] | None = None) -> Sui
     )
 
 
+_META_KEYS = {"name": "a non-empty string", "version": "a non-empty string",
+              "description": "a string", "tier": "a string", "cases": "a file name",
+              "defaults": "a table", "metadata": "a table"}
+
+
+def toml_line(path: Path, key: str) -> int | None:
+    """The line of ``key = ...`` in a TOML file (``table.key`` looks inside ``[table]``)."""
+    table, _, name = key.rpartition(".")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    current = ""
+    for lineno, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if stripped.startswith("[") and not stripped.startswith("[["):
+            current = stripped.strip("[] ")
+            if current == key:
+                return lineno
+            continue
+        if current == table and re.match(rf"\s*\"?{re.escape(name)}\"?\s*=", line):
+            return lineno
+    return None
+
+
+def _check_meta(meta: dict[str, Any], path: Path, problems: list[SuiteProblem]) -> None:
+    if not path.is_file() or (not meta and problems):
+        return
+    for key in meta:
+        if key not in _META_KEYS:
+            problems.append(SuiteProblem(
+                path, f"unknown setting (allowed: {', '.join(sorted(_META_KEYS))})",
+                line=toml_line(path, key), field=key))
+    for key in ("name", "version"):
+        if key not in meta:
+            problems.append(SuiteProblem(path, "required", field=key))
+    for key, want in _META_KEYS.items():
+        if key not in meta:
+            continue
+        value = meta[key]
+        ok = isinstance(value, dict) if want == "a table" else (
+            isinstance(value, str) and (bool(value.strip()) or want == "a string"))
+        if key == "name" and ok and not re.fullmatch(r"[A-Za-z0-9][\w.-]*", value):
+            problems.append(SuiteProblem(path, "letters, digits, '.', '_' and '-' only",
+                                         line=toml_line(path, key), field=key))
+        if not ok:
+            problems.append(SuiteProblem(path, f"must be {want}", line=toml_line(path, key),
+                                         field=key))
+
+
 def _read_toml(path: Path, problems: list[SuiteProblem]) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
@@ -165,7 +237,10 @@ def _read_toml(path: Path, problems: list[SuiteProblem]) -> dict[str, Any]:
     except FileNotFoundError:
         problems.append(SuiteProblem(path, "file not found"))
     except tomllib.TOMLDecodeError as exc:
-        problems.append(SuiteProblem(path, f"invalid TOML: {exc}"))
+        # tomllib says "(at line 3, column 7)"; lift the line into the location.
+        m = re.search(r"at line (\d+)", str(exc))
+        problems.append(SuiteProblem(path, f"invalid TOML: {exc}",
+                                     line=int(m[1]) if m else None))
     return {}
 
 
@@ -178,7 +253,7 @@ def _defaults(raw: Any, path: Path, problems: list[SuiteProblem]) -> SuiteDefaul
         if key not in allowed:
             problems.append(
                 SuiteProblem(path, f"unknown setting (allowed: {', '.join(sorted(allowed))})",
-                             field=f"defaults.{key}")
+                             line=toml_line(path, f"defaults.{key}"), field=f"defaults.{key}")
             )
     try:
         values = {k: v for k, v in raw.items() if k in allowed}
@@ -192,10 +267,15 @@ def _defaults(raw: Any, path: Path, problems: list[SuiteProblem]) -> SuiteDefaul
          "a number from 0 to 2"),
         ("max_tokens", isinstance(d.max_tokens, int) and d.max_tokens >= 1, "an integer >= 1"),
         ("seed", d.seed is None or isinstance(d.seed, int), "an integer"),
+        ("system_prompt", d.system_prompt is None or isinstance(d.system_prompt, str), "a string"),
     ]
     for name, ok, want in checks:
-        if not ok:
-            problems.append(SuiteProblem(path, f"must be {want}", field=f"defaults.{name}"))
+        # bool is an int to Python, never to a suite author.
+        value = getattr(d, name)
+        if not ok or (isinstance(value, bool) and name != "system_prompt"):
+            problems.append(SuiteProblem(path, f"must be {want}",
+                                         line=toml_line(path, f"defaults.{name}"),
+                                         field=f"defaults.{name}"))
     return d
 
 
@@ -206,7 +286,8 @@ def read_cases(path: Path, problems: list[SuiteProblem]) -> list[Case]:
     cases: list[Case] = []
     seen: dict[str, int] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: a byte-order mark from a Windows editor is not part of line 1's JSON.
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         problems.append(SuiteProblem(path, "file not found"))
         return cases

@@ -15,8 +15,13 @@ from tasks.scorers.base import (
     validate_assertion,
 )
 
-# Importing the modules registers their scorers.
+# Importing the modules registers their scorers. Heavy dependencies (the embedding model, a
+# judge's provider SDK) are imported only when a scorer first runs.
 from tasks.scorers import text as _text  # noqa: F401  isort: skip
+from tasks.scorers import structured as _structured  # noqa: F401  isort: skip
+from tasks.scorers import code as _code  # noqa: F401  isort: skip
+from tasks.scorers import judge as _judge  # noqa: F401  isort: skip
+from tasks.scorers import semantic as _semantic  # noqa: F401  isort: skip
 
 __all__ = [
     "ScoreContext",

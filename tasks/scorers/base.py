@@ -49,6 +49,8 @@ class ScoreContext:
 
 ScorerFn = Callable[[str, "Case", dict[str, Any], ScoreContext],
                     "ScoreResult | Awaitable[ScoreResult]"]
+# Load-time check of a case's options: (field, message) pairs, empty when they are usable.
+OptionCheck = Callable[["Case", dict[str, Any]], list[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ScorerSpec:
     needs_ideal: bool = False
     options: frozenset[str] = frozenset()
     negatable: bool = True
+    check: OptionCheck | None = None
 
 
 _REGISTRY: dict[str, ScorerSpec] = {}
@@ -71,8 +74,13 @@ def scorer(
     needs_ideal: bool = False,
     options: tuple[str, ...] = (),
     negatable: bool = True,
+    check: OptionCheck | None = None,
 ) -> Callable[[ScorerFn], ScorerFn]:
-    """Register ``fn(output, case, options, ctx) -> ScoreResult`` (sync or async) under ``name``."""
+    """Register ``fn(output, case, options, ctx) -> ScoreResult`` (sync or async) under ``name``.
+
+    ``check`` validates a case's options when the suite loads, so a bad option is a located
+    suite problem instead of a skipped score at run time.
+    """
 
     def register(fn: ScorerFn) -> ScorerFn:
         if name in _REGISTRY:
@@ -80,7 +88,7 @@ def scorer(
         if not description.strip():
             raise ValueError(f"scorer {name!r} needs a description")
         _REGISTRY[name] = ScorerSpec(
-            name, description, fn, needs_ideal, frozenset(options), negatable
+            name, description, fn, needs_ideal, frozenset(options), negatable, check
         )
         return fn
 
@@ -120,7 +128,49 @@ def validate_assertion(case: Case) -> list[tuple[str, str]]:
             allowed = ", ".join(sorted(spec.options)) or "none"
             problems.append((f"assertion.{key}",
                              f"unknown option for {name!r} (allowed: {allowed})"))
+    if spec.check is not None:
+        options = {k: v for k, v in case.assertion.items() if k != "type"}
+        try:
+            problems.extend(spec.check(case, options))
+        except Exception as exc:  # a checker bug is reported, never a crash of the loader
+            problems.append(("assertion", f"could not check options: {type(exc).__name__}: {exc}"))
     return problems
+
+
+# --- option checks shared by the scorer modules ------------------------------------------------
+
+def check_bool(options: dict[str, Any], *names: str) -> list[tuple[str, str]]:
+    """Each named option, when present, must be true or false."""
+    return [(f"assertion.{n}", "must be true or false")
+            for n in names if n in options and not isinstance(options[n], bool)]
+
+
+def check_number(
+    options: dict[str, Any], name: str, *, low: float | None = None, high: float | None = None,
+    low_open: bool = False, integer: bool = False,
+) -> list[tuple[str, str]]:
+    """The option, when present, must be a number within [low, high] (``low_open``: > low)."""
+    if name not in options:
+        return []
+    value = options[name]
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        return [(f"assertion.{name}", f"must be {kind}")]
+    if low is not None and (value <= low if low_open else value < low):
+        return [(f"assertion.{name}", f"must be {kind} {'>' if low_open else '>='} {low:g}")]
+    if high is not None and value > high:
+        return [(f"assertion.{name}", f"must be {kind} <= {high:g}")]
+    return []
+
+
+def check_threshold(options: dict[str, Any]) -> list[tuple[str, str]]:
+    return check_number(options, "threshold", low=0.0, high=1.0)
+
+
+def check_nonempty_ideals(case: Case) -> list[tuple[str, str]]:
+    """An empty ideal string would match every output, so it is never what the author meant."""
+    return [("ideal", f"ideal[{i}] is empty: it would match any output")
+            for i, ideal in enumerate(case.ideals) if not ideal.strip()]
 
 
 async def score(output: str | None, case: Case, ctx: ScoreContext | None = None) -> ScoreResult:
@@ -141,6 +191,9 @@ async def score(output: str | None, case: Case, ctx: ScoreContext | None = None)
             result = await result
     except Exception as exc:  # a scorer bug must not lose the row
         return ScoreResult.skip(f"{name} failed: {type(exc).__name__}: {exc}")
+    if not result.skipped and (result.score is None or not 0.0 <= result.score <= 1.0):
+        # NaN fails the range check too; a bad number must not reach the aggregates.
+        return ScoreResult.skip(f"{name} returned an invalid score {result.score!r}")
     if negated and not result.skipped:
         return ScoreResult(
             not result.passed,
