@@ -4,8 +4,9 @@ A day of 30,000 one-row files reads 50-100x slower than the same rows in one fil
 flow (and its own deployment) calls ``compact_day`` to fix that. The protocol, per partition:
 
 1. list the partition; read every live file; de-duplicate rows by ``id``;
-2. write an *intent* ``_compaction_{digest}.json`` naming the merged key and every input;
-3. write the merged file ``compacted_{digest}.parquet`` (digest of the input keys);
+2. write an *intent* ``_compaction_{token}.json`` naming the merged key and every input;
+3. write the merged file ``compacted_{token}.parquet`` (token: digest of the input keys plus a
+   random part, so two attempts never share a file);
 4. list again: if an input vanished, another compaction took it, so delete our merged file
    (every row is still in an input or in the other compaction's output) and stop;
 5. delete the inputs, then the intent.
@@ -28,6 +29,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -184,7 +186,10 @@ def _compact_partition(
         [("timestamp", "ascending"), ("id", "ascending")]
     )
 
-    digest = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:16]
+    # The digest names what was merged; the random suffix makes each attempt's files its own,
+    # so a rival that merged the same inputs never shares (and never rolls back) our file.
+    digest = hashlib.sha256("\n".join(inputs).encode()).hexdigest()[:12]
+    digest = f"{digest}-{uuid.uuid4().hex[:8]}"
     merged_key = f"{part}{COMPACTED_PREFIX}{digest}.parquet"
     intent_key = f"{part}{INTENT_PREFIX}{digest}{INTENT_SUFFIX}"
     started = time.monotonic()

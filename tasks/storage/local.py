@@ -15,7 +15,7 @@ from tasks.storage.base import ObjectInfo, check_key
 _TMP_PREFIX = ".tmp-"
 # `delete` prunes empty partition folders; a concurrent `put` into the same folder can lose the
 # race (its folder vanishes between mkdir and mkstemp) and simply tries again.
-_PUT_ATTEMPTS = 5
+_PUT_ATTEMPTS = 20
 
 
 class LocalStore:
@@ -36,9 +36,11 @@ class LocalStore:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-            except FileNotFoundError as exc:
+            except (FileNotFoundError, FileExistsError) as exc:
+                # mkdir saw the folder, then it was pruned before mkstemp (or mkdir's own
+                # exist_ok re-check lost the same race): go again.
                 if attempt + 1 < _PUT_ATTEMPTS:
-                    continue  # folder pruned by a concurrent delete
+                    continue
                 raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
             except OSError as exc:
                 raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc

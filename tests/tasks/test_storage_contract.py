@@ -1,4 +1,4 @@
-"""The object-store contract, run against both backends: the local folder and B2 (b2sdk's simulator).
+"""The object-store contract, run against both backends: a local folder and B2 (b2sdk simulator).
 
 Also home of ``make_b2_store``, which the compaction and GDPR tests import to run on B2 too.
 """
@@ -202,7 +202,7 @@ def test_local_put_survives_concurrent_pruning_of_its_folder(tmp_path: Path) -> 
             for i in range(300):
                 store.put(f"p/q/r/{name}", str(i).encode())
                 store.delete(f"p/q/r/{name}")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=churn, args=(n,)) for n in ("a", "b", "c")]
