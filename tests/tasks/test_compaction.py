@@ -40,12 +40,16 @@ class Interrupting:
     """
 
     def __init__(
-        self, inner: ObjectStore, at: int, action: Callable[[], None], *, after: bool = False
+        self, inner: ObjectStore, at: int, action: Callable[[], None], *, after: bool = False,
+        writes_only: bool = False,
     ) -> None:
         self.inner, self.at, self.action, self.after = inner, at, action, after
-        self.ops = 0
+        self.writes_only = writes_only  # count only put/delete (crashing in a read is the same
+        self.ops = 0  # as crashing before the next write)
 
-    def _op(self, fn: Callable[[], Any]) -> Any:
+    def _op(self, fn: Callable[[], Any], write: bool = False) -> Any:
+        if self.writes_only and not write:
+            return fn()
         n = self.ops
         self.ops += 1
         if n == self.at and not self.after:
@@ -56,7 +60,7 @@ class Interrupting:
         return result
 
     def put(self, key: str, data: bytes) -> None:
-        self._op(lambda: self.inner.put(key, data))
+        self._op(lambda: self.inner.put(key, data), write=True)
 
     def get(self, key: str) -> bytes:
         return self._op(lambda: self.inner.get(key))  # type: ignore[no-any-return]
@@ -65,7 +69,7 @@ class Interrupting:
         return self._op(lambda: self.inner.list(prefix))  # type: ignore[no-any-return]
 
     def delete(self, key: str) -> None:
-        self._op(lambda: self.inner.delete(key))
+        self._op(lambda: self.inner.delete(key), write=True)
 
     def exists(self, key: str) -> bool:
         return self._op(lambda: self.inner.exists(key))  # type: ignore[no-any-return]
