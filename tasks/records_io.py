@@ -31,12 +31,13 @@ ROW_GROUP_TARGET_BYTES = 64 * 1024 * 1024
 _READ_ATTEMPTS = 5
 
 
-def row_group_rows(table: pa.Table) -> int:
-    """Rows per row group for ``table``: ~64 MiB uncompressed, at most ``ROW_GROUP_SIZE``."""
+def row_group_rows(table: pa.Table, target_bytes: int = ROW_GROUP_TARGET_BYTES) -> int:
+    """Rows per row group for ``table``: ~``target_bytes`` uncompressed (64 MiB), between 1024
+    and ``ROW_GROUP_SIZE`` rows."""
     if table.num_rows == 0:
         return ROW_GROUP_SIZE
     per_row = max(1, table.nbytes // table.num_rows)
-    return max(1024, min(ROW_GROUP_SIZE, ROW_GROUP_TARGET_BYTES // per_row))
+    return max(1024, min(ROW_GROUP_SIZE, target_bytes // per_row))
 
 
 def table_to_parquet(table: pa.Table, *, row_group_size: int | None = None) -> bytes:
