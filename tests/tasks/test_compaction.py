@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -273,16 +274,23 @@ def test_threads_compacting_writing_and_reading_at_once(tmp_path: Path) -> None:
         stop.set()
 
     def compactor() -> None:
-        while not stop.is_set():
-            compact_day(store, DAY)
+        try:
+            while not stop.is_set():
+                compact_day(store, DAY)
+                time.sleep(0.02)
+        except Exception as exc:  # reported by the assertion below
+            errors.append(f"compactor: {exc!r}")
 
     def reader() -> None:
-        while not stop.is_set():
-            with lock:
-                before = set(written)
-            ids = read_day(store, DAY).column("id").to_pylist()
-            if len(ids) != len(set(ids)) or not before <= set(ids):
-                errors.append(f"read {len(ids)} rows, {len(before - set(ids))} missing")
+        try:
+            while not stop.is_set():
+                with lock:
+                    before = set(written)
+                ids = read_day(store, DAY).column("id").to_pylist()
+                if len(ids) != len(set(ids)) or not before <= set(ids):
+                    errors.append(f"read {len(ids)} rows, {len(before - set(ids))} missing")
+        except Exception as exc:
+            errors.append(f"reader: {exc!r}")
 
     threads = [threading.Thread(target=f) for f in (writer, compactor, compactor, reader)]
     for t in threads:

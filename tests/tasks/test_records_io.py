@@ -118,7 +118,7 @@ def test_read_day_relists_when_a_compaction_moves_files_mid_read(tmp_path: Path)
     racing = Interrupting(store, 0, compact, after=True)
     table = read_day(racing, DAYS[3])
     assert sorted(table.column("id").to_pylist()) == sorted(ids)
-    assert racing.ops == 4  # list, a get that found the file gone, list again, get merged
+    assert racing.ops == 5  # list, a get finding the file gone, list, get merged, list to confirm
 
 
 def test_read_live_gives_up_clearly_if_files_keep_vanishing(tmp_path: Path) -> None:
