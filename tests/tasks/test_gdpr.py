@@ -202,6 +202,9 @@ def test_user_stats_reads_only_the_users_files(any_store: ObjectStore) -> None:
         lambda prefix="": listed.append(prefix) or any_store.list(prefix)
     )
     spy.list_folders = any_store.list_folders  # type: ignore[attr-defined]
+    spy.local_path = (  # type: ignore[method-assign]  # the local store reads files in place
+        lambda key: reads.append(key) or any_store.local_path(key)
+    )
     stats = user_stats(spy, ALICE)
     assert stats.count == 6
     assert stats.models_tested == ["fake/m0", "fake/m1"]

