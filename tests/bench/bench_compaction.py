@@ -10,14 +10,24 @@ The seed wrote one Parquet file per submission; reading such a day is dominated 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+# Run as a script, Python puts tests/bench first on the path and `tasks` would resolve to the
+# installed package (/work/main); measure the code of the checkout this file lives in.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from tasks.compaction import compact_day, live_keys
 from tasks.records_io import read_day, write_records
-from tasks.schema import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_SCHEDULER, make_record
+from tasks.schema import (
+    SOURCE_COMMUNITY,
+    SOURCE_SCHEDULED,
+    USER_SCHEDULER,
+    make_record,
+)
 from tasks.storage import LocalStore
 from tasks.storage.layout import day_prefix
 
@@ -45,6 +55,13 @@ def populate(store: LocalStore, files: int, users: int) -> None:
         write_records(store, [rec], user_id=user, source=source)
 
 
+class FileByFile(LocalStore):
+    """The same folder without in-place paths: every file is fetched and decoded on its own."""
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
 def timed_read(store: LocalStore, repeats: int) -> tuple[float, int]:
     best = float("inf")
     rows = 0
@@ -67,12 +84,16 @@ def main() -> None:
         t0 = time.perf_counter()
         populate(store, args.files, args.users)
         files = len(live_keys(store, day_prefix(DAY)))
+        print(f"code under test: {Path(sys.modules['tasks'].__file__ or '').parent}")
         print(f"wrote {files} single-row files for {DAY} across {args.users} user partitions "
               f"in {time.perf_counter() - t0:.1f}s")
 
         before_s, before_rows = timed_read(store, args.repeats)
         print(f"read before compaction: {before_rows} rows in {before_s:.3f}s "
               f"(best of {args.repeats})")
+        by_file_s, _ = timed_read(FileByFile(store.root), 1)
+        print(f"  (file by file, as a store without local paths such as B2 reads, before "
+              f"network time: {by_file_s:.2f}s)")
 
         t0 = time.perf_counter()
         result = compact_day(store, DAY)

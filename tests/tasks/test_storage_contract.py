@@ -328,3 +328,13 @@ def test_b2_from_settings_refuses_public_bucket_bad_key_and_missing_bucket() -> 
         B2Store.from_settings(_b2_settings(key_id, key, "nope"), api=api)
     with pytest.raises(ConfigError, match="refused the key"):
         B2Store.from_settings(_b2_settings(key_id, "wrong", "public-one"), api=api)
+
+
+def test_open_store_builds_the_local_store_and_checks_its_folder(tmp_path: Path) -> None:
+    from tasks.storage import open_store
+
+    store = open_store(Settings(data_dir=tmp_path / "data"))
+    assert isinstance(store, LocalStore) and store.root == (tmp_path / "data").resolve()
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match="PLUMBLINE_DATA_DIR=.*not a folder"):
+        open_store(Settings(data_dir=tmp_path / "file"))
