@@ -336,5 +336,5 @@ def test_open_store_builds_the_local_store_and_checks_its_folder(tmp_path: Path)
     store = open_store(Settings(data_dir=tmp_path / "data"))
     assert isinstance(store, LocalStore) and store.root == (tmp_path / "data").resolve()
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(ConfigError, match="PLUMBLINE_DATA_DIR=.*not a folder"):
+    with pytest.raises(ConfigError, match=r"PLUMBLINE_DATA_DIR=.*not a folder"):
         open_store(Settings(data_dir=tmp_path / "file"))
