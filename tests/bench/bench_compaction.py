@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2, help="reads per phase; best is kept")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress when piped
 
     with tempfile.TemporaryDirectory(prefix="bench-compaction-") as tmp:
         store = LocalStore(Path(tmp))
