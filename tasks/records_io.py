@@ -7,38 +7,63 @@ level on LLM text at a write cost that is negligible next to the LLM call that p
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tasks.errors import StorageError
 from tasks.schema import RECORD_SCHEMA, conform, to_table
 from tasks.storage.base import ObjectStore
-from tasks.storage.layout import day_prefix, raw_key
+from tasks.storage.layout import day_prefix, list_days, raw_key
 
 COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 9
 # Row groups sized for reading: big enough that a day reads in a few groups, small enough that
-# a reader can stream them.
+# a reader can stream them. The row cap applies to small rows; the byte target keeps a group of
+# long LLM outputs from growing past what a reader wants to hold in memory at once.
 ROW_GROUP_SIZE = 128 * 1024
+ROW_GROUP_TARGET_BYTES = 64 * 1024 * 1024
+# A reader whose listed files vanish (compaction moved their rows) lists again, this many times,
+# pausing a little longer each time so it does not chase a compaction step by step.
+_READ_ATTEMPTS = 10
+_READ_PAUSE_S = 0.02
+_POLARS_SCHEMA = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema  # type: ignore[union-attr]
 
 
-def table_to_parquet(table: pa.Table) -> bytes:
+def row_group_rows(table: pa.Table, target_bytes: int = ROW_GROUP_TARGET_BYTES) -> int:
+    """Rows per row group for ``table``: ~``target_bytes`` uncompressed (64 MiB), between 1024
+    and ``ROW_GROUP_SIZE`` rows."""
+    if table.num_rows == 0:
+        return ROW_GROUP_SIZE
+    per_row = max(1, table.nbytes // table.num_rows)
+    return max(1024, min(ROW_GROUP_SIZE, target_bytes // per_row))
+
+
+def table_to_parquet(table: pa.Table, *, row_group_size: int | None = None) -> bytes:
     buf = io.BytesIO()
     pq.write_table(
         table,
         buf,
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
-        row_group_size=ROW_GROUP_SIZE,
+        row_group_size=row_group_size or row_group_rows(table),
     )
     return buf.getvalue()
 
 
-def parquet_to_table(data: bytes) -> pa.Table:
-    return pq.read_table(io.BytesIO(data))
+def parquet_to_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+    # ParquetFile skips the dataset layer that read_table goes through: ~30 % less fixed cost
+    # per file, which is most of the cost of reading a day of one-row files. Threads only pay
+    # off on big files.
+    return pq.ParquetFile(io.BytesIO(data)).read(
+        columns=list(columns) if columns else None, use_threads=len(data) > 1 << 20
+    )
 
 
 def write_records(
@@ -65,21 +90,147 @@ def write_records(
     return keys
 
 
-def read_records(store: ObjectStore, keys: Iterable[str]) -> pa.Table:
-    """Read raw files into one table in the current record schema (missing files are skipped)."""
+def _read_one(store: ObjectStore, key: str, columns: Sequence[str] | None) -> pa.Table:
+    data = store.get(key)
+    try:
+        table = conform(parquet_to_table(data))
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise StorageError(f"not a readable record file: {exc}", key=key) from exc
+    return table.select(list(columns)) if columns else table
+
+
+def _conform_columns(table: pa.Table, columns: Sequence[str] | None) -> pa.Table:
+    if not columns:
+        return conform(table)
+    fields = [RECORD_SCHEMA.field(c) for c in columns]
+    arrays = [table.column(f.name).cast(f.type) for f in fields]
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def read_files(
+    store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Read exactly these raw files into one table; raises ``KeyError`` if one is missing.
+
+    On a store with local paths, many files are read in one multi-threaded Polars scan (about
+    20x faster than file by file for a day of one-row files); otherwise, or if the scan fails,
+    file by file, so a bad file is reported by name.
+    """
+    paths = [store.local_path(k) for k in keys]
+    if len(keys) > 1 and all(p is not None for p in paths):
+        try:
+            frame = pl.scan_parquet(
+                [str(p) for p in paths], schema=_POLARS_SCHEMA, hive_partitioning=False,
+                glob=False, missing_columns="insert", extra_columns="ignore",
+            )
+            if columns:
+                frame = frame.select(list(columns))
+            return _conform_columns(frame.collect().to_arrow(), columns)
+        except FileNotFoundError as exc:
+            raise KeyError(str(exc)) from None
+        except (pl.exceptions.PolarsError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass  # e.g. a file of another schema: the file-by-file path conforms or names it
+    tables = [_read_one(store, key, columns) for key in keys]
+    return pa.concat_tables(tables) if tables else _empty(columns)
+
+
+def _empty(columns: Sequence[str] | None) -> pa.Table:
+    table = RECORD_SCHEMA.empty_table()
+    return table.select(list(columns)) if columns else table
+
+
+def read_records(
+    store: ObjectStore, keys: Iterable[str], columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Read raw files into one table in the current record schema (missing files are skipped).
+
+    ``columns`` narrows the result (any record columns, in that order).
+    """
+    keys = list(keys)
+    try:
+        return read_files(store, keys, columns)
+    except KeyError:
+        pass  # some were compacted or deleted since they were listed: read the rest one by one
     tables = []
     for key in keys:
         try:
-            data = store.get(key)
+            tables.append(_read_one(store, key, columns))
         except KeyError:
-            continue  # compacted or deleted since it was listed
-        tables.append(conform(parquet_to_table(data)))
+            continue
     if not tables:
-        return RECORD_SCHEMA.empty_table()
+        return _empty(columns)
     return pa.concat_tables(tables)
 
 
+def dedup_by_id(table: pa.Table) -> pa.Table:
+    """Keep the first row of each ``id``: the last line of defence against a double count."""
+    if table.num_rows == 0 or "id" not in table.column_names:
+        return table
+    if pc.count_distinct(table.column("id")).as_py() == table.num_rows:
+        return table
+    indexed = table.select(["id"]).append_column("__row", pa.array(range(table.num_rows)))
+    first = indexed.group_by("id", use_threads=False).aggregate([("__row", "min")])
+    # Original order kept: take the surviving row numbers in ascending order.
+    keep = pc.array_sort_indices(first.column("__row_min"))
+    return table.take(pc.take(first.column("__row_min"), keep))
+
+
+def read_live(
+    store: ObjectStore, prefix: str, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Every row under a raw ``prefix`` exactly once, even while a compaction is running.
+
+    Reads the live files (``tasks.compaction.live_keys``), then lists again: if a file it read
+    is gone or a new compacted file appeared (a compaction committed meanwhile, and a listing
+    taken while files change need not be a snapshot), it starts over, so no row is missed.
+    Rows are de-duplicated by ``id``, so none is counted twice. New raw files that arrived
+    during the read are not waited for.
+    """
+    from tasks.compaction import COMPACTED_PREFIX, live_keys
+
+    want = list(columns) if columns else None
+    if want is not None and "id" not in want:
+        want = ["id", *want]
+    for attempt in range(_READ_ATTEMPTS):
+        if attempt:
+            time.sleep(_READ_PAUSE_S * attempt)
+        keys = live_keys(store, prefix)
+        try:
+            table = read_files(store, keys, want)
+        except KeyError:
+            continue  # merged away since listed
+        after = set(live_keys(store, prefix))
+        appeared = after.difference(keys)
+        if not after.issuperset(keys) or any(
+            k.rsplit("/", 1)[-1].startswith(COMPACTED_PREFIX) for k in appeared
+        ):
+            continue
+        table = dedup_by_id(table)
+        return table.select(list(columns)) if columns else table
+    raise StorageError(
+        f"files kept vanishing while reading {prefix} ({_READ_ATTEMPTS} attempts)", key=prefix
+    )
+
+
 def read_day(store: ObjectStore, day: date) -> pa.Table:
-    """Every raw row of one day, all users."""
-    keys = [o.key for o in store.list(day_prefix(day)) if o.key.endswith(".parquet")]
-    return read_records(store, keys)
+    """Every raw row of one day, all users, each exactly once."""
+    return read_live(store, day_prefix(day))
+
+
+def range_keys(store: ObjectStore, start: date, end: date) -> list[str]:
+    """The live raw keys of the days from ``start`` to ``end`` inclusive.
+
+    Lists only the day partitions in range (``layout.list_days`` walks the date folders), never
+    the whole history.
+    """
+    from tasks.compaction import live_keys
+
+    return [k for day in list_days(store, start, end) for k in live_keys(store, day_prefix(day))]
+
+
+def read_range(
+    store: ObjectStore, start: date, end: date, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Every raw row of the days from ``start`` to ``end`` inclusive, each exactly once."""
+    tables = [read_live(store, day_prefix(d), columns) for d in list_days(store, start, end)]
+    return pa.concat_tables(tables) if tables else _empty(columns)

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("CORS_ORIGINS", "cors_origins")
     )
+    # Attempts per B2 operation on transient errors (5xx, 429, timeouts), with backoff.
+    b2_max_attempts: int = Field(
+        5, ge=1, validation_alias=AliasChoices("PLUMBLINE_B2_MAX_ATTEMPTS", "b2_max_attempts")
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

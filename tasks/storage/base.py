@@ -25,6 +25,10 @@ class ObjectStore(Protocol):
     a partial write. ``get`` of a missing key raises ``KeyError``. ``list`` returns every object
     whose key starts with ``prefix``, sorted by key. ``delete`` of a missing key is not an error.
     Operational failures raise ``tasks.errors.StorageError``.
+
+    A backend may also offer ``list_folders(prefix) -> list[str]`` (the immediate "sub-folders"
+    of a prefix ending in ``/``); ``child_folders`` uses it when present, so walking the date
+    partitions never has to list every file.
     """
 
     def put(self, key: str, data: bytes) -> None: ...
@@ -54,3 +58,23 @@ def check_key(key: str) -> str:
     if any(part in ("", ".", "..") for part in parts):
         raise ValueError(f"invalid object key: {key!r}")
     return key
+
+
+def child_folders(store: ObjectStore, prefix: str) -> list[str]:
+    """The immediate sub-folders of ``prefix`` (each ending in ``/``), sorted.
+
+    Uses the backend's ``list_folders`` when it has one (a directory scan, a delimiter listing on
+    B2); otherwise derives the folders from a full listing, which is correct but touches every key.
+    """
+    if prefix and not prefix.endswith("/"):
+        raise ValueError(f"folder prefix must end with '/': {prefix!r}")
+    native = getattr(store, "list_folders", None)
+    if callable(native):
+        folders: list[str] = native(prefix)
+        return folders
+    found = {
+        prefix + rest.split("/", 1)[0] + "/"
+        for o in store.list(prefix)
+        if "/" in (rest := o.key[len(prefix):])
+    }
+    return sorted(found)

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from tasks.schema import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
+from tasks.storage.base import ObjectStore, child_folders
 
 RAW = "raw"
 SUMMARIES = "summaries"
@@ -29,6 +30,14 @@ def check_user_id(user_id: str) -> str:
             f"{USER_ANONYMOUS!r} or {USER_SCHEDULER!r}"
         )
     return user_id
+
+
+def year_prefix(year: int) -> str:
+    return f"{RAW}/year={year:04d}/"
+
+
+def month_prefix(year: int, month: int) -> str:
+    return f"{year_prefix(year)}month={month:02d}/"
 
 
 def day_prefix(day: date) -> str:
@@ -94,3 +103,49 @@ def days_between(start: date, end: date) -> list[date]:
 def raw_days(store_keys: list[str]) -> list[date]:
     """The distinct partition days among raw keys, sorted."""
     return sorted({d for k in store_keys if (d := day_of_key(k)) is not None})
+
+
+_FOLDER_INT_RE = re.compile(r"/(?:year|month|day)=(\d+)/$")
+
+
+def _folder_value(folder: str) -> int | None:
+    m = _FOLDER_INT_RE.search(folder)
+    return int(m[1]) if m else None
+
+
+def list_days(store: ObjectStore, start: date | None = None, end: date | None = None) -> list[date]:
+    """The days that hold raw data, from ``start`` to ``end`` inclusive (either may be open).
+
+    Walks the ``year=/month=/day=`` folders and descends only into those that overlap the range,
+    so the cost grows with the partitions in range, never with the number of files or the
+    history outside it.
+    """
+    lo = start or date.min
+    hi = end or date.max
+    days: list[date] = []
+    for y_folder in child_folders(store, f"{RAW}/"):
+        year = _folder_value(y_folder)
+        if year is None or not lo.year <= year <= hi.year:
+            continue
+        for m_folder in child_folders(store, y_folder):
+            month = _folder_value(m_folder)
+            if month is None or not 1 <= month <= 12:
+                continue
+            if (year, month) < (lo.year, lo.month) or (year, month) > (hi.year, hi.month):
+                continue
+            for d_folder in child_folders(store, m_folder):
+                dom = _folder_value(d_folder)
+                if dom is None:
+                    continue
+                try:
+                    day = date(year, month, dom)
+                except ValueError:
+                    continue  # not a real date: nothing Plumbline wrote
+                if lo <= day <= hi:
+                    days.append(day)
+    return days
+
+
+def user_partition(key: str) -> str:
+    """The folder (``.../user={id}/``) a raw key lives in."""
+    return key.rsplit("/", 1)[0] + "/"

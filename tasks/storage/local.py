@@ -13,6 +13,9 @@ from tasks.storage.base import ObjectInfo, check_key
 # Temp files live beside their target (same filesystem, so rename is atomic) with this prefix;
 # listings skip them, so a reader never sees a half-written object.
 _TMP_PREFIX = ".tmp-"
+# `delete` prunes empty partition folders; a concurrent `put` into the same folder can lose the
+# race (its folder vanishes between mkdir and mkstemp) and simply tries again.
+_PUT_ATTEMPTS = 20
 
 
 class LocalStore:
@@ -22,18 +25,34 @@ class LocalStore:
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        check_key(key)
+        if any(part.startswith(_TMP_PREFIX) for part in key.split("/")):
+            raise ValueError(f"invalid object key: {key!r} (the {_TMP_PREFIX} prefix is reserved)")
+        return self.root / key
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
+        for attempt in range(_PUT_ATTEMPTS):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+            except (FileNotFoundError, FileExistsError) as exc:
+                # mkdir saw the folder, then it was pruned before mkstemp (or mkdir's own
+                # exist_ok re-check lost the same race): go again.
+                if attempt + 1 < _PUT_ATTEMPTS:
+                    continue
+                raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
+            except OSError as exc:
+                raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
+            break
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
                     fh.flush()
                     os.fsync(fh.fileno())
+                # The temp file keeps the folder non-empty, so no concurrent prune can remove it
+                # before this rename.
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -45,7 +64,7 @@ class LocalStore:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError):
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise KeyError(key) from None
         except OSError as exc:
             raise StorageError(f"could not read from {self.root}: {exc}", key=key) from exc
@@ -58,10 +77,20 @@ class LocalStore:
         if not start.is_dir():
             return []
         found: list[ObjectInfo] = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            dirnames.sort()
+
+        def _raise(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):  # a folder pruned while we walked
+                raise StorageError(f"could not list {self.root}: {exc}", key=prefix) from exc
+
+        for dirpath, dirnames, filenames in os.walk(start, onerror=_raise):
             rel_dir = os.path.relpath(dirpath, self.root)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            # Prune folders the prefix excludes, so listing one day never walks its siblings.
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if not d.startswith(_TMP_PREFIX)
+                and ((rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/"))
+            )
             for name in filenames:
                 if name.startswith(_TMP_PREFIX):
                     continue
@@ -78,10 +107,27 @@ class LocalStore:
         found.sort(key=lambda o: o.key)
         return found
 
+    def list_folders(self, prefix: str = "") -> list[str]:
+        """The immediate sub-folders of ``prefix`` (which ends in ``/`` or is empty)."""
+        start = self.root / prefix if prefix else self.root
+        try:
+            with os.scandir(start) as entries:
+                names = [
+                    e.name for e in entries
+                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(_TMP_PREFIX)
+                ]
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StorageError(f"could not list {self.root}: {exc}", key=prefix) from exc
+        return sorted(f"{prefix}{name}/" for name in names)
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
             path.unlink(missing_ok=True)
+        except IsADirectoryError:
+            return  # a "folder" is not an object
         except OSError as exc:
             raise StorageError(f"could not delete from {self.root}: {exc}", key=key) from exc
         # Drop now-empty partition folders so listings stay fast; never the root itself.
