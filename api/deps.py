@@ -1,12 +1,17 @@
-"""Dependency aliases shared by the routers."""
+"""Dependency aliases shared by the routers (``Annotated`` types, one per thing a route needs)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.auth import AuthError, bearer_token, verify_token
+from api.summaries import SummaryCache
+from tasks.schema import USER_ANONYMOUS
 from tasks.settings import Settings
+from tasks.spool import Spool, SpoolFlusher
 from tasks.storage.base import ObjectStore
 
 
@@ -18,5 +23,60 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_spool(request: Request) -> Spool:
+    return request.app.state.spool
+
+
+def get_flusher(request: Request) -> SpoolFlusher:
+    return request.app.state.flusher
+
+
+def get_summaries(request: Request) -> SummaryCache:
+    return request.app.state.summaries
+
+
+# Declared so /docs shows the scheme and offers a token field; the header is parsed by api.auth,
+# which (unlike HTTPBearer) refuses a malformed header instead of treating it as absent.
+_bearer_scheme = HTTPBearer(
+    auto_error=False, description="A NextAuth JWT (HS256, signed with NEXTAUTH_SECRET)."
+)
+BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(
+        status_code=401, detail=message,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+def optional_user(request: Request, _doc: BearerDoc) -> str:
+    """The token's user id, ``anonymous`` without a token; a token that is sent must be valid."""
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            return USER_ANONYMOUS
+        return verify_token(token, request.app.state.settings.nextauth_secret)
+    except AuthError as exc:
+        raise _unauthorized(str(exc)) from None
+
+
+def required_user(request: Request, _doc: BearerDoc) -> str:
+    """The token's user id; 401 without a valid token."""
+    try:
+        token = bearer_token(request.headers.get("authorization"))
+        if token is None:
+            raise AuthError("this endpoint needs 'Authorization: Bearer <token>'")
+        return verify_token(token, request.app.state.settings.nextauth_secret)
+    except AuthError as exc:
+        raise _unauthorized(str(exc)) from None
+
+
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SpoolDep = Annotated[Spool, Depends(get_spool)]
+FlusherDep = Annotated[SpoolFlusher, Depends(get_flusher)]
+SummariesDep = Annotated[SummaryCache, Depends(get_summaries)]
+OptionalUserDep = Annotated[str, Depends(optional_user)]
+UserDep = Annotated[str, Depends(required_user)]
+IfNoneMatch = Annotated[str | None, Header(include_in_schema=False)]
