@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.routes import data, drift, health, models, submit, user
@@ -21,26 +24,48 @@ from tasks.storage import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
+_ECHO_CHARS = 200
+
+
+def _validation_body(exc: RequestValidationError) -> bytes:
+    """FastAPI's 422 body (``detail``: one entry per bad field with its ``loc``), except that the
+    echoed input is cut short (a 100 kB output need not come back) and the JSON is ASCII (an input
+    with a lone surrogate must still render)."""
+    errors = []
+    for err in exc.errors():
+        err = dict(err)
+        value = err.get("input")
+        if isinstance(value, str) and len(value) > _ECHO_CHARS:
+            err["input"] = value[:_ECHO_CHARS] + "..."
+        elif isinstance(value, dict | list) and len(json.dumps(value, default=str)) > _ECHO_CHARS:
+            err.pop("input")
+        errors.append(err)
+    return json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True).encode()
+
 
 def create_app(settings: Settings | None = None, store: ObjectStore | None = None) -> FastAPI:
     settings = settings or Settings()
     store = store if store is not None else open_store(settings)
-    spool = Spool(settings.spool_dir or settings.data_dir / "spool")
-    flusher = SpoolFlusher(
-        spool, store, flush_rows=settings.spool_flush_rows,
-        flush_seconds=settings.spool_flush_seconds,
-    )
+    spool_dir = settings.spool_dir or settings.data_dir / "spool"
+
+    def new_flusher(spool: Spool) -> SpoolFlusher:
+        return SpoolFlusher(spool, store, flush_rows=settings.spool_flush_rows,
+                            flush_seconds=settings.spool_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Start: replay whatever a previous process acknowledged but did not flush. Stop: flush
-        # what is left; on failure it stays spooled for the next start.
+        # what is left; on failure it stays spooled for the next start. (An app may be started
+        # again after a stop, as test clients do: it then reopens its spool.)
+        if app.state.spool.closed:
+            app.state.spool = Spool(spool_dir)
+        flusher = app.state.flusher = new_flusher(app.state.spool)
         flusher.start()
         try:
             yield
         finally:
             flusher.stop(final_flush=True)
-            spool.close()
+            app.state.spool.close()
 
     app = FastAPI(
         title="Plumbline API",
@@ -50,8 +75,8 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     )
     app.state.settings = settings
     app.state.store = store
-    app.state.spool = spool
-    app.state.flusher = flusher
+    app.state.spool = Spool(spool_dir)
+    app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
 
     # Added innermost first: CORS is outermost so even a 429 or 413 carries its headers.
@@ -69,6 +94,10 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
             allow_headers=["Authorization", "Content-Type", "If-None-Match"],
             expose_headers=["ETag", "Retry-After"],
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return Response(_validation_body(exc), status_code=422, media_type="application/json")
 
     @app.exception_handler(StorageError)
     async def _storage_unavailable(request: Request, exc: StorageError) -> JSONResponse:

@@ -359,6 +359,10 @@ class Spool:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Finish queued commits, then close the database. Pending rows stay for the next start."""
         if self._closed:
