@@ -58,14 +58,19 @@ def _token(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_utf8)]
 ModelId = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_CHARS, examples=["openai/gpt-4o"]),
+    str, Field(min_length=1, max_length=MAX_ID_CHARS, examples=["openai/gpt-4o"],
+               json_schema_extra={"pattern": _ID_RE.pattern}),
     AfterValidator(_model_id),
 ]
 PromptId = Annotated[
-    str, Field(min_length=1, max_length=MAX_ID_CHARS, examples=["cheap-001"]),
+    str, Field(min_length=1, max_length=MAX_ID_CHARS, examples=["cheap-001"],
+               json_schema_extra={"pattern": _ID_RE.pattern}),
     AfterValidator(_safe_id),
 ]
-ShortToken = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_token)]
+ShortToken = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": _TOKEN_RE.pattern}),
+    AfterValidator(_token),
+]
 
 
 class AssertionResult(BaseModel):
@@ -105,7 +110,7 @@ class SubmitRequest(BaseModel):
     latency_ms: float | None = Field(None, ge=0.0, le=86_400_000.0)
     result_hash: str | None = Field(
         None, description="sha256 of model_id|prompt_id|output; recomputed and checked.",
-        examples=["sha256:" + "0" * 64],
+        examples=["sha256:" + "0" * 64], json_schema_extra={"pattern": _HASH_RE.pattern},
     )
     suite_hash: ShortToken | None = None
     suite_version: ShortToken | None = None
