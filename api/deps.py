@@ -1,4 +1,8 @@
-"""Dependency aliases shared by the routers (``Annotated`` types, one per thing a route needs)."""
+"""Dependency aliases shared by the routers (``Annotated`` types, one per thing a route needs).
+
+The providers are ``async def`` although they never await: FastAPI runs a sync dependency in its
+thread pool, and two thread hops per request would cost more than the whole summary read.
+"""
 
 from __future__ import annotations
 
@@ -15,23 +19,23 @@ from tasks.spool import Spool, SpoolFlusher
 from tasks.storage.base import ObjectStore
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     return request.app.state.store
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_spool(request: Request) -> Spool:
+async def get_spool(request: Request) -> Spool:
     return request.app.state.spool
 
 
-def get_flusher(request: Request) -> SpoolFlusher:
+async def get_flusher(request: Request) -> SpoolFlusher:
     return request.app.state.flusher
 
 
-def get_summaries(request: Request) -> SummaryCache:
+async def get_summaries(request: Request) -> SummaryCache:
     return request.app.state.summaries
 
 
@@ -50,7 +54,7 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
-def optional_user(request: Request, _doc: BearerDoc) -> str:
+async def optional_user(request: Request, _doc: BearerDoc) -> str:
     """The token's user id, ``anonymous`` without a token; a token that is sent must be valid."""
     try:
         token = bearer_token(request.headers.get("authorization"))
@@ -61,7 +65,7 @@ def optional_user(request: Request, _doc: BearerDoc) -> str:
         raise _unauthorized(str(exc)) from None
 
 
-def required_user(request: Request, _doc: BearerDoc) -> str:
+async def required_user(request: Request, _doc: BearerDoc) -> str:
     """The token's user id; 401 without a valid token."""
     try:
         token = bearer_token(request.headers.get("authorization"))
