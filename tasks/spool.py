@@ -36,7 +36,7 @@ from tasks.errors import PlumblineError
 from tasks.records_io import table_to_parquet
 from tasks.schema import SOURCE_COMMUNITY, to_table
 from tasks.storage.base import ObjectStore
-from tasks.storage.layout import user_day_prefix
+from tasks.storage.layout import dirty_marker_key, user_day_prefix
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +326,10 @@ class Spool:
             ]
         for key, group in batch_keys(batch, rows).items():
             store.put(key, table_to_parquet(to_table(group)))
+        # A community result may belong to a day the nightly flow already aggregated (a late
+        # submission): mark its days so the next run re-aggregates them.
+        for day in sorted({row["timestamp"].date() for row in rows}):
+            store.put(dirty_marker_key(day), b"")
         with self._db:
             self._conn.execute("DELETE FROM pending WHERE batch = ?", (batch,))
         log.info("flushed %d submission(s) of batch %s", len(rows), batch)

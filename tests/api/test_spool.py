@@ -121,6 +121,9 @@ def test_outage_delays_but_loses_nothing(spool: Spool, store: LocalStore) -> Non
     assert spool.flush(flaky) == 40
     assert stored_ids(store) == Counter(dict.fromkeys(acked, 1))
     assert spool.pending_count() == 0
+    # The days written are marked for the nightly re-aggregation (late submissions).
+    assert [o.key for o in store.list("state/dirty/")] == [
+        "state/dirty/2026-11-20", "state/dirty/2026-11-21", "state/dirty/2026-11-22"]
 
 
 def test_crash_mid_flush_rewrites_the_same_files(spool: Spool, store: LocalStore) -> None:
