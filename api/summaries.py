@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
+from tasks.errors import StorageError
 from tasks.storage.base import ObjectStore
 
 CACHE_CONTROL = "public, max-age=60"
@@ -72,7 +73,14 @@ class SummaryCache:
             cached = self._entries.get(key)
             if cached is not None and isinstance(cached[0], float) and cached[0] > now:
                 return cached[1]
-            body = self.store.get(key)
+            try:
+                body = self.store.get(key)
+            except StorageError:
+                if cached is None:
+                    raise
+                # Stale-if-error: the last good copy beats a 503 while the store is unreachable.
+                self._entries[key] = (now + self.ttl, cached[1])
+                return cached[1]
             summary = Summary(body, make_etag(body))
             self._entries[key] = (now + self.ttl, summary)
             return summary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +112,21 @@ class RemoteStore:
 def test_remote_store_reads_are_cached(app_factory, store: LocalStore) -> None:  # type: ignore[no-untyped-def]
     remote = RemoteStore(store)
     put_json(store, "models.json", {"models": []})
-    with TestClient(app_factory(remote, summary_cache_seconds=60)) as c:
+    app = app_factory(remote, summary_cache_seconds=0.2)
+    with TestClient(app) as c:
         for _ in range(20):
             assert c.get("/api/models").status_code == 200
         assert remote.gets == 1
-        # Served from memory while storage is down; the write path is unaffected.
+        time.sleep(0.25)  # expired: fetched again, a new publish shows
+        put_json(store, "models.json", {"models": ["new"]})
+        assert c.get("/api/models").json() == {"models": ["new"]}
+        assert remote.gets == 2
+        # Storage down after expiry: the last good copy is served rather than a 503.
         remote.down = True
-        assert c.get("/api/models").status_code == 200
+        time.sleep(0.25)
+        assert c.get("/api/models").json() == {"models": ["new"]}
+        # ...but a summary never fetched is an honest 503.
+        assert c.get("/api/drift").status_code == 503
 
 
 def test_health(client: TestClient, store: LocalStore) -> None:
