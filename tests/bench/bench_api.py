@@ -141,7 +141,7 @@ class Phase:
 
 
 async def load(url: str, name: str, *, concurrency: int, max_requests: int, seconds: float,
-               method: str = "GET", body: Any = None, expect: str | None = None) -> Phase:
+               method: str = "GET", body: Any = None, expect: bytes | None = None) -> Phase:
     limits = loadhttp.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     errors = 0
@@ -167,7 +167,7 @@ async def load(url: str, name: str, *, concurrency: int, max_requests: int, seco
                     errors += 1
                     continue
                 dt = (time.perf_counter() - t0) * 1000
-                if r.status_code == 200 and (expect is None or expect in r.text):
+                if r.status_code == 200 and (expect is None or expect in r.content):
                     latencies.append(dt)
                 else:
                     errors += 1
@@ -255,27 +255,33 @@ def main() -> int:
         cpu0 = _cpu(server.pid)
         read = asyncio.run(load(base + "/api/data/chart", "GET /api/data/chart",
                                 concurrency=args.read_concurrency, max_requests=args.requests,
-                                seconds=args.seconds, expect="total_submissions"))
+                                seconds=args.seconds, expect=b"total_submissions"))
         cpu1 = _cpu(server.pid)
         print(read.line(), flush=True)
         print(f"  CPU during the read phase: server {cpu1[0] - cpu0[0]:.2f} s, "
-              f"client {cpu1[1] - cpu0[1]:.2f} s over {read.seconds:.2f} s wall "
-              f"({(cpu1[0] - cpu0[0]) / max(read.ok, 1) * 1e6:.0f} µs server CPU per request)")
+              f"client {cpu1[1] - cpu0[1]:.2f} s over {read.seconds:.2f} s wall")
         seed = asyncio.run(load(base + "/bench/seed-chart", "seed: list+read raw per req",
                                 concurrency=4, max_requests=min(args.requests, 400),
-                                seconds=args.seconds, expect="total_submissions"))
+                                seconds=args.seconds, expect=b"total_submissions"))
         print(seed.line(), flush=True)
+        cpu2 = _cpu(server.pid)
         submit = asyncio.run(load(base + "/api/submit", "POST /api/submit",
                                   concurrency=args.submit_concurrency,
                                   max_requests=args.requests, seconds=args.seconds,
-                                  method="POST", body=submission_body, expect='"accepted"'))
+                                  method="POST", body=submission_body, expect=b'"accepted"'))
+        cpu3 = _cpu(server.pid)
         print(submit.line(), flush=True)
+        print(f"  CPU during the submit phase: server {cpu3[0] - cpu2[0]:.2f} s, "
+              f"client {cpu3[1] - cpu2[1]:.2f} s over {submit.seconds:.2f} s wall")
         health = httpx.get(base + "/api/health").json()
         print(f"spool after the submit phase: {health['pending_submissions']} pending "
               f"(flushed by size/age/shutdown)")
         ratio = read.rps / seed.rps if seed.rps else float("inf")
         print(f"load client: {loadhttp.__name__} {loadhttp.__version__}")
-        print(f"read ratio vs seed: {ratio:.1f}x   (cores: {os.cpu_count()}, shared)")
+        server_us = (cpu1[0] - cpu0[0]) / max(read.ok, 1) * 1e6
+        print(f"read ratio vs seed: {ratio:.1f}x   (cores: {os.cpu_count()}, shared; "
+              f"load average {os.getloadavg()[0]:.1f}); at {server_us:.0f} µs server CPU per "
+              f"read, one free core would serve ~{1e6 / max(server_us, 1):.0f} reads/s")
         print(f"RESULT read_rps={read.rps:.0f} read_p99_ms={read.pct(0.99):.2f} "
               f"submit_rps={submit.rps:.0f} submit_p99_ms={submit.pct(0.99):.2f} "
               f"seed_read_rps={seed.rps:.1f} read_ratio_vs_seed={ratio:.1f}")
