@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -146,7 +146,7 @@ class Spool:
         self._writer: threading.Thread | None = None
         self._writer_start = threading.Lock()
         self._closed = False
-        self._listeners: list[Any] = []
+        self._listeners: list[Callable[[], None]] = []
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class Spool:
         """Make entries durable and return one outcome each (blocking)."""
         return self.submit(entries).result()
 
-    def on_append(self, callback: Any) -> None:
+    def on_append(self, callback: Callable[[], None]) -> None:
         """Call ``callback()`` after each group commit (the flusher uses it to watch the size)."""
         self._listeners.append(callback)
 
@@ -183,18 +183,25 @@ class Spool:
             item = self._queue.get()
             if item is None:
                 return
-            group = [item]
-            size = len(item[0])
-            while size < self._max_group:
+            group = []
+            size = 0
+            while True:
+                # A request cancelled while queued (client gone, server stopping) is dropped
+                # here, unacknowledged; once running its future can no longer be cancelled.
+                if item[1].set_running_or_notify_cancel():
+                    group.append(item)
+                    size += len(item[0])
+                if size >= self._max_group:
+                    break
                 try:
-                    nxt = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if item is None:
                     self._queue.put(None)  # finish this group, then stop
                     break
-                group.append(nxt)
-                size += len(nxt[0])
+            if not group:
+                continue
             try:
                 results = self._commit([entries for entries, _ in group])
             except Exception as exc:
@@ -375,6 +382,14 @@ class Spool:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
+        # A submit that raced with close() must not wait forever.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(SpoolError("the submission spool is closed"))
         with self._db:
             self._conn.close()
 

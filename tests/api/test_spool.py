@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 from tasks.errors import StorageError
 from tasks.records_io import parquet_to_table
 from tasks.schema import SOURCE_COMMUNITY, make_record
-from tasks.spool import Spool, SpoolEntry, SpoolError, SpoolFlusher
+from tasks.spool import Outcome, Spool, SpoolEntry, SpoolError, SpoolFlusher
 from tasks.storage.base import ObjectInfo
 from tasks.storage.local import LocalStore
 
@@ -202,3 +203,12 @@ def test_closed_spool_refuses(tmp_path: Path) -> None:
     s.close()
     with pytest.raises(SpoolError):
         s.append([entry(1)])
+
+
+def test_a_cancelled_submission_does_not_stop_the_writer(spool: Spool) -> None:
+    # A submission whose request was cancelled while it waited in the queue (client gone).
+    cancelled: Future[list[Outcome]] = Future()
+    assert cancelled.cancel()
+    spool._queue.put(([entry(1)], cancelled))
+    assert spool.append([entry(2)])[0].status == "accepted"
+    assert [r["prompt_id"] for r in spool.pending_records()] == ["p2"]
