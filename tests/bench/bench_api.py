@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -178,6 +179,25 @@ async def load(url: str, name: str, *, concurrency: int, max_requests: int, seco
     return Phase(name, len(latencies), errors, elapsed, latencies)
 
 
+def run_phase(url: str, name: str, *, clients: int, concurrency: int, max_requests: int,
+              seconds: float, method: str = "GET", expect: bytes | None = None) -> Phase:
+    """``load`` split over ``clients`` processes (one event loop each), results merged."""
+    share = max(1, concurrency // clients)
+    jobs = [dict(url=url, name=name, concurrency=share, max_requests=max_requests // clients,
+                 seconds=seconds, method=method, expect=expect) for _ in range(clients)]
+    if clients == 1:
+        return _phase_job(jobs[0])
+    with ProcessPoolExecutor(clients) as pool:
+        parts = list(pool.map(_phase_job, jobs))
+    return Phase(name, sum(p.ok for p in parts), sum(p.errors for p in parts),
+                 max(p.seconds for p in parts), [x for p in parts for x in p.latencies_ms])
+
+
+def _phase_job(job: dict[str, Any]) -> Phase:
+    body = submission_body if job.pop("method") == "POST" else None
+    return asyncio.run(load(**job, method="POST" if body else "GET", body=body))
+
+
 _counter = 0
 
 
@@ -195,12 +215,13 @@ def submission_body() -> bytes:
 
 
 def _cpu(pid: int) -> tuple[float, float]:
-    """(server process CPU seconds, this process's CPU seconds)."""
+    """(server process CPU seconds, the load generator's: this process and its finished
+    client processes; the server is a child too but still running, so not counted)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     server = (int(fields[11]) + int(fields[12])) / tick
     me = os.times()
-    return server, me.user + me.system
+    return server, me.user + me.system + me.children_user + me.children_system
 
 
 def free_port() -> int:
@@ -215,7 +236,9 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=400, help="raw files in the day (seed style)")
     parser.add_argument("--seconds", type=float, default=8.0, help="time bound per phase")
     parser.add_argument("--requests", type=int, default=20_000, help="request bound per phase")
-    parser.add_argument("--read-concurrency", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=2,
+                        help="client processes generating the load (connections split evenly)")
+    parser.add_argument("--read-concurrency", type=int, default=8)
     parser.add_argument("--submit-concurrency", type=int, default=32)
     args = parser.parse_args()
     if args.serve:
@@ -253,22 +276,23 @@ def main() -> int:
               f"both paths agree")
 
         cpu0 = _cpu(server.pid)
-        read = asyncio.run(load(base + "/api/data/chart", "GET /api/data/chart",
-                                concurrency=args.read_concurrency, max_requests=args.requests,
-                                seconds=args.seconds, expect=b"total_submissions"))
+        read = run_phase(base + "/api/data/chart", "GET /api/data/chart",
+                         clients=args.clients, concurrency=args.read_concurrency,
+                         max_requests=args.requests, seconds=args.seconds,
+                         expect=b"total_submissions")
         cpu1 = _cpu(server.pid)
         print(read.line(), flush=True)
         print(f"  CPU during the read phase: server {cpu1[0] - cpu0[0]:.2f} s, "
               f"client {cpu1[1] - cpu0[1]:.2f} s over {read.seconds:.2f} s wall")
-        seed = asyncio.run(load(base + "/bench/seed-chart", "seed: list+read raw per req",
-                                concurrency=4, max_requests=min(args.requests, 400),
-                                seconds=args.seconds, expect=b"total_submissions"))
+        seed = run_phase(base + "/bench/seed-chart", "seed: list+read raw per req",
+                         clients=1, concurrency=4, max_requests=min(args.requests, 400),
+                         seconds=args.seconds, expect=b"total_submissions")
         print(seed.line(), flush=True)
         cpu2 = _cpu(server.pid)
-        submit = asyncio.run(load(base + "/api/submit", "POST /api/submit",
-                                  concurrency=args.submit_concurrency,
-                                  max_requests=args.requests, seconds=args.seconds,
-                                  method="POST", body=submission_body, expect=b'"accepted"'))
+        submit = run_phase(base + "/api/submit", "POST /api/submit",
+                           clients=args.clients, concurrency=args.submit_concurrency,
+                           max_requests=args.requests, seconds=args.seconds, method="POST",
+                           expect=b'"accepted"')
         cpu3 = _cpu(server.pid)
         print(submit.line(), flush=True)
         print(f"  CPU during the submit phase: server {cpu3[0] - cpu2[0]:.2f} s, "
