@@ -41,11 +41,12 @@ try:
 except ImportError:  # pragma: no cover
     loadhttp = httpx  # type: ignore[no-redef]
 import polars as pl  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 
 from tasks.publish import chart_payload, publish_chart  # noqa: E402
 from tasks.records_io import read_day, table_to_parquet  # noqa: E402
 from tasks.schema import SOURCE_COMMUNITY, SOURCE_SCHEDULED, make_record, output_hash, to_table  # noqa: E402
-from tasks.storage.layout import raw_key  # noqa: E402
+from tasks.storage.layout import day_prefix, raw_key  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
 
 DAY = date(2026, 11, 20)
@@ -300,6 +301,13 @@ def main() -> int:
         health = httpx.get(base + "/api/health").json()
         print(f"spool after the submit phase: {health['pending_submissions']} pending "
               f"(flushed by size/age/shutdown)")
+        server.send_signal(signal.SIGTERM)  # graceful: the lifespan flushes the spool
+        server.wait(60)
+        stored = sum(pq.read_metadata(store.local_path(o.key)).num_rows  # type: ignore[arg-type]
+                     for o in store.list("raw/") if not o.key.startswith(day_prefix(DAY)))
+        verdict = "all there" if stored == submit.ok else "MISMATCH"
+        print(f"after a graceful shutdown: {stored} rows in the store for {submit.ok} "
+              f"acknowledged submissions ({verdict})")
         ratio = read.rps / seed.rps if seed.rps else float("inf")
         print(f"load client: {loadhttp.__name__} {loadhttp.__version__}")
         server_us = (cpu1[0] - cpu0[0]) / max(read.ok, 1) * 1e6
