@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -87,6 +88,18 @@ class Settings(BaseSettings):
             if value.startswith("["):
                 return json.loads(value)
             return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"TRUSTED_PROXIES entry {entry!r} is not an IP address or network"
+                ) from None
         return value
 
     @field_validator("cors_origins", mode="before")

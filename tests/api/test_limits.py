@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from api.limits import SlidingWindowLimiter, client_ip
+from tasks.settings import Settings
 from tests.api.conftest import pramana_payload
 
 
@@ -110,3 +113,8 @@ def test_cors(app_factory) -> None:  # type: ignore[no-untyped-def]
         assert r.status_code == 429
         assert r.headers["access-control-allow-origin"] == "https://dash.example"
         assert "retry-after" in r.headers["access-control-expose-headers"].lower()
+
+
+def test_bad_trusted_proxy_setting_fails_at_startup() -> None:
+    with pytest.raises(ValidationError, match=r"TRUSTED_PROXIES entry 'proxy\.local'"):
+        Settings(trusted_proxies="10.0.0.1,proxy.local")
