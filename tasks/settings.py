@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.errors import ConfigError
 
@@ -43,13 +45,66 @@ class Settings(BaseSettings):
     nextauth_secret: str | None = Field(
         None, validation_alias=AliasChoices("NEXTAUTH_SECRET", "nextauth_secret")
     )
-    cors_origins: list[str] = Field(
+    # NoDecode: the comma-separated form below is parsed by the validator, not as JSON.
+    cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, validation_alias=AliasChoices("CORS_ORIGINS", "cors_origins")
     )
     # Attempts per B2 operation on transient errors (5xx, 429, timeouts), with backoff.
     b2_max_attempts: int = Field(
         5, ge=1, validation_alias=AliasChoices("PLUMBLINE_B2_MAX_ATTEMPTS", "b2_max_attempts")
     )
+
+    # --- API limits and the submission spool (see docs/api.md) ---
+    rate_limit_per_minute: int = Field(
+        60, ge=0, validation_alias=AliasChoices("RATE_LIMIT_PER_MINUTE", "rate_limit_per_minute")
+    )  # per client IP; 0 disables the limiter (benchmarks, a trusted internal deployment)
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs, e.g. the reverse proxy's address).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("TRUSTED_PROXIES", "trusted_proxies")
+    )
+    max_body_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024,
+        validation_alias=AliasChoices("MAX_BODY_BYTES", "max_body_bytes"),
+    )
+    # None: `{data_dir}/spool`. Must be a local disk: acknowledged submissions live here until
+    # they are flushed to the object store.
+    spool_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("PLUMBLINE_SPOOL_DIR", "spool_dir")
+    )
+    spool_flush_rows: int = Field(
+        5000, ge=1, validation_alias=AliasChoices("SPOOL_FLUSH_ROWS", "spool_flush_rows")
+    )
+    spool_flush_seconds: float = Field(
+        30.0, gt=0, validation_alias=AliasChoices("SPOOL_FLUSH_SECONDS", "spool_flush_seconds")
+    )
+    # How long a remote store's summary file is served from memory before it is fetched again
+    # (a local store is revalidated by file stat on every read instead).
+    summary_cache_seconds: float = Field(
+        10.0, ge=0,
+        validation_alias=AliasChoices("SUMMARY_CACHE_SECONDS", "summary_cache_seconds"),
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"TRUSTED_PROXIES entry {entry!r} is not an IP address or network"
+                ) from None
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -58,7 +113,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
-                return value  # JSON list, let pydantic parse it
+                return json.loads(value)
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 

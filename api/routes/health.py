@@ -1,14 +1,14 @@
-"""``GET /api/health``: storage reachable, time of the last nightly run, version."""
+"""``GET /api/health``: storage reachable, time of the last nightly run, version, spool backlog."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.deps import StoreDep
+from api.deps import FlusherDep, SpoolDep, StoreDep
+from api.schemas import HealthResponse
 from tasks import __version__
 from tasks.publish import NIGHTLY_STATUS
 from tasks.storage.layout import latest_key
@@ -16,15 +16,21 @@ from tasks.storage.layout import latest_key
 router = APIRouter(tags=["health"])
 
 
-@router.get("/api/health")
-def health(store: StoreDep) -> JSONResponse:
-    body: dict[str, Any] = {"status": "ok", "version": __version__, "storage": "ok",
-                            "last_nightly": None}
+@router.get(
+    "/api/health", response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": "Storage unreachable."}},
+)
+def health(store: StoreDep, spool: SpoolDep, flusher: FlusherDep) -> JSONResponse:
+    body = HealthResponse(
+        status="ok", version=__version__, storage="ok", last_nightly=None,
+        pending_submissions=spool.pending_count(), flush_error=flusher.last_error,
+    )
+    status = 200
     try:
-        body["last_nightly"] = json.loads(store.get(latest_key(NIGHTLY_STATUS))).get("finished_at")
+        body.last_nightly = json.loads(store.get(latest_key(NIGHTLY_STATUS))).get("finished_at")
     except KeyError:
         pass  # no nightly run yet: healthy, just empty
     except Exception as exc:  # the store itself is unreachable
-        body.update(status="degraded", storage=f"error: {type(exc).__name__}: {exc}")
-        return JSONResponse(body, status_code=503)
-    return JSONResponse(body)
+        body.status, body.storage = "degraded", f"error: {type(exc).__name__}: {exc}"
+        status = 503
+    return JSONResponse(body.model_dump(mode="json"), status_code=status)

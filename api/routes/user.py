@@ -1,0 +1,61 @@
+"""``/api/user/me``: a signed-in user's own stats, and deleting or anonymizing their data.
+
+GDPR operations hold the spool's exclusive lock, so no flush writes the user's rows halfway
+through: a delete also drops their not-yet-flushed submissions; an anonymize flushes them first so
+they are anonymized with the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import SettingsDep, SpoolDep, StoreDep, UserDep
+from api.schemas import DeleteResponse, ErrorResponse, UserStatsResponse
+from tasks import gdpr
+
+router = APIRouter(tags=["user"])
+
+_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorResponse, "description": "No valid token."},
+    503: {"model": ErrorResponse, "description": "Storage unreachable; nothing was changed."},
+}
+
+
+@router.get("/api/user/me/stats", response_model=UserStatsResponse, responses=_RESPONSES)
+def my_stats(user_id: UserDep, store: StoreDep, spool: SpoolDep) -> UserStatsResponse:
+    """How many results you submitted, for which models, and when last (unflushed included)."""
+    stored = gdpr.user_stats(store, user_id)
+    pending = spool.pending_stats(user_id)
+    lasts = [t for t in (stored.last_submission, pending.last_submission) if t is not None]
+    return UserStatsResponse(
+        user_id=user_id,
+        count=stored.count + pending.count,
+        models_tested=sorted(set(stored.models_tested) | set(pending.models)),
+        last_submission=max(lasts) if lasts else None,
+    )
+
+
+@router.delete("/api/user/me", response_model=DeleteResponse, responses=_RESPONSES)
+def delete_me(
+    user_id: UserDep, store: StoreDep, spool: SpoolDep, settings: SettingsDep,
+    anonymize_only: Annotated[
+        bool, Query(description="Keep your results but move them to the anonymous partition.")
+    ] = False,
+) -> DeleteResponse:
+    """Delete everything you submitted, or (``anonymize_only=true``) detach it from you."""
+    with spool.exclusive():
+        if anonymize_only:
+            try:
+                spool.flush(store, batch_rows=settings.spool_flush_rows)
+            except Exception as exc:
+                raise HTTPException(
+                    503, f"could not flush pending submissions before anonymizing: {exc}"
+                ) from None
+            rows = gdpr.anonymize_user(store, user_id)
+            spool.forget_user(user_id, keep_pending=True)
+            return DeleteResponse(status="anonymized", rows=rows)
+        dropped = spool.forget_user(user_id)
+        files = gdpr.delete_user(store, user_id)
+        return DeleteResponse(status="deleted", files=files, pending_dropped=dropped)

@@ -1,0 +1,214 @@
+"""The durable spool: group commit under concurrency, restart, storage outages, crashes mid-flush,
+and the background flusher."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.errors import StorageError
+from tasks.records_io import parquet_to_table
+from tasks.schema import SOURCE_COMMUNITY, make_record
+from tasks.spool import Outcome, Spool, SpoolEntry, SpoolError, SpoolFlusher
+from tasks.storage.base import ObjectInfo
+from tasks.storage.local import LocalStore
+
+
+class FlakyStore:
+    """A real LocalStore whose ``put`` fails while ``down`` is set, or after ``fail_after`` puts
+    (a process dying mid-flush looks the same to the spool: some files written, no delete)."""
+
+    def __init__(self, inner: LocalStore) -> None:
+        self.inner = inner
+        self.down = False
+        self.fail_after: int | None = None
+        self.puts = 0
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.down or (self.fail_after is not None and self.puts >= self.fail_after):
+            raise StorageError("simulated outage", key=key)
+        self.puts += 1
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def describe(self) -> str:
+        return "flaky " + self.inner.describe()
+
+    def local_path(self, key: str) -> Path | None:
+        return self.inner.local_path(key)
+
+
+def entry(i: int, user: str = "anonymous", day: int = 20) -> SpoolEntry:
+    rec = make_record(
+        timestamp=datetime(2026, 11, day, 10, 0, i % 60, tzinfo=UTC), user_id=user,
+        model_id="fake/stable", prompt_id=f"p{i}", output=f"out {i}", run_id="community",
+        source=SOURCE_COMMUNITY, sample_idx=0,
+    )
+    return SpoolEntry(f"key-{user}-{i}", rec)
+
+
+def stored_ids(store: LocalStore) -> Counter[str]:
+    ids: Counter[str] = Counter()
+    for info in store.list("raw/"):
+        ids.update(parquet_to_table(store.get(info.key)).column("id").to_pylist())
+    return ids
+
+
+@pytest.fixture
+def spool(tmp_path: Path) -> Any:
+    s = Spool(tmp_path / "spool")
+    yield s
+    s.close()
+
+
+def test_group_commit_under_concurrency(spool: Spool) -> None:
+    outcomes: list[Any] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(25):
+            out = spool.append([entry(n * 100 + i), entry(n * 100 + i)])  # 2nd is a duplicate
+            with lock:
+                outcomes.extend(out)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert Counter(o.status for o in outcomes) == {"accepted": 400, "duplicate": 400}
+    assert spool.pending_count() == 400
+
+
+def test_acknowledged_rows_survive_a_reopen(tmp_path: Path) -> None:
+    first = Spool(tmp_path / "s")
+    accepted = first.append([entry(i) for i in range(10)])
+    # No close(): as if the process died right after acknowledging.
+    second = Spool(tmp_path / "s")
+    assert second.pending_count() == 10
+    assert {r["id"] for r in second.pending_records()} == {o.id for o in accepted}
+    assert second.append([entry(3)])[0].status == "duplicate"
+    second.close()
+    first.close()
+
+
+def test_outage_delays_but_loses_nothing(spool: Spool, store: LocalStore) -> None:
+    flaky = FlakyStore(store)
+    acked = {o.id for o in spool.append([entry(i, day=20 + i % 3) for i in range(30)])}
+    flaky.down = True
+    with pytest.raises(StorageError):
+        spool.flush(flaky)
+    assert spool.pending_count() == 30
+    acked |= {o.id for o in spool.append([entry(i) for i in range(30, 40)])}
+    flaky.down = False
+    assert spool.flush(flaky) == 40
+    assert stored_ids(store) == Counter(dict.fromkeys(acked, 1))
+    assert spool.pending_count() == 0
+    # The days written are marked for the nightly re-aggregation (late submissions).
+    assert [o.key for o in store.list("state/dirty/")] == [
+        "state/dirty/2026-11-20", "state/dirty/2026-11-21", "state/dirty/2026-11-22"]
+
+
+def test_crash_mid_flush_rewrites_the_same_files(spool: Spool, store: LocalStore) -> None:
+    flaky = FlakyStore(store)
+    # Three partitions (days) in one batch; "die" after the first file is written.
+    acked = {o.id for o in spool.append([entry(i, day=20 + i % 3) for i in range(12)])}
+    flaky.fail_after = 1
+    with pytest.raises(StorageError):
+        spool.flush(flaky)
+    partial = [o.key for o in store.list("raw/")]
+    assert len(partial) == 1
+    flaky.fail_after = None
+    spool.flush(flaky)
+    keys = [o.key for o in store.list("raw/")]
+    assert len(keys) == 3 and partial[0] in keys  # same key overwritten, not a second file
+    assert stored_ids(store) == Counter(dict.fromkeys(acked, 1))
+
+
+def test_flush_batches_by_size(spool: Spool, store: LocalStore) -> None:
+    spool.append([entry(i) for i in range(25)])
+    assert spool.flush(store, batch_rows=10) == 25
+    assert len(store.list("raw/")) == 3  # 10 + 10 + 5, one file per batch
+    assert sum(stored_ids(store).values()) == 25
+
+
+def test_flusher_replays_on_start_and_retries_an_outage(tmp_path: Path, store: LocalStore) -> None:
+    spool = Spool(tmp_path / "s")
+    acked = {o.id for o in spool.append([entry(i) for i in range(5)])}
+    flaky = FlakyStore(store)
+    flaky.down = True
+    flusher = SpoolFlusher(spool, flaky, flush_rows=1000, flush_seconds=0.05, max_backoff=0.2)
+    flusher.start()
+    deadline = time.monotonic() + 5
+    while flusher.last_error is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert flusher.last_error is not None and "simulated outage" in flusher.last_error
+    assert spool.pending_count() == 5
+    flaky.down = False
+    while spool.pending_count() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    flusher.stop()
+    assert stored_ids(store) == Counter(dict.fromkeys(acked, 1))
+    spool.close()
+
+
+def test_stop_with_storage_down_keeps_rows_for_next_start(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    spool = Spool(tmp_path / "s")
+    spool.append([entry(i) for i in range(3)])
+    flaky = FlakyStore(store)
+    flaky.down = True
+    flusher = SpoolFlusher(spool, flaky, flush_seconds=3600)
+    flusher.start()
+    flusher.stop()
+    spool.close()
+    reopened = Spool(tmp_path / "s")
+    assert reopened.pending_count() == 3
+    assert reopened.flush(store) == 3
+    reopened.close()
+
+
+def test_forget_user_drops_pending_rows_and_dedupe_keys(spool: Spool, store: LocalStore) -> None:
+    user = "0123456789abcdef"
+    spool.append([entry(i, user=user) for i in range(4)] + [entry(9)])
+    assert spool.pending_stats(user).count == 4
+    assert spool.forget_user(user) == 4
+    assert spool.pending_stats(user).count == 0
+    assert spool.append([entry(0, user=user)])[0].status == "accepted"  # key forgotten too
+    spool.flush(store)
+    assert sum(stored_ids(store).values()) == 2
+
+
+def test_closed_spool_refuses(tmp_path: Path) -> None:
+    s = Spool(tmp_path / "s")
+    s.close()
+    with pytest.raises(SpoolError):
+        s.append([entry(1)])
+
+
+def test_a_cancelled_submission_does_not_stop_the_writer(spool: Spool) -> None:
+    # A submission whose request was cancelled while it waited in the queue (client gone).
+    cancelled: Future[list[Outcome]] = Future()
+    assert cancelled.cancel()
+    spool._queue.put(([entry(1)], cancelled))
+    assert spool.append([entry(2)])[0].status == "accepted"
+    assert [r["prompt_id"] for r in spool.pending_records()] == ["p2"]
