@@ -65,9 +65,16 @@ class LocalStore:
         try:
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            self._check_root(key)
             raise KeyError(key) from None
         except OSError as exc:
             raise StorageError(f"could not read from {self.root}: {exc}", key=key) from exc
+
+    def _check_root(self, key: str | None = None) -> None:
+        # A missing root is an empty store (a fresh install); a root that is a file is a broken
+        # store, and must not pass for "no data yet" (health checks would say ok).
+        if self.root.exists() and not self.root.is_dir():
+            raise StorageError(f"the data folder {self.root} is not a folder", key=key)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         # Walk only below the deepest folder the prefix names, so a date-partitioned prefix
@@ -75,6 +82,7 @@ class LocalStore:
         folder, _, _ = prefix.rpartition("/")
         start = self.root / folder if folder else self.root
         if not start.is_dir():
+            self._check_root()
             return []
         found: list[ObjectInfo] = []
 

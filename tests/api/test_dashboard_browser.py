@@ -55,18 +55,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _routed(path: str) -> bool:
-    with tempfile.TemporaryDirectory() as folder:
-        app = create_app(Settings(data_dir=Path(folder)), LocalStore(folder))
-        return path in app.openapi()["paths"]
-
-
-# /api/models, /api/drift and /api/models/{id}/history come from the api branch; until it is
-# merged these tests cannot see the page's populated state, and say so instead of failing.
-needs_read_api = pytest.mark.skipif(
-    not (_routed("/api/models") and _routed("/api/drift")),
-    reason="GET /api/models and /api/drift are not routed in this branch yet (api branch)",
-)
 
 # ------------------------------------------------------------------------------------ the data
 
@@ -384,7 +372,6 @@ def test_chart_is_drawn_before_the_first_nightly_run(
     assert tab.errors == []
 
 
-@needs_read_api
 def test_models_show_verdicts_and_charts(tab: Tab, store: LocalStore, tmp_path: Path) -> None:
     write_summaries(store)
     with serve(_app(store, tmp_path)) as base:
@@ -420,7 +407,6 @@ def test_models_show_verdicts_and_charts(tab: Tab, store: LocalStore, tmp_path: 
     assert tab.errors == []
 
 
-@needs_read_api
 def test_clicking_a_model_shows_its_history_and_drift(
     tab: Tab, store: LocalStore, tmp_path: Path
 ) -> None:
