@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.errors import ConfigError
 
@@ -46,6 +47,23 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list, validation_alias=AliasChoices("CORS_ORIGINS", "cors_origins")
     )
+
+    # The models the daily canary checks (PLUMBLINE_TRACKED_MODELS="openai/gpt-4o,fake/stable").
+    # The offline fake models by default, so a fresh install's schedule runs without any key.
+    tracked_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["fake/stable", "fake/drifting"],
+        validation_alias=AliasChoices("PLUMBLINE_TRACKED_MODELS", "tracked_models"),
+    )
+
+    @field_validator("tracked_models", mode="before")
+    @classmethod
+    def _split_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                return json.loads(value)
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,0 +1,82 @@
+"""The ``daily-canary`` flow: the cheap canary suites against every tracked model, once a day.
+
+Each suite runs as its own ``run-suite`` child flow, so the Prefect UI shows one run (with its
+result table) per suite, and a suite that fails does not stop the others from running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from flows.run_suite import RunSuiteParams, run_suite
+from tasks.errors import PlumblineError
+from tasks.schema import SOURCE_SCHEDULED
+from tasks.settings import Settings
+
+CANARY_SUITES = ["drift-canary", "cheap"]
+
+
+class DailyCanaryParams(BaseModel):
+    """What the Prefect UI's form for ``daily-canary`` asks for."""
+
+    suites: list[str] = Field(
+        default_factory=lambda: list(CANARY_SUITES),
+        min_length=1,
+        description="Suites to run, each as its own run-suite child flow.",
+    )
+    models: list[str] | None = Field(
+        None,
+        description="Models to check; empty for the tracked models "
+        "(PLUMBLINE_TRACKED_MODELS on the worker).",
+    )
+    samples: int | None = Field(
+        None, ge=1, le=100, description="Samples per case (default: each suite's)."
+    )
+
+
+class CanaryFailed(PlumblineError):
+    """One or more canary suites did not complete."""
+
+
+def resolve_models(params: DailyCanaryParams, settings: Settings) -> list[str]:
+    """The models to check: the parameter if given, else the tracked models from the settings."""
+    models = params.models or settings.tracked_models
+    if not models:
+        raise PlumblineError(
+            "daily-canary has no models: set PLUMBLINE_TRACKED_MODELS or the 'models' parameter"
+        )
+    return models
+
+
+@flow(name="daily-canary", log_prints=True)
+def daily_canary(params: DailyCanaryParams = DailyCanaryParams()) -> dict[str, Any]:
+    """Run the canary suites against the tracked models (scheduled daily)."""
+    logger = get_run_logger()
+    models = resolve_models(params, Settings())
+    logger.info("daily-canary: suites %s against %s", ", ".join(params.suites), ", ".join(models))
+    runs: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for suite in params.suites:
+        state = run_suite(
+            RunSuiteParams(suite=suite, models=models, samples=params.samples,
+                           source=SOURCE_SCHEDULED),
+            return_state=True,
+        )
+        if state.is_completed():
+            result = state.result()
+            runs.append({"suite": suite, "run_id": result["run_id"], "rows": result["rows"]})
+        else:
+            logger.error("daily-canary: suite %s did not complete: %s", suite, state.message)
+            failed.append(suite)
+    if failed:
+        # Raised after every suite had its chance: one broken suite must not hide the others.
+        raise CanaryFailed(f"canary suite(s) failed: {', '.join(failed)} (completed: "
+                           f"{', '.join(r['suite'] for r in runs) or 'none'})")
+    return {"models": models, "runs": runs}
+
+
+if __name__ == "__main__":
+    daily_canary()
