@@ -71,6 +71,10 @@ class Child:
             time.sleep(0.1)
         _signal_group(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
+        # SIGKILL is delivered at once but processed asynchronously; return once it has been.
+        deadline = time.monotonic() + 5
+        while _group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

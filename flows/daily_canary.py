@@ -22,8 +22,10 @@ CANARY_SUITES = ["drift-canary", "cheap"]
 class DailyCanaryParams(BaseModel):
     """What the Prefect UI's form for ``daily-canary`` asks for."""
 
+    # A plain default (pydantic copies it per instance) rather than a factory, so that the
+    # field's JSON schema, and so the Prefect UI's form, shows it.
     suites: list[str] = Field(
-        default_factory=lambda: list(CANARY_SUITES),
+        list(CANARY_SUITES),
         min_length=1,
         description="Suites to run, each as its own run-suite child flow.",
     )
