@@ -141,22 +141,24 @@ class Stack:
         server = Child("prefect-server", [
             sys.executable, "-m", "prefect", "server", "start",
             "--host", self.host, "--port", str(self.prefect_port),
-        ], self._env({"PREFECT_UI_API_URL": f"{self.prefect_url}/api", **quiet}))
-        self._say(f"Starting the Prefect server and UI on {self.prefect_url} ...")
-        self._launch(server)
-        self._wait("the Prefect server", [server],
-                   lambda: _answers(f"{self.prefect_url}/api/health", ok=(200,)))
-
-        serve = Child("serve", [sys.executable, "-m", "flows.cli", "serve"], self._env())
+        ], self._env(quiet))  # the UI calls PREFECT_API_URL unless PREFECT_UI_API_URL is set
         api = Child("api", [sys.executable, "-m", "flows.cli", "api", "--host", self.host,
                             "--port", str(self.api_port)], self._env())
-        self._say("Serving the flows and starting the Plumbline API ...")
+        serve = Child("serve", [sys.executable, "-m", "flows.cli", "serve"], self._env())
+        self._say(f"Starting the Prefect server and UI on {self.prefect_url} and the Plumbline "
+                  f"API on {self.api_url} ...")
+        self._launch(server)
+        self._launch(api)  # needs no Prefect: starts while the server does
+        self._wait("the Prefect server", [server, api],
+                   lambda: _answers(f"{self.prefect_url}/api/health", ok=(200,)))
+        self._say("Serving the flows ...")
+        # Launched last, stopped first: it pauses its schedules on the way out, which needs the
+        # server still up.
         self._launch(serve)
-        self._launch(api)
         self._wait("the served deployments", [server, serve],
                    lambda: set(_deployment_names(self.prefect_url)) >= {s.name for s in SPECS})
         # /api/health answers 503 when storage is unreachable: still up, and it says why.
-        self._wait("the Plumbline API", [server, api],
+        self._wait("the Plumbline API", [api],
                    lambda: _answers(f"{self.api_url}/api/health", ok=(200, 503)))
 
     def _launch(self, child: Child) -> None:
