@@ -4,10 +4,12 @@ The scale-out path end to end on one machine: ``prefect server start`` on a temp
 database, ``prefect work-pool create``, ``prefect deploy --all`` from the project's prefect.yaml,
 ``prefect worker start`` from another working directory (so the pull step must bring the worker
 to the project), then a ``run-suite`` run with parameters created through Prefect's client.
+The pool's job template takes a setting from a Secret block, as docs/deploy.md recommends.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Iterator
@@ -61,6 +63,22 @@ def _deployments(url: str) -> dict[str, dict[str, Any]]:
 def test_deploy_all_then_a_worker_runs_run_suite(server: dict[str, Any]) -> None:
     url, env, tmp = server["url"], server["env"], server["tmp"]
     prefect("work-pool", "create", "plumbline", "--type", "process", env=env)
+    # Secrets as blocks (docs/deploy.md): the pool's job template names a Secret block, which the
+    # worker resolves when it starts each run. Here the "secret" is the data folder, so the rows
+    # landing there prove the worker resolved it.
+    from prefect.blocks.system import Secret
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    block_dir = tmp / "data-from-block"
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        Secret(value=str(block_dir)).save("plumbline-data-dir", overwrite=True)
+    template = json.loads(prefect("work-pool", "get-default-base-job-template", "--type",
+                                  "process", env=env))
+    template["variables"]["properties"]["env"]["default"] = {
+        "PLUMBLINE_DATA_DIR": "{{ prefect.blocks.secret.plumbline-data-dir }}"}
+    (tmp / "pool.json").write_text(json.dumps(template))
+    prefect("work-pool", "update", "plumbline", "--base-job-template", str(tmp / "pool.json"),
+            env=env)
     out = prefect("deploy", "--all", env=env)
     assert "run-suite/run-suite" in out
 
@@ -88,7 +106,6 @@ def test_deploy_all_then_a_worker_runs_run_suite(server: dict[str, Any]) -> None
     server["procs"].append(worker)
 
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     params = {"params": {"suite": "smoke", "models": ["fake/stable", "fake/drifting"],
                          "samples": 2, "seed": 7, "run_id": "it-deploy-1"}}
@@ -104,7 +121,8 @@ def test_deploy_all_then_a_worker_runs_run_suite(server: dict[str, Any]) -> None
     assert state is not None and state.is_completed(), (
         f"run ended {state}\n--- worker:\n{worker.tail(80)}")
 
-    store = LocalStore(Path(env["PLUMBLINE_DATA_DIR"]))
+    assert not Path(env["PLUMBLINE_DATA_DIR"]).exists()  # the worker's own setting lost
+    store = LocalStore(block_dir)
     keys = [o.key for o in store.list(RAW + "/")]
     rows = read_records(store, keys).to_pylist()
     mine = [r for r in rows if r["run_id"] == "it-deploy-1"]
