@@ -2,9 +2,9 @@
 
 Three child processes, each in its own session so that one signal to its process group reaches
 the grandchildren too (Prefect's server runs uvicorn below itself; the runner runs each flow in a
-subprocess). They start in dependency order (the server first; the served flows need its API) and
-stop in reverse, so the runner can still pause its schedules while the server is up. If any child
-dies, the others are stopped too: a half-running stack is worse than a stopped one.
+subprocess). They start in dependency order (the server first; the served flows need its API)
+and stop in reverse, so the runner can still pause its deployments while the server is up. If
+any child dies, the others are stopped too: a half-running stack is worse than a stopped one.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class Stack:
         self._wait("the Prefect server", [server, api],
                    lambda: _answers(f"{self.prefect_url}/api/health", ok=(200,)))
         self._say("Serving the flows ...")
-        # Launched last, stopped first: it pauses its schedules on the way out, which needs the
+        # Launched last, stopped first: it pauses its deployments on the way out, which needs the
         # server still up.
         self._launch(serve)
         self._wait("the served deployments", [server, serve],

@@ -55,6 +55,7 @@ def test_up_serves_ui_deployments_schedules_and_api_then_stops_all(tmp_path: Pat
             "daily-canary": [("0 6 * * *", "UTC", True)],
             "nightly": [("0 2 * * *", "UTC", True)],
         }
+        assert not any(d["paused"] for d in deployments)
         # Prefect's scheduler has turned the crons into upcoming runs: the schedule is live.
         by_id = {d["id"]: d["name"] for d in deployments}
 
