@@ -6,9 +6,11 @@ result table) per suite, and a suite that fails does not stop the others from ru
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
 from flows.run_suite import RunSuiteParams, run_suite
@@ -17,6 +19,7 @@ from tasks.schema import SOURCE_SCHEDULED
 from tasks.settings import Settings
 
 CANARY_SUITES = ["drift-canary", "cheap"]
+TRACKED_MODELS_VARIABLE = "plumbline_tracked_models"
 
 
 class DailyCanaryParams(BaseModel):
@@ -31,8 +34,8 @@ class DailyCanaryParams(BaseModel):
     )
     models: list[str] | None = Field(
         None,
-        description="Models to check; empty for the tracked models "
-        "(PLUMBLINE_TRACKED_MODELS on the worker).",
+        description="Models to check; empty for the tracked models (the Prefect variable "
+        "plumbline_tracked_models, else PLUMBLINE_TRACKED_MODELS on the worker).",
     )
     samples: int | None = Field(
         None, ge=1, le=100, description="Samples per case (default: each suite's)."
@@ -43,21 +46,51 @@ class CanaryFailed(PlumblineError):
     """One or more canary suites did not complete."""
 
 
-def resolve_models(params: DailyCanaryParams, settings: Settings) -> list[str]:
-    """The models to check: the parameter if given, else the tracked models from the settings."""
-    models = params.models or settings.tracked_models
-    if not models:
+def parse_models(value: object, where: str) -> list[str]:
+    """A list of model ids from a JSON list or a comma-separated string."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise PlumblineError(f"{where}: not a JSON list: {exc.msg}") from exc
+        else:
+            value = [m.strip() for m in text.split(",") if m.strip()]
+    if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
         raise PlumblineError(
-            "daily-canary has no models: set PLUMBLINE_TRACKED_MODELS or the 'models' parameter"
+            f"{where} must be a list of model ids (provider/model) or a comma-separated "
+            f"string, got {value!r}"
         )
-    return models
+    return value
+
+
+def resolve_models(
+    params: DailyCanaryParams, settings: Settings, variable: object = None
+) -> list[str]:
+    """The models to check: the parameter, else the Prefect variable, else the settings.
+
+    The variable (``plumbline_tracked_models``) is editable in the Prefect UI and read at run
+    time, so on many workers a tracked model is added in one place, without a redeploy.
+    """
+    if params.models:
+        return params.models
+    if variable not in (None, "", []):
+        return parse_models(variable, f"Prefect variable {TRACKED_MODELS_VARIABLE}")
+    if not settings.tracked_models:
+        raise PlumblineError(
+            "daily-canary has no models: set the Prefect variable "
+            f"{TRACKED_MODELS_VARIABLE}, PLUMBLINE_TRACKED_MODELS or the 'models' parameter"
+        )
+    return settings.tracked_models
 
 
 @flow(name="daily-canary", log_prints=True)
 def daily_canary(params: DailyCanaryParams = DailyCanaryParams()) -> dict[str, Any]:
     """Run the canary suites against the tracked models (scheduled daily)."""
     logger = get_run_logger()
-    models = resolve_models(params, Settings())
+    variable = None if params.models else Variable.get(TRACKED_MODELS_VARIABLE, default=None)
+    models = resolve_models(params, Settings(), variable)
     logger.info("daily-canary: suites %s against %s", ", ".join(params.suites), ", ".join(models))
     runs: list[dict[str, Any]] = []
     failed: list[str] = []

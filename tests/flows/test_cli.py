@@ -65,6 +65,12 @@ def test_tracked_models_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert Settings().tracked_models == ["fake/stable"]
     with pytest.raises(PlumblineError, match="PLUMBLINE_TRACKED_MODELS"):
         resolve_models(DailyCanaryParams(), Settings(tracked_models=[]))
+    # The Prefect variable wins over the environment; the parameter wins over both.
+    for value in (["openai/gpt-4o-mini"], '["openai/gpt-4o-mini"]', " openai/gpt-4o-mini "):
+        assert resolve_models(DailyCanaryParams(), settings, value) == ["openai/gpt-4o-mini"]
+    assert resolve_models(DailyCanaryParams(models=["a/b"]), settings, ["c/d"]) == ["a/b"]
+    with pytest.raises(PlumblineError, match="plumbline_tracked_models must be a list"):
+        resolve_models(DailyCanaryParams(), settings, {"openai": "gpt-4o"})
 
 
 @pytest.mark.prefect
@@ -81,6 +87,19 @@ def test_daily_canary_runs_each_suite_and_reports_a_broken_one(
     store = LocalStore(data_dir)
     keys = [o.key for o in store.list(RAW + "/")]
     assert keys and all("/user=scheduler/scheduled_" in k for k in keys)
+
+    # Tracked models from the Prefect variable, as an operator sets them in the UI.
+    from prefect.variables import Variable
+
+    from flows.daily_canary import TRACKED_MODELS_VARIABLE
+
+    Variable.set(TRACKED_MODELS_VARIABLE, ["fake/drifting"], overwrite=True)
+    try:
+        assert daily_canary(DailyCanaryParams(suites=["smoke"], samples=1))["models"] == [
+            "fake/drifting"]
+    finally:
+        Variable.unset(TRACKED_MODELS_VARIABLE)
+    keys = [o.key for o in store.list(RAW + "/")]
 
     # A missing suite fails the canary, but only after the good suite has run and been stored.
     with pytest.raises(CanaryFailed, match=r"no-such-suite \(completed: smoke\)"):
