@@ -207,6 +207,64 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve / up / submit ---------------------------------------------------------------------
+
+def _prefect_api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value() or None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if _prefect_api_url() is None:
+        # Without a server Prefect would serve against a throwaway in-process API whose
+        # scheduler never runs: the schedules would silently never fire.
+        raise PlumblineError(
+            "plumbline serve needs a running Prefect server: start one with `prefect server "
+            "start` and set PREFECT_API_URL=http://127.0.0.1:4200/api, or run `plumbline up`, "
+            "which starts the server, the UI, the served flows and the API together"
+        )
+    from deployments.serve import serve
+
+    serve(limit=args.limit)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from deployments.up import Stack, run_up
+
+    return run_up(Stack(host=args.host, prefect_port=args.prefect_port, api_port=args.api_port,
+                        verbose=args.verbose, startup_timeout=args.startup_timeout))
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from tasks.settings import Settings
+    from tasks.storage import open_store
+    from tasks.submit_client import SubmitReport, load_results, submit
+
+    path = Path(args.results)
+    store = None if path.is_file() else open_store(Settings())
+    rows = load_results(args.results, store)
+    print(f"Submitting {len(rows)} row(s) from {args.results} to {args.api_url} ...", flush=True)
+
+    def progress(r: SubmitReport) -> None:
+        if r.total % 100 == 0:
+            print(f"  {r.total}: {r.accepted} accepted, {r.duplicate} duplicate, "
+                  f"{r.failed} failed", flush=True)
+
+    token = args.token or os.environ.get("PLUMBLINE_API_TOKEN") or None
+    report = submit(rows, args.api_url, token=token, on_progress=progress)
+    for err in report.errors[:20]:
+        print(f"  failed: {err}", file=sys.stderr)
+    if len(report.errors) > 20:
+        print(f"  ... and {len(report.errors) - 20} more failures", file=sys.stderr)
+    print(f"accepted {report.accepted}, duplicate {report.duplicate}, failed {report.failed}, "
+          f"skipped {report.skipped} (failed calls: nothing to submit)")
+    return 1 if report.failed else 0
+
+
 # --- parser -----------------------------------------------------------------------------------
 
 def _add_verbose(p: argparse.ArgumentParser) -> None:
@@ -266,9 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("suites", help="list and validate prompt suites",
                        description="List the shipped suites or validate suite folders.")
     ssub = p.add_subparsers(dest="suites_command", required=True, metavar="SUBCOMMAND")
-    q = ssub.add_parser("list", help="list the shipped suites with case counts and hashes")
+    q = ssub.add_parser("list", help="list the shipped suites with case counts and hashes",
+                        description="List the shipped suites: name, version, case count, tier "
+                        "and suite hash.")
     q.set_defaults(func=cmd_suites_list)
-    q = ssub.add_parser("validate", help="validate suite folders; exit 1 on any problem")
+    q = ssub.add_parser("validate", help="validate suite folders; exit 1 on any problem",
+                        description="Load each suite folder and report the first problem found "
+                        "(file, line, field); exit 1 if any suite is invalid.")
     q.add_argument("paths", nargs="+", type=Path, help="suite folders (or shipped suite names)")
     q.set_defaults(func=cmd_suites_validate)
 
@@ -276,7 +338,48 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List the provider prefixes Plumbline knows and the "
                        "offline fake models.")
     p.set_defaults(func=cmd_models)
+    _add_orchestration_commands(sub)
     return parser
+
+
+def _add_orchestration_commands(sub: Any) -> None:
+    p = sub.add_parser("serve", help="serve every deployment with its schedule from one process",
+                       description="Register the run-suite, daily-canary (06:00 UTC), nightly "
+                       "(02:00 UTC) and compaction deployments with the Prefect server at "
+                       "PREFECT_API_URL and run their flow runs in this process until "
+                       "interrupted (the embedded default: no work pool, no worker).")
+    p.add_argument("--limit", type=int, default=None,
+                   help="most flow runs at once (default: no limit)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("up", help="start the Prefect server and UI, the served flows and the API",
+                       description="Start a local Prefect server with its UI, serve every "
+                       "deployment with its schedule, and serve the Plumbline API; print their "
+                       "URLs; stop all of them together on Ctrl-C or SIGTERM.")
+    p.add_argument("--host", default="127.0.0.1", help="interface for both servers")
+    p.add_argument("--prefect-port", type=int, default=4200,
+                   help="Prefect server and UI port (default 4200)")
+    p.add_argument("--api-port", type=int, default=8000,
+                   help="Plumbline API port (default 8000)")
+    p.add_argument("--startup-timeout", type=float, default=180.0,
+                   help="seconds to wait for each part to come up (default 180)")
+    _add_verbose(p)
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("submit", help="post a run's results to a Plumbline API",
+                       description="Post results to a Plumbline API's /api/submit in the "
+                       "Pramana payload, one result per request; waits out HTTP 429 as "
+                       "Retry-After says and retries server errors. RESULTS is a run id in the "
+                       "local store or a .parquet/.jsonl file of records (or of Pramana "
+                       "payloads). Exit 1 if any result failed.")
+    p.add_argument("results", metavar="RESULTS",
+                   help="a run id (looked up in the configured store) or a .parquet/.jsonl file")
+    p.add_argument("--api-url", required=True,
+                   help="the API's base URL, e.g. https://plumbline.example.org")
+    p.add_argument("--token", default=None,
+                   help="a Bearer token (JWT) to submit as a signed-in user "
+                   "(default: $PLUMBLINE_API_TOKEN, else anonymous)")
+    p.set_defaults(func=cmd_submit)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

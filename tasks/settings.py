@@ -84,16 +84,6 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SUMMARY_CACHE_SECONDS", "summary_cache_seconds"),
     )
 
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.strip()
-            if value.startswith("["):
-                return json.loads(value)
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
-
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:
@@ -106,15 +96,23 @@ class Settings(BaseSettings):
                 ) from None
         return value
 
-    @field_validator("cors_origins", mode="before")
+    # The models the daily canary checks (PLUMBLINE_TRACKED_MODELS="openai/gpt-4o,fake/stable").
+    # The offline fake models by default, so a fresh install's schedule runs without any key.
+    tracked_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["fake/stable", "fake/drifting"],
+        validation_alias=AliasChoices("PLUMBLINE_TRACKED_MODELS", "tracked_models"),
+    )
+
+    @field_validator("cors_origins", "trusted_proxies", "tracked_models", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
-        # CORS_ORIGINS="https://a.example,https://b.example" as the seed set it.
+    def _split_list(cls, value: object) -> object:
+        # Lists from the environment as a comma-separated string (CORS_ORIGINS="https://a,https://b",
+        # as the seed set it) or a JSON list.
         if isinstance(value, str):
             value = value.strip()
             if value.startswith("["):
                 return json.loads(value)
-            return [o.strip() for o in value.split(",") if o.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
     @model_validator(mode="after")
