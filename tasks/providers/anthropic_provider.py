@@ -1,0 +1,113 @@
+"""``anthropic/...`` through the official ``anthropic`` SDK (``AsyncAnthropic``), Messages API.
+
+System messages move to the API's ``system`` field; Anthropic has no sampling seed, so a seed is
+recorded on the row but not sent. Stop reasons are mapped to the OpenAI names every other
+provider uses (``end_turn`` → ``stop``, ``max_tokens`` → ``length``), so finish reasons compare
+across providers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import httpx2
+
+from tasks.errors import ProviderConfigError
+from tasks.providers.base import Completion, CompletionRequest
+from tasks.providers.http_base import HTTPProvider, MalformedResponse, classify_sdk_error
+from tasks.providers.keys import resolve_api_key
+from tasks.providers.retry import Failure
+
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _sdk_module() -> Any:
+    try:
+        import anthropic
+    except ImportError:  # pragma: no cover - anthropic is a declared dependency
+        raise ProviderConfigError(
+            "the anthropic provider needs the 'anthropic' package: pip install 'anthropic>=2.12'"
+        ) from None
+    return anthropic
+
+
+class AnthropicProvider(HTTPProvider):
+    """Messages through ``anthropic.AsyncAnthropic`` with the SDK's retries off (ours count)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._anthropic = _sdk_module()
+
+    def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
+        return self._anthropic.AsyncAnthropic(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=httpx2.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            http_client=http,
+        )
+
+    async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
+        system = [m["content"] for m in request.messages if m.get("role") == "system"]
+        params: dict[str, Any] = {
+            "model": model,
+            "messages": [m for m in request.messages if m.get("role") != "system"],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if system:
+            params["system"] = "\n\n".join(system)
+        if request.extra:
+            params["extra_body"] = dict(request.extra)
+        message = await sdk.messages.create(**params)
+        return parse_message(message)
+
+    def _classify(self, exc: Exception) -> Failure:
+        return classify_sdk_error(exc, self._anthropic, self.timeout)
+
+
+def parse_message(message: Any) -> Completion:
+    """Text, stop reason and tokens from a Messages API response (SDK object)."""
+    blocks = getattr(message, "content", None)
+    if not isinstance(blocks, list):
+        raise MalformedResponse("no content blocks in the response")
+    # Thinking and tool-use blocks are not the answer; the text blocks are.
+    text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text"
+                   and isinstance(getattr(b, "text", None), str))
+    stop = getattr(message, "stop_reason", None)
+    usage = getattr(message, "usage", None)
+    return Completion(
+        text=text,
+        finish_reason=STOP_REASONS.get(stop, stop) if isinstance(stop, str) else None,
+        input_tokens=_int_or_none(getattr(usage, "input_tokens", None)),
+        output_tokens=_int_or_none(getattr(usage, "output_tokens", None)),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def anthropic_factory(
+    *, api_key: str | None = None, base_url: str | None = None, secret_block: str | None = None,
+    **options: Any,
+) -> AnthropicProvider:
+    """``anthropic/<model>``: key from ``ANTHROPIC_API_KEY`` (or a Secret block), optional
+    ``ANTHROPIC_BASE_URL``."""
+    key = resolve_api_key("anthropic", ["ANTHROPIC_API_KEY"], explicit=api_key,
+                          secret_block=secret_block)
+    assert key is not None
+    return AnthropicProvider(
+        name="anthropic",
+        api_key=key,
+        base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
+        **options,
+    )
