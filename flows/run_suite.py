@@ -29,6 +29,7 @@ from tasks.runner import (
     RunConfig,
     final_rows,
     open_run,
+    plan_shards,
     provider_options,
     resolve_config,
     run_shard,
@@ -141,15 +142,9 @@ def execute(
     )
     state = open_run(store, suite, config)
     completed = state.completed
-    shards = shard_cases(suite.cases, params.shard_size)
-    plan: list[tuple[str, int, list[Case], frozenset[tuple[str, int]], int]] = []
-    for model_id in params.models:
-        for i, shard in enumerate(shards):
-            cells = [(c.id, s) for c in shard for s in range(config.samples)]
-            skip = frozenset(c for c in cells if (model_id, *c) in completed)
-            if len(skip) < len(cells):
-                plan.append((model_id, i, shard, skip, len(cells) - len(skip)))
-    total = sum(p[4] for p in plan)
+    plan = plan_shards(suite.cases, params.models, config, params.shard_size, completed)
+    shard_count = len(shard_cases(suite.cases, params.shard_size))
+    total = sum(p.todo for p in plan)
     logger.info(
         "run %s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
         "%d cell(s) to call, %d already done",
@@ -164,12 +159,12 @@ def execute(
     )
     futures = [
         run_shard_task.with_options(
-            tags={f"provider:{split_model_id(model_id)[0]}"},
-            task_run_name=f"run-shard {model_id} {i + 1}/{len(shards)}",
-        ).submit(suite, model_id, shard, config, store, skip, options)
-        for model_id, i, shard, skip, _ in plan
+            tags={f"provider:{split_model_id(p.model_id)[0]}"},
+            task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
+        ).submit(suite, p.model_id, p.cases, config, store, p.skip, options)
+        for p in plan
     ]
-    _follow(futures, [p[4] for p in plan], config.run_id, total, progress_id)
+    _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
     new = [rec for fut in futures for rec in fut.result()]
     rows = final_rows([*state.rows, *new])
     summary = summarize(rows)

@@ -109,6 +109,32 @@ def shard_cases(cases: Sequence[Case], shard_size: int) -> list[list[Case]]:
     return [list(cases[i:i + shard_size]) for i in range(0, len(cases), shard_size)]
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """One (model × shard) with the cells it still has to call."""
+
+    model_id: str
+    index: int
+    cases: list[Case]
+    skip: frozenset[tuple[str, int]]
+    todo: int
+
+
+def plan_shards(
+    cases: Sequence[Case], model_ids: Sequence[str], config: RunConfig, shard_size: int,
+    completed: Collection[Cell] = frozenset(),
+) -> list[ShardPlan]:
+    """The shards that still have work, each knowing which of its cells are already done."""
+    plan = []
+    for model_id in model_ids:
+        for i, shard in enumerate(shard_cases(cases, shard_size)):
+            cells = [(c.id, s) for c in shard for s in range(config.samples)]
+            skip = frozenset(c for c in cells if (model_id, *c) in completed)
+            if len(skip) < len(cells):
+                plan.append(ShardPlan(model_id, i, shard, skip, len(cells) - len(skip)))
+    return plan
+
+
 def provider_options(
     model_ids: Iterable[str],
     *,

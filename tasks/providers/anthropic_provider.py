@@ -1,9 +1,12 @@
 """``anthropic/...`` through the official ``anthropic`` SDK (``AsyncAnthropic``), Messages API.
 
-System messages move to the API's ``system`` field; Anthropic has no sampling seed, so a seed is
-recorded on the row but not sent. Stop reasons are mapped to the OpenAI names every other
-provider uses (``end_turn`` → ``stop``, ``max_tokens`` → ``length``), so finish reasons compare
-across providers.
+System messages move to the API's ``system`` field. The API version the 2.x SDK speaks
+(2026-10-21) has no sampling parameters at all: ``temperature`` (and ``seed``, which Anthropic
+never had) are recorded on the row but not sent, because sending them is an HTTP 400. Set
+``ANTHROPIC_API_VERSION=2023-06-01`` (or the ``api_version`` option) to pin the older API
+version, which still takes ``temperature``; Plumbline then sends it. Stop reasons are mapped to
+the OpenAI names every other provider uses (``end_turn`` → ``stop``, ``max_tokens`` →
+``length``), so finish reasons compare across providers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from tasks.providers.base import Completion, CompletionRequest
 from tasks.providers.http_base import HTTPProvider, MalformedResponse, classify_sdk_error
 from tasks.providers.keys import resolve_api_key
 from tasks.providers.retry import Failure
+
+# The first API version without temperature/top_p/top_k.
+SAMPLING_REMOVED_IN = "2026-10-21"
 
 STOP_REASONS = {
     "end_turn": "stop",
@@ -42,9 +48,14 @@ def _sdk_module() -> Any:
 class AnthropicProvider(HTTPProvider):
     """Messages through ``anthropic.AsyncAnthropic`` with the SDK's retries off (ours count)."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, api_version: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.api_version = api_version
         self._anthropic = _sdk_module()
+
+    @property
+    def sends_temperature(self) -> bool:
+        return self.api_version is not None and self.api_version < SAMPLING_REMOVED_IN
 
     def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
         return self._anthropic.AsyncAnthropic(
@@ -53,6 +64,7 @@ class AnthropicProvider(HTTPProvider):
             max_retries=0,
             timeout=httpx2.Timeout(self.timeout, connect=min(10.0, self.timeout)),
             http_client=http,
+            default_headers={"anthropic-version": self.api_version} if self.api_version else None,
         )
 
     async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
@@ -61,12 +73,14 @@ class AnthropicProvider(HTTPProvider):
             "model": model,
             "messages": [m for m in request.messages if m.get("role") != "system"],
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
         }
         if system:
             params["system"] = "\n\n".join(system)
-        if request.extra:
-            params["extra_body"] = dict(request.extra)
+        extra = dict(request.extra)
+        if self.sends_temperature:
+            extra.setdefault("temperature", request.temperature)
+        if extra:
+            params["extra_body"] = extra
         message = await sdk.messages.create(**params)
         return parse_message(message)
 
@@ -101,13 +115,15 @@ def anthropic_factory(
     **options: Any,
 ) -> AnthropicProvider:
     """``anthropic/<model>``: key from ``ANTHROPIC_API_KEY`` (or a Secret block), optional
-    ``ANTHROPIC_BASE_URL``."""
+    ``ANTHROPIC_BASE_URL`` and ``ANTHROPIC_API_VERSION``."""
     key = resolve_api_key("anthropic", ["ANTHROPIC_API_KEY"], explicit=api_key,
                           secret_block=secret_block)
     assert key is not None
     return AnthropicProvider(
         name="anthropic",
         api_key=key,
+        api_version=options.pop("api_version", None)
+        or os.environ.get("ANTHROPIC_API_VERSION") or None,
         base_url=base_url or os.environ.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com",
         **options,
     )

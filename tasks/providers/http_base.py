@@ -118,7 +118,7 @@ class HTTPProvider:
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire(reserve)
+            await self._limiter.acquire(reserve, self._sleep)
             async with self._gate:
                 started = time.perf_counter()
                 try:
@@ -153,8 +153,10 @@ class HTTPProvider:
             delay = self.retry.delay(attempt, failure.retry_after, self._rng)
             if failure.rate_limited:
                 # Everyone on this endpoint waits, not just this call: the limit is shared.
+                # The limiter's acquire() at the top of the loop does the waiting.
                 self._limiter.pause(delay)
-            await self._sleep(delay)
+            else:
+                await self._sleep(delay)
 
     async def aclose(self) -> None:
         sdk, http = self._sdk, self._http

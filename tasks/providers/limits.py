@@ -16,7 +16,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,10 +113,11 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
-    async def acquire(self, tokens: int = 0) -> None:
+    async def acquire(self, tokens: int = 0,
+                      sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         delay = self.reserve(tokens)
         if delay > 0:
-            await asyncio.sleep(delay)
+            await sleep(delay)
 
 
 class InflightGate:
