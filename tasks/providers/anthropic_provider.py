@@ -11,6 +11,7 @@ the OpenAI names every other provider uses (``end_turn`` → ``stop``, ``max_tok
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -35,7 +36,7 @@ STOP_REASONS = {
 }
 
 
-def _sdk_module() -> Any:
+def _import_sdk() -> Any:
     try:
         import anthropic
     except ImportError:  # pragma: no cover - anthropic is a declared dependency
@@ -51,11 +52,14 @@ class AnthropicProvider(HTTPProvider):
     def __init__(self, *, api_version: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.api_version = api_version
-        self._anthropic = _sdk_module()
+        self._anthropic = _import_sdk()
 
     @property
     def sends_temperature(self) -> bool:
         return self.api_version is not None and self.api_version < SAMPLING_REMOVED_IN
+
+    def _sdk_module(self) -> Any:
+        return self._anthropic
 
     def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
         return self._anthropic.AsyncAnthropic(
@@ -69,40 +73,42 @@ class AnthropicProvider(HTTPProvider):
 
     async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
         system = [m["content"] for m in request.messages if m.get("role") == "system"]
-        params: dict[str, Any] = {
+        body: dict[str, Any] = {
             "model": model,
             "messages": [m for m in request.messages if m.get("role") != "system"],
             "max_tokens": request.max_tokens,
         }
         if system:
-            params["system"] = "\n\n".join(system)
-        extra = dict(request.extra)
+            body["system"] = "\n\n".join(system)
         if self.sends_temperature:
-            extra.setdefault("temperature", request.temperature)
-        if extra:
-            params["extra_body"] = extra
-        message = await sdk.messages.create(**params)
-        return parse_message(message)
+            body["temperature"] = request.temperature
+        body.update(request.extra)
+        # The SDK's generic post(), for the same reason as the openai provider's.
+        response = await sdk.post("/v1/messages", body=body, cast_to=httpx2.Response)
+        return parse_message(response.content)
 
     def _classify(self, exc: Exception) -> Failure:
         return classify_sdk_error(exc, self._anthropic, self.timeout)
 
 
-def parse_message(message: Any) -> Completion:
-    """Text, stop reason and tokens from a Messages API response (SDK object)."""
-    blocks = getattr(message, "content", None)
+def parse_message(content: bytes) -> Completion:
+    """Text, stop reason and tokens from a Messages API response body."""
+    data = json.loads(content)
+    if not isinstance(data, dict):
+        raise MalformedResponse("the body is not a JSON object")
+    blocks = data.get("content")
     if not isinstance(blocks, list):
         raise MalformedResponse("no content blocks in the response")
     # Thinking and tool-use blocks are not the answer; the text blocks are.
-    text = "".join(b.text for b in blocks if getattr(b, "type", None) == "text"
-                   and isinstance(getattr(b, "text", None), str))
-    stop = getattr(message, "stop_reason", None)
-    usage = getattr(message, "usage", None)
+    text = "".join(b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+                   and isinstance(b.get("text"), str))
+    stop = data.get("stop_reason")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     return Completion(
         text=text,
         finish_reason=STOP_REASONS.get(stop, stop) if isinstance(stop, str) else None,
-        input_tokens=_int_or_none(getattr(usage, "input_tokens", None)),
-        output_tokens=_int_or_none(getattr(usage, "output_tokens", None)),
+        input_tokens=_int_or_none(usage.get("input_tokens")),
+        output_tokens=_int_or_none(usage.get("output_tokens")),
     )
 
 
