@@ -206,6 +206,16 @@ def _error_text(failure: Failure, attempts: int) -> str:
     return text
 
 
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
+
+
 def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failure:
     """Read an openai/anthropic SDK exception (both SDKs share the shape of their errors)."""
     if isinstance(exc, sdk.APIStatusError):
@@ -217,11 +227,14 @@ def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failu
             status=status,
             retry_after=parse_retry_after(exc.response.headers),
         )
-    if isinstance(exc, sdk.APITimeoutError):
-        return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
     if isinstance(exc, sdk.APIConnectionError):
-        cause = exc.__cause__ or exc
-        return Failure(f"connection error: {type(cause).__name__}: {cause}", retryable=True)
+        root = _root_cause(exc)
+        # The SDKs' aiohttp transport reports a refused connection as a connect *timeout*;
+        # the root cause says what really happened.
+        refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)
+        if isinstance(exc, sdk.APITimeoutError) and not refused:
+            return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
+        return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
     if isinstance(exc, MalformedResponse | json.JSONDecodeError | sdk.APIResponseValidationError):
         # Not retried: a server that answers 200 with a broken body tends to keep doing it.
         return Failure(f"malformed response: {exc}", retryable=False)

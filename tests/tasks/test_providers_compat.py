@@ -112,3 +112,17 @@ def test_a_real_timeout_then_recovery_over_a_socket(monkeypatch: pytest.MonkeyPa
         out = call(registry, "openai-compatible/m")
         assert out.ok and out.attempts == 2
         assert server.requests == 2
+
+
+def test_a_refused_connection_is_reported_as_such(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    registry = ProviderRegistry(options={"vllm": {
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "retry": RetryPolicy(max_attempts=2, base_delay=0.01)}})
+    out = call(registry, "vllm/m")
+    assert not out.ok and out.attempts == 2
+    assert out.error.startswith("connection error: ConnectionRefusedError")
