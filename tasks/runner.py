@@ -292,7 +292,8 @@ async def run_cells(
     a record with ``error`` set: no cell is ever lost.
     """
     provider, model = registry.for_model(model_id)
-    ctx = ScoreContext(model_id=model_id)
+    # A judge scorer reuses the run's providers: one client and one set of limits per provider.
+    ctx = ScoreContext(model_id=model_id, extras={"registry": registry})
     # Computed once: the hash covers every case, and a shard builds thousands of records.
     suite_hash = suite.hash
     skipped = set(skip)
