@@ -9,6 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -19,6 +20,11 @@ from tasks.providers.anthropic_provider import AnthropicProvider, anthropic_fact
 from tasks.providers.base import CompletionRequest
 from tasks.providers.registry import ProviderRegistry
 from tasks.providers.retry import RetryPolicy
+from tasks.providers.stub_server import Reply, StubLLMServer
+from tasks.runner import resolve_config, run_shard
+from tasks.storage.local import LocalStore
+from tasks.suites import load_suite
+from tests.helpers import write_suite
 
 Handler = Callable[[httpx2.Request], httpx2.Response]
 
@@ -175,3 +181,32 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     with pytest.raises(ProviderConfigError, match="ANTHROPIC_API_KEY"):
         ProviderRegistry().check(["anthropic/claude-sonnet-4-5"])
+
+
+def test_a_429_storm_over_a_socket_pauses_the_endpoint_and_loses_no_cell(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    cases = [{"id": f"c-{i}", "input": f"Repeat after me: token{i}", "ideal": [f"token{i}"],
+              "assertion": {"type": "contains"}} for i in range(16)]
+    suite = load_suite(write_suite(tmp_path / "storm", cases))
+    arrivals: list[tuple[float, int]] = []
+
+    def storm(path: str, body: Any, n: int) -> Reply | None:
+        arrivals.append((time.monotonic(), n))
+        if n <= 12:
+            return Reply(429, b'{"type": "error", "error": {"type": "rate_limit_error", '
+                              b'"message": "slow down"}}', {"retry-after": "0.3"})
+        return None
+
+    with StubLLMServer(fault=storm) as server:
+        config = resolve_config(suite, run_id="storm", concurrency=8)
+        records = run_shard(suite, "anthropic/claude-haiku-4-5", suite.cases, config, store,
+                            provider_options={"anthropic": {
+                                "base_url": server.base_url, "api_key": "k",
+                                "retry": RetryPolicy(max_attempts=6, base_delay=0.01)}})
+        assert server.requests == 16 + 12
+    assert len(records) == 16 and all(r["error"] is None and r["passed"] for r in records)
+    # After the storm nobody called again before the Retry-After had passed.
+    last_429 = max(t for t, n in arrivals if n <= 8)  # the first wave, answered at once
+    first_retry = min(t for t, n in arrivals if n > 8)
+    assert first_retry - last_429 >= 0.3 - 0.02
