@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from tasks.cache import ResponseCache
 from tasks.compaction import live_keys
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, StorageError
 from tasks.providers.base import Completion, CompletionRequest, split_model_id
 from tasks.providers.pricing import load_pricing
 from tasks.providers.registry import ProviderRegistry
@@ -512,8 +512,8 @@ def read_run_rows(store: ObjectStore, run_id: str, user_id: str,
                 tables.extend(found)
                 break
         else:
-            raise ConfigError(f"could not get a stable listing of {prefix} (files keep "
-                              "disappearing); is a compaction stuck in a loop?")
+            raise StorageError("could not get a stable listing (files keep disappearing "
+                               "while being read); is a compaction stuck in a loop?", key=prefix)
     if not tables:
         return RECORD_SCHEMA.empty_table()
     return pa.concat_tables(tables)
