@@ -46,8 +46,8 @@ def resolve_api_key(
 
 
 def _load_secret(name: str) -> str | None:
-    # Only when a Prefect API is there to ask: outside a run and without PREFECT_API_URL,
-    # Prefect would start a temporary server just to find that the block does not exist.
+    # Only when a Prefect API is there to ask: outside a run and without an API URL, Prefect
+    # would start a temporary server just to find that the block does not exist.
     if not _prefect_api_available():
         return None
     try:
@@ -60,10 +60,12 @@ def _load_secret(name: str) -> str | None:
 
 
 def _prefect_api_available() -> bool:
-    if os.environ.get("PREFECT_API_URL"):
-        return True
+    """A flow or task run is under way, or an API URL is configured (environment or profile)."""
     try:
         from prefect.context import FlowRunContext, TaskRunContext
+        from prefect.settings import PREFECT_API_URL
     except ImportError:
         return False
-    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+    if FlowRunContext.get() is not None or TaskRunContext.get() is not None:
+        return True
+    return bool(PREFECT_API_URL.value())

@@ -91,3 +91,43 @@ def test_missing_key_fails_the_flow_before_any_row(
     with pytest.raises(ProviderConfigError, match="GROQ_API_KEY"):
         run_suite(RunSuiteParams(models=["fake/stable", "groq/llama-3.3-70b-versatile"]))
     assert not list(data_dir.glob("raw/**/*.parquet"))
+
+
+def test_a_key_from_a_prefect_secret_block_reaches_the_wire(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import httpx2
+    from prefect.blocks.system import Secret
+
+    from tasks.providers.base import CompletionRequest
+    from tasks.providers.registry import ProviderRegistry
+
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    Secret(value="sk-or-from-block").save("openrouter-api-key", overwrite=True)
+    seen: list[str] = []
+
+    def handler(req: httpx2.Request) -> httpx2.Response:
+        seen.append(req.headers["authorization"])
+        return httpx2.Response(200, json={
+            "id": "x", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+
+    registry = ProviderRegistry(
+        options={"openrouter": {"transport": httpx2.MockTransport(handler)}})
+    registry.check(["openrouter/meta-llama/llama-3.3-70b-instruct"])
+
+    async def go() -> None:
+        provider, model = registry.for_model("openrouter/meta-llama/llama-3.3-70b-instruct")
+        try:
+            out = await provider.complete(model, CompletionRequest(
+                messages=[{"role": "user", "content": "hi"}]))
+            assert out.ok
+        finally:
+            await registry.aclose()
+
+    asyncio.run(go())
+    assert seen == ["Bearer sk-or-from-block"]
