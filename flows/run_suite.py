@@ -164,8 +164,11 @@ def execute(
         ).submit(suite, p.model_id, p.cases, config, store, p.skip, options)
         for p in plan
     ]
-    _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
-    new = [rec for fut in futures for rec in fut.result()]
+    try:
+        _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
+        new = [rec for fut in futures for rec in fut.result()]
+    finally:
+        PROGRESS.forget(config.run_id)
     rows = final_rows([*state.rows, *new])
     summary = summarize(rows)
     create_table_artifact(

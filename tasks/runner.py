@@ -200,6 +200,11 @@ class RunProgress:
             done, total = state
         self._notify(run_id, done, total)
 
+    def forget(self, run_id: str) -> None:
+        """Drop a finished run (a long-lived worker runs many)."""
+        with self._lock:
+            self._runs.pop(run_id, None)
+
     def get(self, run_id: str) -> tuple[int, int]:
         with self._lock:
             done, total = self._runs.get(run_id, (0, 0))

@@ -63,7 +63,9 @@ class HTTPProvider:
         self.base_url = base_url
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
-        self.limits = ProviderLimits.from_mapping(f"limits for provider {name!r}", limits)
+        self.limits = ProviderLimits.from_mapping(
+            f"limits for provider {name!r} (PLUMBLINE_PROVIDER_LIMITS or the run's limits)",
+            limits)
         self.pricing = pricing or load_pricing()
         self._api_key = api_key
         self._given_client = http_client
