@@ -21,32 +21,6 @@ class Settings(BaseSettings):
         env_file=".env", env_ignore_empty=True, extra="ignore", populate_by_name=True
     )
 
-    environment: Literal["development", "production"] = Field(
-        "development", validation_alias=AliasChoices("PLUMBLINE_ENV", "environment")
-    )
-    storage_backend: Literal["local", "b2"] = Field(
-        "local", validation_alias=AliasChoices("PLUMBLINE_STORAGE", "storage_backend")
-    )
-    data_dir: Path = Field(
-        Path("./data"), validation_alias=AliasChoices("PLUMBLINE_DATA_DIR", "data_dir")
-    )
-    # The seed's B2 names; B2_KEY_ID is the older spelling and is accepted too.
-    b2_key_id: str | None = Field(
-        None, validation_alias=AliasChoices("B2_APPLICATION_KEY_ID", "B2_KEY_ID", "b2_key_id")
-    )
-    b2_application_key: str | None = Field(
-        None, validation_alias=AliasChoices("B2_APPLICATION_KEY", "b2_application_key")
-    )
-    b2_bucket_name: str | None = Field(
-        None, validation_alias=AliasChoices("B2_BUCKET_NAME", "b2_bucket_name")
-    )
-    nextauth_secret: str | None = Field(
-        None, validation_alias=AliasChoices("NEXTAUTH_SECRET", "nextauth_secret")
-    )
-    cors_origins: list[str] = Field(
-        default_factory=list, validation_alias=AliasChoices("CORS_ORIGINS", "cors_origins")
-    )
-
     # --- provider calls (docs/providers.md) ---
     # Calls in flight per shard task; a provider's max_in_flight bounds a whole process.
     default_concurrency: int = Field(
@@ -71,6 +45,32 @@ class Settings(BaseSettings):
     # Extra prices layered over tasks/providers/pricing.toml.
     pricing_file: Path | None = Field(
         None, validation_alias=AliasChoices("PLUMBLINE_PRICING_FILE", "pricing_file")
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development", validation_alias=AliasChoices("PLUMBLINE_ENV", "environment")
+    )
+    storage_backend: Literal["local", "b2"] = Field(
+        "local", validation_alias=AliasChoices("PLUMBLINE_STORAGE", "storage_backend")
+    )
+    data_dir: Path = Field(
+        Path("./data"), validation_alias=AliasChoices("PLUMBLINE_DATA_DIR", "data_dir")
+    )
+    # The seed's B2 names; B2_KEY_ID is the older spelling and is accepted too.
+    b2_key_id: str | None = Field(
+        None, validation_alias=AliasChoices("B2_APPLICATION_KEY_ID", "B2_KEY_ID", "b2_key_id")
+    )
+    b2_application_key: str | None = Field(
+        None, validation_alias=AliasChoices("B2_APPLICATION_KEY", "b2_application_key")
+    )
+    b2_bucket_name: str | None = Field(
+        None, validation_alias=AliasChoices("B2_BUCKET_NAME", "b2_bucket_name")
+    )
+    nextauth_secret: str | None = Field(
+        None, validation_alias=AliasChoices("NEXTAUTH_SECRET", "nextauth_secret")
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("CORS_ORIGINS", "cors_origins")
     )
 
     @field_validator("cors_origins", mode="before")
