@@ -96,16 +96,25 @@ def test_missing_key_fails_the_flow_before_any_row(
 def test_a_key_from_a_prefect_secret_block_reaches_the_wire(
     prefect_harness: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.blocks.system import Secret
+
+    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
+    Secret(value="sk-or-from-block").save("openrouter-api-key", overwrite=True)
+    try:
+        _call_openrouter_with_the_block_key()
+    finally:
+        # The harness's database lives for the whole session: leave no key for other tests.
+        Secret.delete("openrouter-api-key")
+
+
+def _call_openrouter_with_the_block_key() -> None:
     import asyncio
 
     import httpx2
-    from prefect.blocks.system import Secret
 
     from tasks.providers.base import CompletionRequest
     from tasks.providers.registry import ProviderRegistry
 
-    monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
-    Secret(value="sk-or-from-block").save("openrouter-api-key", overwrite=True)
     seen: list[str] = []
 
     def handler(req: httpx2.Request) -> httpx2.Response:
