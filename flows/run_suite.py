@@ -142,14 +142,16 @@ def execute(
     )
     state = open_run(store, suite, config)
     completed = state.completed
-    plan = plan_shards(suite.cases, params.models, config, params.shard_size, completed)
+    # A model listed twice is still one set of cells: two would write every row twice.
+    models = list(dict.fromkeys(params.models))
+    plan = plan_shards(suite.cases, models, config, params.shard_size, completed)
     shard_count = len(shard_cases(suite.cases, params.shard_size))
     total = sum(p.todo for p in plan)
     logger.info(
         "run %s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
         "%d cell(s) to call, %d already done",
         config.run_id, " (resumed)" if state.resumed else "", suite.name, len(suite.cases),
-        suite.hash[:19], len(params.models), config.samples, store.describe(), total,
+        suite.hash[:19], len(models), config.samples, store.describe(), total,
         len(completed),
     )
     PROGRESS.start(config.run_id, total)
