@@ -97,15 +97,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     _quiet_prefect(args.verbose)
     from flows.run_suite import RunSuiteParams, run_suite
+    from tasks.runner import SUMMARY_COLUMNS, TerminalProgress
 
     params = RunSuiteParams(
         suite=args.suite, models=args.models, samples=args.samples,
         temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens,
         run_id=args.run_id,
     )
-    result = run_suite(params)
-    print(f"run {result['run_id']}: {result['rows']} rows")
-    from tasks.runner import SUMMARY_COLUMNS
+    with TerminalProgress():
+        result = run_suite(params)
+    resumed = f", {result['resumed_cells']} already done" if result.get("resumed_cells") else ""
+    print(f"run {result['run_id']}: {result['rows']} rows ({result.get('written', 0)} new"
+          f"{resumed})")
 
     _print_table(result["summary"], SUMMARY_COLUMNS)
     return 0

@@ -1,27 +1,49 @@
 """The ``run-suite`` flow: a suite × models × samples → scored rows in storage.
 
 Tasks are mapped over (model × shard of cases); the calls inside a shard run concurrently with
-asyncio, because a Prefect task per LLM call would cost more orchestration than the call.
+asyncio, because a Prefect task per LLM call would cost more orchestration than the call. Each
+shard task is tagged ``provider:<prefix>``, so a Prefect concurrency limit on that tag caps
+how many shards hit one provider at once across every worker.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, Literal
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, Field
 
+from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
-from tasks.runner import RunConfig, resolve_config, run_shard, shard_cases, summarize
+from tasks.runner import (
+    PROGRESS,
+    RunConfig,
+    final_rows,
+    open_run,
+    plan_shards,
+    provider_options,
+    resolve_config,
+    run_shard,
+    shard_cases,
+    summarize,
+)
 from tasks.schema import SOURCE_ON_DEMAND
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.suites import Case, Suite, load_suite
 
 DEFAULT_MODELS = ["fake/stable", "fake/drifting"]
+# How often the flow refreshes the progress artifact while shards run.
+PROGRESS_EVERY_S = 2.0
 
 
 class RunSuiteParams(BaseModel):
@@ -53,20 +75,58 @@ class RunSuiteParams(BaseModel):
         None, description="Simulated time of the run (backfills and the demo); empty for now."
     )
     shard_size: int = Field(25, ge=1, le=1000, description="Cases per Prefect task.")
+    system_prompt: str | None = Field(
+        None, description="System prompt sent before every case (default: the suite's)."
+    )
+    concurrency: int | None = Field(
+        None, ge=1, le=1024,
+        description="Calls in flight per shard task (default: PLUMBLINE_CONCURRENCY, 16).",
+    )
+    rpm_limit: float | None = Field(
+        None, gt=0, description="Requests per minute per provider for this run "
+        "(default: PLUMBLINE_PROVIDER_LIMITS).",
+    )
+    tpm_limit: float | None = Field(
+        None, gt=0, description="Tokens per minute per provider for this run "
+        "(default: PLUMBLINE_PROVIDER_LIMITS).",
+    )
+    use_cache: bool = Field(
+        False, description="Reuse cached answers for identical calls (same model, input, "
+        "parameters and sample index). Off by default: a canary must ask the model.",
+    )
 
 
 @task(name="run-shard", cache_policy=NO_CACHE, retries=0)
 def run_shard_task(
-    suite: Suite, model_id: str, cases: list[Case], config: RunConfig, store: ObjectStore
+    suite: Suite,
+    model_id: str,
+    cases: list[Case],
+    config: RunConfig,
+    store: ObjectStore,
+    skip: frozenset[tuple[str, int]] = frozenset(),
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    return run_shard(suite, model_id, cases, config, store)
+    return run_shard(suite, model_id, cases, config, store, skip=skip, provider_options=options)
 
 
-def execute(params: RunSuiteParams, store: ObjectStore) -> dict[str, Any]:
-    """The flow's body, given its store: load, check, map shards, summarize."""
+def execute(
+    params: RunSuiteParams, store: ObjectStore, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The flow's body, given its store: load, check, resume, map shards, summarize."""
     logger = get_run_logger()
+    settings = settings or Settings()
     suite = load_suite(params.suite)
-    ProviderRegistry().check(params.models)  # a bad model id fails before any call
+    options = provider_options(
+        params.models,
+        limits=settings.provider_limits,
+        timeout=settings.request_timeout_s,
+        max_attempts=settings.max_attempts,
+        pricing_file=settings.pricing_file,
+        rpm=params.rpm_limit,
+        tpm=params.tpm_limit,
+    )
+    # A bad model id or a missing key fails here, before any call.
+    ProviderRegistry(options=options).check(params.models)
     config = resolve_config(
         suite,
         run_id=params.run_id,
@@ -74,22 +134,45 @@ def execute(params: RunSuiteParams, store: ObjectStore) -> dict[str, Any]:
         temperature=params.temperature,
         seed=params.seed,
         max_tokens=params.max_tokens,
+        system_prompt=params.system_prompt,
         source=params.source,
         as_of=params.as_of,
+        concurrency=params.concurrency or settings.default_concurrency,
+        use_cache=params.use_cache or settings.response_cache,
     )
-    shards = shard_cases(suite.cases, params.shard_size)
+    state = open_run(store, suite, config)
+    completed = state.completed
+    # A model listed twice is still one set of cells: two would write every row twice.
+    models = list(dict.fromkeys(params.models))
+    plan = plan_shards(suite.cases, models, config, params.shard_size, completed)
+    shard_count = len(shard_cases(suite.cases, params.shard_size))
+    total = sum(p.todo for p in plan)
     logger.info(
-        "run %s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s",
-        config.run_id, suite.name, len(suite.cases), suite.hash[:19], len(params.models),
-        config.samples, store.describe(),
+        "run %s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
+        "%d cell(s) to call, %d already done",
+        config.run_id, " (resumed)" if state.resumed else "", suite.name, len(suite.cases),
+        suite.hash[:19], len(models), config.samples, store.describe(), total,
+        len(completed),
+    )
+    PROGRESS.start(config.run_id, total)
+    progress_id = create_progress_artifact(
+        progress=0.0 if total else 100.0, key="run-progress",
+        description=f"Run `{config.run_id}`: {total} call(s)",
     )
     futures = [
-        run_shard_task.submit(suite, model_id, shard, config, store)
-        for model_id in params.models
-        for shard in shards
+        run_shard_task.with_options(
+            tags={f"provider:{split_model_id(p.model_id)[0]}"},
+            task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
+        ).submit(suite, p.model_id, p.cases, config, store, p.skip, options)
+        for p in plan
     ]
-    records = [rec for fut in futures for rec in fut.result()]
-    summary = summarize(records)
+    try:
+        _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
+        new = [rec for fut in futures for rec in fut.result()]
+    finally:
+        PROGRESS.forget(config.run_id)
+    rows = final_rows([*state.rows, *new])
+    summary = summarize(rows)
     create_table_artifact(
         key="run-summary",
         table=summary,
@@ -98,8 +181,30 @@ def execute(params: RunSuiteParams, store: ObjectStore) -> dict[str, Any]:
     for row in summary:
         logger.info("%s: pass rate %.2f over %d rows, %d errors", row["model_id"],
                     row["pass_rate"] or 0.0, row["rows"], row["errors"])
-    return {"run_id": config.run_id, "suite": suite.name, "rows": len(records),
-            "summary": summary}
+    return {"run_id": config.run_id, "suite": suite.name, "rows": len(rows),
+            "written": len(new), "resumed_cells": len(completed), "summary": summary}
+
+
+def _follow(futures: list[PrefectFuture[Any]], cells: list[int], run_id: str, total: int,
+            progress_id: UUID) -> None:
+    """Wait for the shards, moving the progress artifact as cells complete.
+
+    Cells are counted as they finish when shards run in this process; with shards on other
+    workers the count moves shard by shard instead.
+    """
+    pending = set(range(len(futures)))
+    finished_cells = 0
+    shown = 0.0
+    while pending:
+        done, _ = wait([futures[i] for i in pending], timeout=PROGRESS_EVERY_S)
+        for i in [i for i in pending if futures[i] in done]:
+            pending.discard(i)
+            finished_cells += cells[i]
+        live, _ = PROGRESS.get(run_id)
+        percent = 100.0 * max(live, finished_cells) / total if total else 100.0
+        if percent - shown >= 1.0 or (not pending and percent != shown):
+            shown = min(100.0, percent)
+            update_progress_artifact(progress_id, shown)
 
 
 @flow(name="run-suite", log_prints=True)
@@ -107,7 +212,8 @@ def run_suite(
     params: RunSuiteParams = RunSuiteParams(),
 ) -> dict[str, Any]:
     """Run a prompt suite against models and keep every output as Parquet."""
-    return execute(params, open_store(Settings()))
+    settings = Settings()
+    return execute(params, open_store(settings), settings)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,32 @@ class Settings(BaseSettings):
         env_file=".env", env_ignore_empty=True, extra="ignore", populate_by_name=True
     )
 
+    # --- provider calls (docs/providers.md) ---
+    # Calls in flight per shard task; a provider's max_in_flight bounds a whole process.
+    default_concurrency: int = Field(
+        16, ge=1, le=1024,
+        validation_alias=AliasChoices("PLUMBLINE_CONCURRENCY", "default_concurrency"),
+    )
+    # Per provider prefix: {"openai": {"rpm": 500, "tpm": 200000, "max_in_flight": 32}}.
+    provider_limits: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("PLUMBLINE_PROVIDER_LIMITS", "provider_limits"),
+    )
+    request_timeout_s: float = Field(
+        120.0, gt=0, validation_alias=AliasChoices("PLUMBLINE_REQUEST_TIMEOUT", "request_timeout_s")
+    )
+    max_attempts: int = Field(
+        6, ge=1, le=20, validation_alias=AliasChoices("PLUMBLINE_MAX_ATTEMPTS", "max_attempts")
+    )
+    # Opt-in: a cached answer is reused only for the same model, input, parameters and sample.
+    response_cache: bool = Field(
+        False, validation_alias=AliasChoices("PLUMBLINE_RESPONSE_CACHE", "response_cache")
+    )
+    # Extra prices layered over tasks/providers/pricing.toml.
+    pricing_file: Path | None = Field(
+        None, validation_alias=AliasChoices("PLUMBLINE_PRICING_FILE", "pricing_file")
+    )
+
     environment: Literal["development", "production"] = Field(
         "development", validation_alias=AliasChoices("PLUMBLINE_ENV", "environment")
     )

@@ -36,6 +36,8 @@ class CompletionRequest:
 
 @dataclass(frozen=True)
 class Completion:
+    """What one call produced. ``error`` set means it failed and ``text`` is None."""
+
     text: str | None
     finish_reason: str | None = None
     input_tokens: int | None = None
@@ -43,6 +45,10 @@ class Completion:
     latency_ms: float | None = None
     cost_usd: float | None = None
     error: str | None = None
+    # How many HTTP attempts the call took (0: not sent, e.g. after an auth failure).
+    attempts: int = 1
+    # Served from the response cache, not by the provider.
+    cached: bool = False
 
     @property
     def ok(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -17,9 +18,27 @@ def _fake_factory(**options: Any) -> Provider:
     return FakeProvider(**options)
 
 
-# Prefix → factory. Real-API providers add themselves here in their own modules; factories import
-# their SDK lazily so a missing optional package costs nothing until that provider is used.
-_FACTORIES: dict[str, ProviderFactory] = {"fake": _fake_factory}
+def _lazy(module: str, attr: str, *args: Any) -> ProviderFactory:
+    """A factory that imports its provider module (and so its SDK) only when first used."""
+
+    def factory(**options: Any) -> Provider:
+        target = getattr(importlib.import_module(module), attr)
+        return target(*args)(**options) if args else target(**options)
+
+    return factory
+
+
+# Prefix → factory. Factories import their SDK lazily, so a missing optional package costs
+# nothing until that provider is used.
+_FACTORIES: dict[str, ProviderFactory] = {
+    "fake": _fake_factory,
+    "openai": _lazy("tasks.providers.openai_provider", "openai_factory"),
+    "anthropic": _lazy("tasks.providers.anthropic_provider", "anthropic_factory"),
+    **{
+        prefix: _lazy("tasks.providers.openai_compat", "compat_factory", prefix)
+        for prefix in ("openrouter", "groq", "gemini", "vllm", "ollama", "openai-compatible")
+    },
+}
 
 
 def register_provider(prefix: str, factory: ProviderFactory) -> None:

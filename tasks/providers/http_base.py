@@ -1,0 +1,243 @@
+"""What every real-API provider shares: one HTTP client, pacing, in-flight bound, retries, cost.
+
+A subclass only says how to send one request with its SDK (``_send``) and how to read that SDK's
+exceptions (``_classify``). ``complete()`` never raises for a failed call: after the last
+attempt the failure is a ``Completion`` with ``error`` set, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Any
+
+import httpx2
+
+from tasks.errors import ProviderConfigError
+from tasks.providers.base import Completion, CompletionRequest
+from tasks.providers.limits import ProviderLimits, shared_limits
+from tasks.providers.pricing import PriceTable, load_pricing
+from tasks.providers.retry import Failure, RetryPolicy, parse_retry_after, status_retryable
+
+DEFAULT_TIMEOUT_S = 120.0
+# Errors become rows; a provider's full error body can be kilobytes of HTML from a gateway.
+_MAX_ERROR_LEN = 500
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class MalformedResponse(ValueError):
+    """The provider answered 2xx with a body that is not the API's shape."""
+
+
+class HTTPProvider:
+    """Base of the SDK-backed providers. ``name`` is the model-id prefix (``openai``, ``groq``).
+
+    Pass ``http_client`` (an ``httpx2.AsyncClient``, kept open by its owner) or ``transport``
+    (wrapped in a client this provider owns) to talk to a mock or a local server; the SDKs used
+    here (openai 3, anthropic 2) are built on ``httpx2``, httpx's successor with the same API.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        api_key: str,
+        base_url: str | None,
+        http_client: httpx2.AsyncClient | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        retry: RetryPolicy | None = None,
+        limits: ProviderLimits | dict[str, Any] | None = None,
+        pricing: PriceTable | None = None,
+        sleep: Sleep | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ProviderConfigError(f"provider {name!r}: timeout must be positive")
+        self.name = name
+        self.base_url = base_url
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.limits = ProviderLimits.from_mapping(
+            f"limits for provider {name!r} (PLUMBLINE_PROVIDER_LIMITS or the run's limits)",
+            limits)
+        self.pricing = pricing or load_pricing()
+        self._api_key = api_key
+        self._given_client = http_client
+        self._transport = transport
+        self._http: httpx2.AsyncClient | None = None
+        self._sdk: Any = None
+        self._sleep = sleep or asyncio.sleep
+        self._rng = rng or random.Random()
+        self._limiter, self._gate = shared_limits(f"{name}|{base_url or ''}", self.limits)
+        # Set after a 401/403: every further call would fail the same way, so none is made.
+        self._fatal: str | None = None
+
+    # --- for subclasses ---------------------------------------------------------------------
+
+    def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
+        raise NotImplementedError
+
+    async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
+        """One attempt; returns text, finish reason and tokens (latency and cost are added)."""
+        raise NotImplementedError
+
+    def _classify(self, exc: Exception) -> Failure:
+        raise NotImplementedError
+
+    def _default_http(self, **kwargs: Any) -> httpx2.AsyncClient:
+        """The SDK's aiohttp-backed client when ``aiohttp`` is installed, else plain httpx2.
+
+        Both SDKs ship it (their ``aiohttp`` extra); it costs about half the CPU per call of
+        httpx2's own transport, which decides how many calls one process keeps in flight.
+        """
+        factory = getattr(self._sdk_module(), "DefaultAioHttpClient", None)
+        if factory is not None:
+            try:
+                return factory(**kwargs)  # type: ignore[no-any-return]
+            except RuntimeError:  # the SDK says aiohttp is not installed
+                pass
+        return httpx2.AsyncClient(**kwargs)
+
+    def _sdk_module(self) -> ModuleType:
+        raise NotImplementedError
+
+    # --- the protocol -----------------------------------------------------------------------
+
+    def check_model(self, model: str) -> None:
+        if not model.strip():
+            raise ProviderConfigError(f"provider {self.name!r}: empty model name")
+
+    def _client(self) -> Any:
+        # Built on first use, inside the event loop that will use it (an httpx2 client's pool
+        # belongs to one loop), and never for a run that only checks its configuration.
+        if self._sdk is None:
+            http = self._given_client
+            if http is None:
+                pool = self.limits.max_in_flight
+                kwargs: dict[str, Any] = {
+                    "timeout": httpx2.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                    "limits": httpx2.Limits(max_connections=pool,
+                                            max_keepalive_connections=pool),
+                }
+                if self._transport is not None:
+                    http = httpx2.AsyncClient(transport=self._transport, **kwargs)
+                else:
+                    http = self._default_http(**kwargs)
+                self._http = http
+            self._sdk = self._make_sdk(http)
+        return self._sdk
+
+    async def complete(self, model: str, request: CompletionRequest) -> Completion:
+        if self._fatal is not None:
+            return Completion(None, error=self._fatal, attempts=0)
+        sdk = self._client()
+        model_id = f"{self.name}/{model}"
+        reserve = _token_estimate(request) if self._limiter.tpm else 0
+        attempt = 0
+        while True:
+            attempt += 1
+            await self._limiter.acquire(reserve, self._sleep)
+            async with self._gate:
+                started = time.perf_counter()
+                try:
+                    result = await self._send(sdk, model, request)
+                except Exception as exc:
+                    failure = self._classify(exc)
+                else:
+                    failure = None
+                latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            if failure is None:
+                used = (result.input_tokens or 0) + (result.output_tokens or 0)
+                self._limiter.settle(reserve, used if used else reserve)
+                return Completion(
+                    text=result.text,
+                    finish_reason=result.finish_reason,
+                    input_tokens=result.input_tokens,
+                    output_tokens=result.output_tokens,
+                    latency_ms=latency_ms,
+                    cost_usd=self.pricing.cost(model_id, result.input_tokens,
+                                               result.output_tokens),
+                    attempts=attempt,
+                )
+            # A failed request was not served: its tokens go back to the budget.
+            self._limiter.settle(reserve, 0)
+            if failure.auth:
+                self._fatal = f"{failure.message} (check the {self.name} API key)"
+            give_up = (not failure.retryable or attempt >= self.retry.max_attempts
+                       or (failure.retry_after or 0) > self.retry.max_retry_after)
+            if give_up:
+                return Completion(None, error=_error_text(failure, attempt),
+                                  latency_ms=latency_ms, attempts=attempt)
+            delay = self.retry.delay(attempt, failure.retry_after, self._rng)
+            if failure.rate_limited:
+                # Everyone on this endpoint waits, not just this call: the limit is shared.
+                # The limiter's acquire() at the top of the loop does the waiting.
+                self._limiter.pause(delay)
+            else:
+                await self._sleep(delay)
+
+    async def aclose(self) -> None:
+        sdk, http = self._sdk, self._http
+        self._sdk = self._http = None
+        if http is not None:
+            await http.aclose()
+        elif sdk is not None and self._given_client is None:
+            await sdk.close()
+
+
+def _token_estimate(request: CompletionRequest) -> int:
+    # ~4 characters a token for English; providers count max_tokens against TPM up front.
+    chars = sum(len(m.get("content") or "") for m in request.messages)
+    return chars // 4 + 8 + request.max_tokens
+
+
+def _error_text(failure: Failure, attempts: int) -> str:
+    text = failure.message
+    if len(text) > _MAX_ERROR_LEN:
+        text = text[:_MAX_ERROR_LEN] + "…"
+    if attempts > 1:
+        text += f" (gave up after {attempts} attempts)"
+    elif failure.retry_after is not None and failure.retryable:
+        text += f" (Retry-After {failure.retry_after:.0f}s is longer than the cap)"
+    return text
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while True:
+        nxt = exc.__cause__ or exc.__context__
+        if nxt is None or id(nxt) in seen:
+            return exc
+        seen.add(id(nxt))
+        exc = nxt
+
+
+def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failure:
+    """Read an openai/anthropic SDK exception (both SDKs share the shape of their errors)."""
+    if isinstance(exc, sdk.APIStatusError):
+        status = int(exc.status_code)
+        detail = getattr(exc, "message", None) or str(exc)
+        return Failure(
+            f"HTTP {status}: {detail}",
+            retryable=status_retryable(status),
+            status=status,
+            retry_after=parse_retry_after(exc.response.headers),
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        root = _root_cause(exc)
+        # The SDKs' aiohttp transport reports a refused connection as a connect *timeout*;
+        # the root cause says what really happened.
+        refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)
+        if isinstance(exc, sdk.APITimeoutError) and not refused:
+            return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
+        return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
+    if isinstance(exc, MalformedResponse | json.JSONDecodeError | sdk.APIResponseValidationError):
+        # Not retried: a server that answers 200 with a broken body tends to keep doing it.
+        return Failure(f"malformed response: {exc}", retryable=False)
+    return Failure(f"{type(exc).__name__}: {exc}", retryable=False)

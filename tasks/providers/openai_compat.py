@@ -1,0 +1,94 @@
+"""OpenAI-compatible endpoints: one ``OpenAIProvider`` each, differing by base URL and key.
+
+| prefix | base URL (override with the env var) | key |
+| --- | --- | --- |
+| ``openrouter/`` | ``https://openrouter.ai/api/v1`` (``OPENROUTER_BASE_URL``) | ``OPENROUTER_API_KEY`` |
+| ``groq/`` | ``https://api.groq.com/openai/v1`` (``GROQ_BASE_URL``) | ``GROQ_API_KEY`` |
+| ``gemini/`` | ``https://generativelanguage.googleapis.com/v1beta/openai/`` (``GEMINI_BASE_URL``) | ``GEMINI_API_KEY`` or ``GOOGLE_API_KEY`` |
+| ``vllm/`` | ``http://localhost:8000/v1`` (``VLLM_BASE_URL``) | ``VLLM_API_KEY``, optional |
+| ``ollama/`` | ``http://localhost:11434/v1`` (``OLLAMA_BASE_URL``, or ``OLLAMA_HOST``) | none |
+| ``openai-compatible/`` | required: ``OPENAI_COMPATIBLE_BASE_URL`` | ``OPENAI_COMPATIBLE_API_KEY``, optional |
+"""  # noqa: E501
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.errors import ProviderConfigError
+from tasks.providers.keys import resolve_api_key
+from tasks.providers.openai_provider import OpenAIProvider
+
+# Self-hosted servers accept any key; the SDK insists on a non-empty one.
+_NO_KEY = "not-needed"
+
+
+@dataclass(frozen=True)
+class CompatEndpoint:
+    prefix: str
+    base_url_env: str
+    default_base_url: str | None
+    key_envs: tuple[str, ...]
+    key_required: bool
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+ENDPOINTS: dict[str, CompatEndpoint] = {
+    e.prefix: e
+    for e in (
+        # OpenRouter asks apps to identify themselves; it ranks and rate-limits by it.
+        CompatEndpoint("openrouter", "OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1",
+                       ("OPENROUTER_API_KEY",), True,
+                       (("X-Title", "Plumbline"),)),
+        CompatEndpoint("groq", "GROQ_BASE_URL", "https://api.groq.com/openai/v1",
+                       ("GROQ_API_KEY",), True),
+        CompatEndpoint("gemini", "GEMINI_BASE_URL",
+                       "https://generativelanguage.googleapis.com/v1beta/openai/",
+                       ("GEMINI_API_KEY", "GOOGLE_API_KEY"), True),
+        CompatEndpoint("vllm", "VLLM_BASE_URL", "http://localhost:8000/v1",
+                       ("VLLM_API_KEY",), False),
+        CompatEndpoint("ollama", "OLLAMA_BASE_URL", None, ("OLLAMA_API_KEY",), False),
+        CompatEndpoint("openai-compatible", "OPENAI_COMPATIBLE_BASE_URL", None,
+                       ("OPENAI_COMPATIBLE_API_KEY",), False),
+    )
+}
+
+
+def _base_url(endpoint: CompatEndpoint, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from_env = os.environ.get(endpoint.base_url_env, "").strip()
+    if from_env:
+        return from_env
+    if endpoint.prefix == "ollama":
+        host = os.environ.get("OLLAMA_HOST", "").strip() or "localhost:11434"
+        if not host.startswith(("http://", "https://")):
+            host = f"http://{host}"
+        return f"{host.rstrip('/')}/v1"
+    if endpoint.default_base_url is None:
+        raise ProviderConfigError(
+            f"provider {endpoint.prefix!r} needs a base URL: set {endpoint.base_url_env} "
+            "(for example http://127.0.0.1:8080/v1)"
+        )
+    return endpoint.default_base_url
+
+
+def compat_factory(prefix: str) -> Any:
+    """The registry factory for one compatible endpoint."""
+    endpoint = ENDPOINTS[prefix]
+
+    def factory(*, api_key: str | None = None, base_url: str | None = None,
+                secret_block: str | None = None, **options: Any) -> OpenAIProvider:
+        url = _base_url(endpoint, base_url)
+        key = resolve_api_key(prefix, list(endpoint.key_envs), explicit=api_key,
+                              secret_block=secret_block, required=endpoint.key_required)
+        return OpenAIProvider(
+            name=prefix,
+            api_key=key or _NO_KEY,
+            base_url=url,
+            default_headers=dict(endpoint.headers),
+            **options,
+        )
+
+    return factory

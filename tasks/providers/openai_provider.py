@@ -1,0 +1,126 @@
+"""``openai/...`` through the official ``openai`` SDK (``AsyncOpenAI``), Chat Completions API.
+
+The same class serves every OpenAI-compatible endpoint (``tasks/providers/openai_compat.py``);
+only the base URL, the key's environment variable and the max-tokens parameter differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import httpx2
+
+from tasks.errors import ProviderConfigError
+from tasks.providers.base import Completion, CompletionRequest
+from tasks.providers.http_base import HTTPProvider, MalformedResponse, classify_sdk_error
+from tasks.providers.keys import resolve_api_key
+from tasks.providers.retry import Failure
+
+
+def _import_sdk() -> Any:
+    try:
+        import openai
+    except ImportError:  # pragma: no cover - openai is a declared dependency
+        raise ProviderConfigError(
+            "the openai provider needs the 'openai' package: pip install 'openai>=3.54'"
+        ) from None
+    return openai
+
+
+class OpenAIProvider(HTTPProvider):
+    """Chat Completions through ``openai.AsyncOpenAI`` with the SDK's retries off (ours count).
+
+    ``max_tokens_param``: OpenAI's current models take ``max_completion_tokens`` (reasoning
+    models refuse ``max_tokens``); most compatible servers still only know ``max_tokens``.
+    """
+
+    def __init__(self, *, max_tokens_param: str = "max_tokens",
+                 default_headers: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_tokens_param = max_tokens_param
+        self.default_headers = default_headers or {}
+        self._openai = _import_sdk()
+
+    def _sdk_module(self) -> Any:
+        return self._openai
+
+    def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
+        return self._openai.AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=httpx2.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            http_client=http,
+            default_headers=self.default_headers or None,
+        )
+
+    async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": request.messages,
+            "temperature": request.temperature,
+            self.max_tokens_param: request.max_tokens,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        body.update(request.extra)
+        # The SDK's generic post(): its client, auth, base URL, timeouts and error types, without
+        # building typed request and response models per call, which costs more CPU than the
+        # rest of the call (docs/providers.md, "Throughput").
+        response = await sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        return parse_chat_completion(response.content)
+
+    def _classify(self, exc: Exception) -> Failure:
+        return classify_sdk_error(exc, self._openai, self.timeout)
+
+
+def parse_chat_completion(content: bytes) -> Completion:
+    """Text, finish reason and tokens from a Chat Completions response body."""
+    data = json.loads(content)
+    if not isinstance(data, dict):
+        raise MalformedResponse("the body is not a JSON object")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponse("no choices in the response")
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise MalformedResponse("the first choice has no message")
+    text = message.get("content")
+    if text is None:
+        # A refusal is an answer to score, not a failure of the call.
+        text = message.get("refusal") or ""
+    if not isinstance(text, str):
+        raise MalformedResponse(f"message content is {type(text).__name__}, not text")
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    finish = choice.get("finish_reason")
+    return Completion(
+        text=text,
+        finish_reason=finish if isinstance(finish, str) else None,
+        input_tokens=_int_or_none(usage.get("prompt_tokens")),
+        output_tokens=_int_or_none(usage.get("completion_tokens")),
+    )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def openai_factory(
+    *, api_key: str | None = None, base_url: str | None = None, secret_block: str | None = None,
+    **options: Any,
+) -> OpenAIProvider:
+    """``openai/<model>``: key from ``OPENAI_API_KEY`` (or a Secret block), optional
+    ``OPENAI_BASE_URL`` (an Azure or proxy endpoint that speaks the same API)."""
+    key = resolve_api_key("openai", ["OPENAI_API_KEY"], explicit=api_key,
+                          secret_block=secret_block)
+    assert key is not None
+    return OpenAIProvider(
+        name="openai",
+        api_key=key,
+        base_url=base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1",
+        max_tokens_param=options.pop("max_tokens_param", "max_completion_tokens"),
+        **options,
+    )
