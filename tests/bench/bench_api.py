@@ -5,7 +5,7 @@ POST /api/submit (acknowledged only once durable in the fsync'd spool).
 The server runs in its own process (this file with ``--serve``); the load comes from this process
 through httpx with many concurrent keep-alive connections, bounded in request count and time.
 
-    /work/venv/bin/python tests/bench/bench_api.py [--files 400] [--seconds 8]
+    .venv/bin/python tests/bench/bench_api.py [--files 400] [--seconds 8]
 """
 
 from __future__ import annotations

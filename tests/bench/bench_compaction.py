@@ -4,7 +4,7 @@ The seed wrote one Parquet file per submission; reading such a day is dominated 
 (open, footer, decode). This writes a day of single-row files through the real writer, times
 ``read_day`` (the exactly-once reader), compacts the day, and times the same read again.
 
-    /work/venv/bin/python tests/bench/bench_compaction.py [--files 10000] [--users 10]
+    .venv/bin/python tests/bench/bench_compaction.py [--files 10000] [--users 10]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 # Run as a script, Python puts tests/bench first on the path and `tasks` would resolve to the
-# installed package (/work/main); measure the code of the checkout this file lives in.
+# installed package (an editable install elsewhere); measure the code of the checkout this file lives in.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tasks.compaction import compact_day, live_keys

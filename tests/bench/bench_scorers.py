@@ -3,7 +3,7 @@
 Baselines measured in the same run: a bare substring test for the text scorers, and a bare
 ``python -c pass`` subprocess for code_executes (the floor any subprocess sandbox pays).
 
-    /work/venv/bin/python tests/bench/bench_scorers.py
+    .venv/bin/python tests/bench/bench_scorers.py
 """
 
 from __future__ import annotations

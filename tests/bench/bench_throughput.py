@@ -12,7 +12,7 @@ The machine is shared with other jobs, so each timing is the best of three runs 
 Part 2: the same 2,000 calls with a requests-per-minute limit; the achieved rate must stay
 within 5 % under the limit (and never above it).
 
-    /work/venv/bin/python tests/bench/bench_throughput.py
+    .venv/bin/python tests/bench/bench_throughput.py
 """
 
 from __future__ import annotations
