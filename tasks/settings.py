@@ -47,6 +47,19 @@ class Settings(BaseSettings):
         default_factory=list, validation_alias=AliasChoices("CORS_ORIGINS", "cors_origins")
     )
 
+    # --- nightly drift stage ---
+    drift_webhook_url: str | None = Field(
+        None, validation_alias=AliasChoices("DRIFT_WEBHOOK_URL", "drift_webhook_url")
+    )
+    drift_recent_days: int = Field(
+        7, ge=1, le=365,
+        validation_alias=AliasChoices("PLUMBLINE_DRIFT_RECENT_DAYS", "drift_recent_days"),
+    )
+    drift_baseline_days: int = Field(
+        28, ge=1, le=3650,
+        validation_alias=AliasChoices("PLUMBLINE_DRIFT_BASELINE_DAYS", "drift_baseline_days"),
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -1,0 +1,131 @@
+"""The drift stage on simulated histories with known truth: false-positive rate and power.
+
+Each simulated model answers ``PROMPTS`` prompts, 3 samples per prompt per day, for 35 days (a
+7-day recent window after a 28-day baseline), with realistic noise: per-prompt difficulty,
+day-to-day provider load on latency, occasional non-deterministic outputs. One night holds
+``MODELS`` models of each scenario together (so the Benjamini–Hochberg family is as large as a
+busy real night). Run ``python -m tests.tasks.test_drift_simulation [nights]`` for the table in
+docs/drift.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from tasks.drift import DRIFTING, DriftConfig, compute_drift
+
+PROMPTS = 150
+SAMPLES = 3
+DAYS = 35
+MODELS = 200
+AS_OF = date(2026, 11, 30)
+SCENARIOS = ("none", "pass_rate", "outputs", "latency")
+
+
+def _lists(values: np.ndarray, width: int) -> pl.Series:
+    offsets = pa.array(np.arange(0, values.size + 1, width, dtype=np.int32))
+    return pl.Series(pa.ListArray.from_arrays(offsets, pa.array(values)))
+
+
+def simulate(scenario: str, models: int, seed: int, prompts: int | None = None) -> pl.DataFrame:
+    """Daily summaries (the drift stage's input) of ``models`` simulated models."""
+    rng = np.random.default_rng(seed)
+    prompts = prompts or PROMPTS
+    shape = (models, prompts, DAYS, SAMPLES)
+    day = np.arange(DAYS)[None, None, :, None]
+    recent = day >= DAYS - 7
+    # Baseline: pass rate 0.9 on every prompt (Bernoulli per sample).
+    p_pass = np.full((models, prompts, 1, 1), 0.90)
+    if scenario == "pass_rate":
+        hit = np.zeros((models, prompts, 1, 1), dtype=bool)
+        hit[:, : prompts // 5] = True  # a fifth of the prompts
+        p_pass = np.where(hit & recent, 0.75, p_pass)
+    passed = rng.random(shape) < p_pass
+    # Latency: log-normal per prompt, a shared daily load factor, per-call noise.
+    mu = np.log(600) + rng.normal(0, 0.3, (models, prompts, 1, 1))
+    load = rng.normal(0, 0.05, (models, 1, DAYS, 1))
+    latency = np.exp(mu + load + rng.normal(0, 0.25, shape))
+    if scenario == "latency":
+        latency = np.where(recent, latency * 1.5, latency)
+    # Output length: fixed per (prompt, sample) at temperature 0.
+    length = np.broadcast_to(rng.integers(20, 400, (models, prompts, 1, SAMPLES)), shape)
+    # Output versions: a prompt's output changes on a day with probability 1 % (provider
+    # non-determinism); in the outputs scenario 30 % of prompts change on one recent day.
+    flips = rng.random((models, prompts, DAYS)) < 0.01
+    if scenario == "outputs":
+        change_day = rng.integers(DAYS - 7, DAYS, models)
+        chosen = np.argsort(rng.random((models, prompts)), axis=1) < round(0.3 * prompts)
+        flips[np.arange(models)[:, None], np.arange(prompts)[None, :],
+              change_day[:, None]] |= chosen
+    version = np.cumsum(flips, axis=2)
+    n_groups = models * prompts * DAYS
+    model_idx, prompt_idx, day_idx = (a.ravel() for a in np.indices((models, prompts, DAYS)))
+    passes = passed.sum(axis=3).ravel()
+    first = np.datetime64(AS_OF - timedelta(days=DAYS - 1), "D")
+    return pl.DataFrame({
+        "date": first + day_idx,
+        "model_id": pl.Series(model_idx).cast(pl.String).str.zfill(4),
+        "suite": np.full(n_groups, "sim"),
+        "prompt_id": pl.Series(prompt_idx).cast(pl.String),
+        "rows": np.full(n_groups, SAMPLES, dtype=np.int64),
+        "scored": np.full(n_groups, SAMPLES, dtype=np.int64),
+        "passes": passes.astype(np.int64),
+        "latency_values": _lists(latency.ravel(), SAMPLES),
+        "score_values": _lists(passed.ravel().astype(np.float64), SAMPLES),
+        "output_len_values": _lists(length.ravel().astype(np.int32), SAMPLES),
+        "output_hashes": pl.Series((version.ravel() * 1_000_003 + prompt_idx).astype(np.int64))
+        .cast(pl.String).reshape((n_groups, 1)).arr.to_list(),
+    }).with_columns(model_id=pl.lit(f"sim-{scenario}/m") + pl.col("model_id"))
+
+
+def flagged_share(scenarios: tuple[str, ...], models: int, seed: int,
+                  config: DriftConfig | None = None) -> dict[str, float]:
+    """One night with ``models`` models per scenario: the share of each flagged ``drifting``."""
+    daily = pl.concat([simulate(s, models, seed * 100 + i) for i, s in enumerate(scenarios)])
+    report = compute_drift(daily, AS_OF, config)
+    share = {}
+    for s in scenarios:
+        verdicts = [m["verdict"] for m in report.models if m["model_id"].startswith(f"sim-{s}/")]
+        assert len(verdicts) == models
+        share[s] = sum(v == DRIFTING for v in verdicts) / models
+    return share
+
+
+def test_no_drift_flags_at_most_five_percent() -> None:
+    share = flagged_share(("none",), MODELS, seed=1)
+    assert share["none"] <= 0.05
+
+
+def test_injected_changes_are_detected() -> None:
+    share = flagged_share(SCENARIOS, MODELS, seed=2)
+    assert share["none"] <= 0.05
+    for scenario in SCENARIOS[1:]:
+        assert share[scenario] >= 0.95, (scenario, share)
+
+
+def main(nights: int = 3) -> None:
+    totals = dict.fromkeys(SCENARIOS, 0.0)
+    started = time.perf_counter()
+    for night in range(nights):
+        share = flagged_share(SCENARIOS, MODELS, seed=1000 + night)
+        for s, v in share.items():
+            totals[s] += v / nights
+    print(f"{nights} simulated night(s), {MODELS} models per scenario per night, {PROMPTS} "
+          f"prompts × {SAMPLES} samples per day, {DAYS} days "
+          f"({time.perf_counter() - started:.0f} s)\n")
+    print("| scenario | truth | models | flagged drifting |")
+    print("| --- | --- | --- | --- |")
+    for s in SCENARIOS:
+        truth = "no drift" if s == "none" else "drift"
+        what = "false-positive rate" if s == "none" else "power"
+        print(f"| {s} | {truth} | {MODELS * nights} | {totals[s]:.1%} ({what}) |")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
