@@ -49,7 +49,7 @@ DIRTY_PREFIX = f"{STATE}/dirty/"
 
 # Days aggregated per Polars query: one scan over a few days amortises the query setup, and
 # bounding it keeps memory flat however long the history (a 90-day rebuild never holds 90 days).
-DEFAULT_DAYS_PER_BATCH = 8
+DEFAULT_DAYS_PER_BATCH = 10
 
 
 def scan_keys(store: ObjectStore, keys: list[str]) -> pl.LazyFrame:
@@ -105,8 +105,8 @@ def aggregate_frame(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 def _write_summary(store: ObjectStore, day: date, summary: pl.DataFrame) -> None:
     buf = io.BytesIO()
-    # Summaries are rewritten whenever their day changes: a fast ZSTD level, not raw data's 9.
-    summary.write_parquet(buf, compression="zstd", compression_level=3)
+    # Summaries are rewritten whenever their day changes: the fastest ZSTD level, not raw's 9.
+    summary.write_parquet(buf, compression="zstd", compression_level=1)
     store.put(daily_summary_key(day), buf.getvalue())
 
 
@@ -135,7 +135,9 @@ def aggregate_days(store: ObjectStore, days: Sequence[date]) -> dict[date, int]:
         written[day] = 0
     if not keys:
         return written
-    summary = aggregate_frame(scan_keys(store, keys)).collect()
+    # The streaming engine runs the group-by in parallel morsels with bounded memory; on a
+    # 10 M-row history it is ~2x faster than the in-memory engine (tests/bench/bench_nightly.py).
+    summary = aggregate_frame(scan_keys(store, keys)).collect(engine="streaming")
     for (day,), part in summary.partition_by("date", as_dict=True, maintain_order=True).items():
         _write_summary(store, day, part)
         written[day] = part.height

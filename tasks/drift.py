@@ -17,6 +17,7 @@ simulated histories with known truth (``tests/tasks/test_drift_simulation.py``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -185,10 +186,13 @@ class MannWhitney:
 
 
 def dense_rank(values: np.ndarray) -> np.ndarray:
-    """0-based dense ranks (equal values share a rank)."""
+    """0-based dense ranks (equal values share a rank); small integers are their own ranks."""
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return np.zeros(0, dtype=np.int64)
+    low, high = values.min(), values.max()
+    if high - low < 2**31 and np.array_equal(values, np.round(values)):
+        return (values - low).astype(np.int64)  # already ordered integers: no sort needed
     order = np.argsort(values)
     sorted_values = values[order]
     step = np.empty(values.size, dtype=np.int64)
@@ -206,37 +210,44 @@ def mann_whitney_groups(
     """Mann–Whitney U of recent vs baseline values within every group, in one sort.
 
     ``gid`` names each value's group (0..n_groups-1), ``recent`` is True for the recent window;
-    ``dense`` (the values' dense ranks) may be passed when several groupings share the values.
+    ``dense`` (the values' ranks) may be passed when several groupings share the values.
     Average ranks for ties, tie-corrected variance and a continuity correction: the p-values
     equal ``scipy.stats.mannwhitneyu(x, y, method="asymptotic")`` group by group.
     """
     gid = np.asarray(gid, dtype=np.int64)
     recent = np.asarray(recent, dtype=bool)
+    values = np.asarray(values, dtype=np.float64)
     dense = dense_rank(values) if dense is None else dense
     n = dense.size
     n1 = np.bincount(gid, weights=recent, minlength=n_groups)
-    n2 = np.bincount(gid, minlength=n_groups) - n1
+    counts = np.bincount(gid, minlength=n_groups).astype(np.float64)
+    n2 = counts - n1
     if n == 0:
         z = np.zeros(n_groups)
         nan = np.full(n_groups, np.nan)
         return MannWhitney(n1, n2, z, np.ones(n_groups), z, z, nan, nan)
+    span = int(dense.max()) + 1
+    if n_groups * span <= _COUNTING_CELLS:
+        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span, n1, n2)
     # One integer sort by (group, value rank) instead of a lexsort: several times faster.
-    order = np.argsort(gid * (int(dense.max()) + 1) + dense)
-    g, v, r = gid[order], dense[order], recent[order]
-    new_group = np.empty(n, dtype=bool)
-    new_group[0] = True
-    new_group[1:] = g[1:] != g[:-1]
-    new_run = new_group.copy()
-    new_run[1:] |= v[1:] != v[:-1]
-    group_first = np.flatnonzero(new_group)
-    pos = np.arange(n) - np.repeat(group_first, np.diff(np.append(group_first, n)))
+    key = gid * span + dense
+    order = np.argsort(key)
+    key = key[order]
+    r = recent[order]
+    # Runs of equal (group, value) are the ties; their average rank is computed from global
+    # positions and shifted by the group's start, so no per-element rank array is built.
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.not_equal(key[1:], key[:-1], out=new_run[1:])
     run_first = np.flatnonzero(new_run)
-    run_len = np.diff(np.append(run_first, n))
-    run_rank = pos[run_first] + (run_len + 1) / 2.0
-    ranks = np.repeat(run_rank, run_len)
-    r1 = np.bincount(g, weights=np.where(r, ranks, 0.0), minlength=n_groups)
-    ties = np.bincount(g[run_first], weights=run_len.astype(np.float64) ** 3 - run_len,
-                       minlength=n_groups)
+    run_len = np.diff(np.append(run_first, n)).astype(np.float64)
+    run_group = key[run_first] // span
+    run_rank = run_first + (run_len + 1) / 2.0
+    recent_in_run = np.add.reduceat(r.astype(np.float64), run_first)
+    start = np.cumsum(counts) - counts
+    r1 = np.bincount(run_group, weights=recent_in_run * run_rank, minlength=n_groups) \
+        - n1 * start
+    ties = np.bincount(run_group, weights=run_len**3 - run_len, minlength=n_groups)
     u1 = r1 - n1 * (n1 + 1) / 2.0
     u2 = n1 * n2 - u1
     total = n1 + n2
@@ -247,22 +258,75 @@ def mann_whitney_groups(
         p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
         delta = (u1 - u2) / (n1 * n2)
     p = np.where(sigma > 0, p, 1.0)
-    values = np.asarray(values, dtype=np.float64)[order]
-    medians = [_sorted_medians(g[r == flag], values[r == flag], n_groups) for flag in (True, False)]
+    medians = [_sorted_medians(np.flatnonzero(r == flag), order, values, per, n_groups)
+               for flag, per in ((True, n1), (False, n2))]
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
 
 
-def _sorted_medians(g: np.ndarray, v: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group medians of values already sorted by (group, value)."""
-    out = np.full(n_groups, np.nan)
-    if g.size == 0:
-        return out
-    counts = np.bincount(g, minlength=n_groups)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+# Up to this many (group × distinct value) cells, Mann–Whitney is computed from counts without
+# sorting (output lengths, scores on a few levels): a table of 10k prompts × 2k lengths is cheap.
+_COUNTING_CELLS = 20_000_000
+
+
+def _u_from_tables(
+    rec: np.ndarray, base: np.ndarray, n1: np.ndarray, n2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U of recent vs baseline, the tie term and the total count from (group × value) tables."""
+    below = np.cumsum(base, axis=1) - base
+    u1 = (rec * (below + 0.5 * base)).sum(axis=1)
+    tied = rec + base
+    ties = (tied**3 - tied).sum(axis=1)
+    return u1, ties, n1 + n2
+
+
+def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    out = np.full(table.shape[0], np.nan)
     has = counts > 0
-    lo = starts[has] + (counts[has] - 1) // 2
-    hi = starts[has] + counts[has] // 2
-    out[has] = (v[lo] + v[hi]) / 2.0
+    if not has.any():
+        return out
+    cum = np.cumsum(table[has], axis=1)
+    c = counts[has][:, None]
+    lo = np.argmax(cum >= (c - 1) // 2 + 1, axis=1)
+    hi = np.argmax(cum >= c // 2 + 1, axis=1)
+    out[has] = (levels[lo] + levels[hi]) / 2.0
+    return out
+
+
+def _mann_whitney_counting(
+    gid: np.ndarray, recent: np.ndarray, values: np.ndarray, dense: np.ndarray,
+    n_groups: int, span: int, n1: np.ndarray, n2: np.ndarray,
+) -> MannWhitney:
+    cell = gid * span + dense
+    size = n_groups * span
+    rec = np.bincount(cell[recent], minlength=size).reshape(n_groups, span).astype(np.float64)
+    base = np.bincount(cell[~recent], minlength=size).reshape(n_groups, span).astype(np.float64)
+    u1, ties, total = _u_from_tables(rec, base, n1, n2)
+    levels = np.full(span, np.nan)
+    levels[dense] = values
+    u2 = n1 * n2 - u1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = n1 * n2 / 12.0 * ((total + 1) - ties / (total * (total - 1)))
+        sigma = np.sqrt(np.maximum(var, 0.0))
+        zstat = (np.maximum(u1, u2) - n1 * n2 / 2.0 - 0.5) / sigma
+        p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
+        delta = (u1 - u2) / (n1 * n2)
+    p = np.where(sigma > 0, p, 1.0)
+    return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma,
+                       _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
+
+
+def _sorted_medians(positions: np.ndarray, order: np.ndarray, values: np.ndarray,
+                    per_group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group medians of the elements at ``positions`` of the (group, value)-sorted order."""
+    out = np.full(n_groups, np.nan)
+    counts = per_group.astype(np.int64)
+    has = counts > 0
+    if not has.any():
+        return out
+    starts = np.cumsum(counts) - counts
+    lo = positions[starts[has] + (counts[has] - 1) // 2]
+    hi = positions[starts[has] + counts[has] // 2]
+    out[has] = (values[order[lo]] + values[order[hi]]) / 2.0
     return out
 
 
@@ -458,21 +522,23 @@ def _distribution_tests(groups: _Groups, config: DriftConfig) -> list[pl.DataFra
     return out
 
 
-def prompt_changes(daily: pl.DataFrame) -> pl.DataFrame:
+def prompt_changes(daily: pl.DataFrame, prompt: Sequence[str] | None = None) -> pl.DataFrame:
     """Per prompt × day: whether its set of output hashes differs from the previous day's.
 
     Only days whose previous day has outputs for the prompt appear. The aggregation stores the
-    hashes sorted and unique, so equal sets are equal lists.
+    hashes sorted and unique, so equal sets are equal lists. ``prompt`` names the columns that
+    identify a prompt (an integer id is faster than three strings).
     """
-    prompt = ["model_id", "suite", "prompt_id"]
+    prompt = list(prompt or ("model_id", "suite", "prompt_id"))
+    carry = [c for c in ("model_id", "suite", "prompt_id") if c not in prompt]
     return (
         daily.filter(pl.col("output_hashes").list.len() > 0)
-        .select(*prompt, "date", outputs=pl.col("output_hashes").hash())
+        .select(*prompt, *carry, "date", outputs=pl.col("output_hashes").hash())
         .sort(*prompt, "date")
         .with_columns(prev_date=pl.col("date").shift(1).over(prompt),
                       prev_outputs=pl.col("outputs").shift(1).over(prompt))
         .filter(pl.col("prev_date") == pl.col("date") - pl.duration(days=1))
-        .select(*prompt, "date", changed=pl.col("outputs") != pl.col("prev_outputs"))
+        .select(*prompt, *carry, "date", changed=pl.col("outputs") != pl.col("prev_outputs"))
     )
 
 
@@ -497,7 +563,7 @@ def _consistency_tests(
     frame = groups.frame
     if "output_hashes" not in frame.columns or frame.is_empty():
         return [], pl.DataFrame()
-    changes = prompt_changes(frame)
+    changes = prompt_changes(frame, ["pgid"])
     out = []
     model_daily = pl.DataFrame()
     for level, by in (("model", ("model_id",)), ("suite", ("model_id", "suite"))):

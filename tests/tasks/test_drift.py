@@ -51,7 +51,14 @@ def test_chi2_matches_scipy_with_yates() -> None:
     np.testing.assert_allclose(p, [r.pvalue for r in ref], rtol=1e-9, atol=1e-15)
 
 
-def test_mann_whitney_matches_scipy_with_ties() -> None:
+@pytest.mark.parametrize("counting", [True, False], ids=["count-table", "sort"])
+def test_mann_whitney_matches_scipy_with_ties(
+    counting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.drift
+
+    if not counting:  # force the sorting path used for many distinct values
+        monkeypatch.setattr(tasks.drift, "_COUNTING_CELLS", 0)
     rng = np.random.default_rng(9)
     n, groups = 6000, 40
     gid = rng.integers(0, groups, n)
