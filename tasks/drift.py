@@ -231,6 +231,8 @@ def mann_whitney_groups(
         return _mann_whitney_counting(gid, recent, values, dense, n_groups, span, n1, n2)
     # One integer sort by (group, value rank) instead of a lexsort: several times faster.
     key = gid * span + dense
+    if n_groups * span < 2**31:
+        key = key.astype(np.int32)  # half the bytes to sort
     order = np.argsort(key)
     key = key[order]
     r = recent[order]
@@ -479,47 +481,61 @@ def _pass_rate_tests(groups: _Groups, config: DriftConfig) -> list[pl.DataFrame]
     return out
 
 
-def _distribution_tests(groups: _Groups, config: DriftConfig) -> list[pl.DataFrame]:
+def _flat_values(groups: _Groups, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A list column's values flattened, with each value's prompt group and window."""
+    lists = groups.frame[column]
+    lengths = lists.list.len().fill_null(0).to_numpy()
+    values = lists.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
+    pgid = np.repeat(groups.frame["pgid"].to_numpy(), lengths)
+    recent = np.repeat(groups.frame["recent"].to_numpy(), lengths)
+    ok = ~np.isnan(values)
+    if not ok.all():
+        values, pgid, recent = values[ok], pgid[ok], recent[ok]
+    return values, pgid, recent
+
+
+def _metric_tests(groups: _Groups, config: DriftConfig, metric: str) -> list[pl.DataFrame]:
+    column = DISTRIBUTION_METRICS[metric]
+    if column not in groups.frame.columns:
+        return []
+    values, pgid, recent = _flat_values(groups, column)
+    if values.size == 0:
+        return []
+    graded_rows = (values != 0) & (values != 1)
+    if metric == "score" and not graded_rows.any():
+        # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
+        return []
+    dense = dense_rank(values)
     out = []
-    for metric, column in DISTRIBUTION_METRICS.items():
-        if column not in groups.frame.columns:
+    for level in LEVELS:
+        if level == "suite" and not groups.multi_suite.any():
             continue
-        long = (groups.frame.select("pgid", "recent", column).explode(column)
-                .drop_nulls(column))
-        if long.is_empty():
+        gid = groups.maps[level][pgid]
+        size = groups.labels[level].height
+        mw = mann_whitney_groups(gid, recent, values, size, dense)
+        keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
+                & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))
+        if metric == "score":
+            keep &= np.bincount(gid, weights=graded_rows, minlength=size) > 0
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
             continue
-        values = long[column].cast(pl.Float64).to_numpy()
-        graded_rows = (values != 0) & (values != 1)
-        if metric == "score" and not graded_rows.any():
-            # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
-            continue
-        pgid = long["pgid"].to_numpy()
-        recent = long["recent"].to_numpy()
-        dense = dense_rank(values)
-        for level in LEVELS:
-            if level == "suite" and not groups.multi_suite.any():
-                continue
-            gid = groups.maps[level][pgid]
-            size = groups.labels[level].height
-            mw = mann_whitney_groups(gid, recent, values, size, dense)
-            keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
-                    & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))
-            if metric == "score":
-                keep &= np.bincount(gid, weights=graded_rows, minlength=size) > 0
-            idx = np.flatnonzero(keep)
-            if idx.size == 0:
-                continue
-            out.append(_frame(
-                level, groups.labels[level], idx,
-                metric=metric, test="mannwhitneyu", statistic=mw.u_recent[idx],
-                p_value=mw.p_value[idx], effect_size=mw.cliffs_delta[idx],
-                effect_measure="cliffs_delta",
-                n_recent=mw.n_recent[idx].astype(np.int64),
-                n_baseline=mw.n_baseline[idx].astype(np.int64),
-                recent_value=mw.median_recent[idx], baseline_value=mw.median_baseline[idx],
-                min_effect=config.min_cliffs_delta,
-            ))
+        out.append(_frame(
+            level, groups.labels[level], idx,
+            metric=metric, test="mannwhitneyu", statistic=mw.u_recent[idx],
+            p_value=mw.p_value[idx], effect_size=mw.cliffs_delta[idx],
+            effect_measure="cliffs_delta",
+            n_recent=mw.n_recent[idx].astype(np.int64),
+            n_baseline=mw.n_baseline[idx].astype(np.int64),
+            recent_value=mw.median_recent[idx], baseline_value=mw.median_baseline[idx],
+            min_effect=config.min_cliffs_delta,
+        ))
     return out
+
+
+def _distribution_tests(groups: _Groups, config: DriftConfig) -> list[pl.DataFrame]:
+    return [frame for metric in DISTRIBUTION_METRICS
+            for frame in _metric_tests(groups, config, metric)]
 
 
 def prompt_changes(daily: pl.DataFrame, prompt: Sequence[str] | None = None) -> pl.DataFrame:
@@ -567,6 +583,8 @@ def _consistency_tests(
     out = []
     model_daily = pl.DataFrame()
     for level, by in (("model", ("model_id",)), ("suite", ("model_id", "suite"))):
+        if level == "suite" and not groups.multi_suite.any():
+            continue
         per_day = daily_consistency(frame, by, changes)
         if level == "model":
             model_daily = per_day

@@ -266,9 +266,14 @@ def bench_drift(root: Path, as_of: date) -> dict[str, Any]:
     window = Window.ending(as_of, config)
     daily = read_daily(LocalStore(root), window.days())
     pairs = daily.select("model_id", "prompt_id").unique().height
-    started = time.perf_counter()
-    report = compute_drift(daily, as_of, config)
-    ours = time.perf_counter() - started
+    # The machine is shared: ours is the median of three runs (a few seconds each); the loop
+    # runs once, its ~40 s already average over the neighbours' load.
+    runs = []
+    for _ in range(3):
+        started = time.perf_counter()
+        report = compute_drift(daily, as_of, config)
+        runs.append(time.perf_counter() - started)
+    ours = sorted(runs)[1]
     groups = loop_inputs(daily, window)
     started = time.perf_counter()
     loop_tests = drift_loop(groups, config)
