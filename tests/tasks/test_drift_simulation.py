@@ -84,17 +84,31 @@ def simulate(scenario: str, models: int, seed: int, prompts: int | None = None) 
     }).with_columns(model_id=pl.lit(f"sim-{scenario}/m") + pl.col("model_id"))
 
 
+def night(scenarios: tuple[str, ...], models: int, seed: int, prompts: int | None = None,
+          config: DriftConfig | None = None) -> dict[str, dict[str, float]]:
+    """One night with ``models`` models per scenario: per scenario, the share of models called
+    drifting, called watch, and the share BH alone (without the per-model guard) would flag."""
+    daily = pl.concat([simulate(s, models, seed * 100 + i, prompts)
+                       for i, s in enumerate(scenarios)])
+    report = compute_drift(daily, AS_OF, config)
+    bh_alone = set(report.tests.filter(pl.col("significant") & (pl.col("level") != "prompt")
+                                       & ((pl.col("metric") != "consistency")
+                                          | (pl.col("consistency_band") == DRIFTING)))
+                   ["model_id"].to_list())
+    out = {}
+    for s in scenarios:
+        mine = [m for m in report.models if m["model_id"].startswith(f"sim-{s}/")]
+        assert len(mine) == models
+        out[s] = {"drifting": sum(m["verdict"] == DRIFTING for m in mine) / models,
+                  "watch": sum(m["verdict"] == "watch" for m in mine) / models,
+                  "bh_alone": sum(m["model_id"] in bh_alone for m in mine) / models}
+    return out
+
+
 def flagged_share(scenarios: tuple[str, ...], models: int, seed: int,
                   config: DriftConfig | None = None) -> dict[str, float]:
     """One night with ``models`` models per scenario: the share of each flagged ``drifting``."""
-    daily = pl.concat([simulate(s, models, seed * 100 + i) for i, s in enumerate(scenarios)])
-    report = compute_drift(daily, AS_OF, config)
-    share = {}
-    for s in scenarios:
-        verdicts = [m["verdict"] for m in report.models if m["model_id"].startswith(f"sim-{s}/")]
-        assert len(verdicts) == models
-        share[s] = sum(v == DRIFTING for v in verdicts) / models
-    return share
+    return {s: v["drifting"] for s, v in night(scenarios, models, seed, None, config).items()}
 
 
 def test_no_drift_flags_at_most_five_percent() -> None:
@@ -109,23 +123,25 @@ def test_injected_changes_are_detected() -> None:
         assert share[scenario] >= 0.95, (scenario, share)
 
 
-def main(nights: int = 3) -> None:
-    totals = dict.fromkeys(SCENARIOS, 0.0)
+def main(nights: int = 3, prompts: int = PROMPTS) -> None:
+    totals = {s: dict.fromkeys(("drifting", "watch", "bh_alone"), 0.0) for s in SCENARIOS}
     started = time.perf_counter()
-    for night in range(nights):
-        share = flagged_share(SCENARIOS, MODELS, seed=1000 + night)
-        for s, v in share.items():
-            totals[s] += v / nights
-    print(f"{nights} simulated night(s), {MODELS} models per scenario per night, {PROMPTS} "
+    for n in range(nights):
+        for s, shares in night(SCENARIOS, MODELS, seed=1000 + n, prompts=prompts).items():
+            for k, v in shares.items():
+                totals[s][k] += v / nights
+    print(f"{nights} simulated night(s), {MODELS} models per scenario per night, {prompts} "
           f"prompts × {SAMPLES} samples per day, {DAYS} days "
           f"({time.perf_counter() - started:.0f} s)\n")
-    print("| scenario | truth | models | flagged drifting |")
-    print("| --- | --- | --- | --- |")
+    print("| scenario | truth | models | flagged `drifting` | `watch` | BH alone, no guard |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for s in SCENARIOS:
-        truth = "no drift" if s == "none" else "drift"
+        t = totals[s]
         what = "false-positive rate" if s == "none" else "power"
-        print(f"| {s} | {truth} | {MODELS * nights} | {totals[s]:.1%} ({what}) |")
+        print(f"| {s} | {'no drift' if s == 'none' else 'drift'} | {MODELS * nights} | "
+              f"**{t['drifting']:.1%}** ({what}) | {t['watch']:.1%} | {t['bh_alone']:.1%} |")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3,
+         int(sys.argv[2]) if len(sys.argv) > 2 else PROMPTS)
