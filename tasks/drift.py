@@ -660,12 +660,16 @@ def _adjust(tests: pl.DataFrame, config: DriftConfig) -> pl.DataFrame:
     # The verdict family of a model: its model- and suite-level tests. Requiring the raw p-value
     # to pass Bonferroni within that family bounds a stable model's chance of a drifting verdict
     # at alpha, however many other models drift the same night (BH alone grows more lenient
-    # as the night's discoveries grow).
-    family = (pl.col("level") != "prompt") & pl.col("p_value").is_not_null()
-    k = family.cast(pl.Int64).sum().over("model_id")
+    # as the night's discoveries grow). `watch` gets the same guard over all the model's tests.
+    tested = pl.col("p_value").is_not_null()
+    family = (pl.col("level") != "prompt") & tested
+    k_family = family.cast(pl.Int64).sum().over("model_id")
+    k_all = tested.cast(pl.Int64).sum().over("model_id")
     return tests.with_columns(
         verdict_grade=(pl.col("significant") & family
-                       & (pl.col("p_value") <= config.alpha / pl.max_horizontal(k, 1)))
+                       & (pl.col("p_value") <= config.alpha / pl.max_horizontal(k_family, 1))),
+        watch_grade=(pl.col("significant")
+                     & (pl.col("p_value") <= config.alpha / pl.max_horizontal(k_all, 1))),
     )
 
 
@@ -684,6 +688,7 @@ def _verdicts(
     sig = tests.filter(pl.col("significant")).sort("p_adjusted")
     evidence = sig.group_by("model_id", maintain_order=True).agg(
         significant_tests=pl.len(),
+        watch=pl.col("watch_grade").any(),
         drifting=(pl.col("verdict_grade") & ((pl.col("metric") != "consistency")
                                              | (pl.col("consistency_band") == DRIFTING))).any(),
         top=pl.struct(pl.all()).head(5),
@@ -699,7 +704,7 @@ def _verdicts(
                        f"in the baseline; at least {config.min_rows} needed in each"]
         elif r["drifting"]:
             verdict = DRIFTING
-        elif r["significant_tests"]:
+        elif r["watch"]:
             verdict = WATCH
         else:
             verdict = STABLE
@@ -734,7 +739,8 @@ def _reason(t: dict[str, Any]) -> str:
 
 
 RESULT_SCHEMA: dict[str, Any] = {**TEST_SCHEMA, "p_adjusted": pl.Float64, "bh_weight": pl.Float64,
-                                 "significant": pl.Boolean, "verdict_grade": pl.Boolean}
+                                 "significant": pl.Boolean, "verdict_grade": pl.Boolean,
+                                 "watch_grade": pl.Boolean}
 
 
 def compute_drift(
