@@ -676,10 +676,12 @@ def _adjust(tests: pl.DataFrame, config: DriftConfig) -> pl.DataFrame:
 def _verdicts(
     groups: _Groups, tests: pl.DataFrame, config: DriftConfig
 ) -> list[dict[str, Any]]:
+    frame = groups.frame
+    errors = pl.col("errors").fill_null(0) if "errors" in frame.columns else pl.lit(0)
     windows = (
-        groups.frame.group_by("model_id")
+        frame.with_columns(answered=pl.col("rows") - errors).group_by("model_id")
         .agg(**{f"{name}_{tag}": pl.col(name).filter(pl.col("recent") == flag).sum()
-                for name in ("rows", "passes", "scored")
+                for name in ("rows", "answered", "passes", "scored")
                 for tag, flag in (("recent", True), ("baseline", False))},
              suites=pl.col("suite").unique().sort())
     )
@@ -698,10 +700,12 @@ def _verdicts(
     models = []
     for r in rows.iter_rows(named=True):
         reasons = [_reason(t) for t in (r["top"] or [])]
-        if r["rows_recent"] < config.min_rows or r["rows_baseline"] < config.min_rows:
+        # Failed calls are rows but not evidence: a model that only errors is never "stable".
+        if r["answered_recent"] < config.min_rows or r["answered_baseline"] < config.min_rows:
             verdict = INSUFFICIENT
-            reasons = [f"{r['rows_recent']} rows in the recent window and {r['rows_baseline']} "
-                       f"in the baseline; at least {config.min_rows} needed in each"]
+            reasons = [f"{r['answered_recent']} answered rows in the recent window and "
+                       f"{r['answered_baseline']} in the baseline; at least {config.min_rows} "
+                       "needed in each"]
         elif r["drifting"]:
             verdict = DRIFTING
         elif r["watch"]:

@@ -126,6 +126,22 @@ def test_too_few_rows_is_insufficient_data_never_stable() -> None:
     assert model["rows_recent"] == 14 and "at least 30" in model["reasons"][0]
 
 
+def test_a_model_that_only_errors_is_not_stable() -> None:
+    as_of = date(2026, 11, 30)
+    frame = _frame(days=35, rows_per_day=5, as_of=as_of).with_columns(
+        errors=pl.when(pl.col("date") > as_of - timedelta(days=7)).then(5).otherwise(0),
+    )
+    empty_recent = pl.col("date") > as_of - timedelta(days=7)
+    frame = frame.with_columns(
+        scored=pl.when(empty_recent).then(0).otherwise(pl.col("scored")),
+        passes=pl.when(empty_recent).then(0).otherwise(pl.col("passes")),
+        latency_values=pl.when(empty_recent).then(pl.lit([], pl.List(pl.Float64)))
+        .otherwise(pl.col("latency_values")),
+    )
+    (model,) = compute_drift(frame, as_of).models
+    assert model["verdict"] == INSUFFICIENT and model["rows_recent"] == 35
+
+
 def test_empty_input_needs_a_date() -> None:
     with pytest.raises(ValueError, match="nothing to compare"):
         compute_drift(pl.DataFrame())
