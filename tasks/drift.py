@@ -185,16 +185,22 @@ class MannWhitney:
     median_baseline: np.ndarray
 
 
-def dense_rank(values: np.ndarray) -> np.ndarray:
-    """0-based dense ranks (equal values share a rank); small integers are their own ranks."""
+def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
+    """0-based ranks preserving order and ties; small integers are their own ranks (shifted).
+
+    ``integral`` says the values are known to be whole numbers (an integer column), skipping
+    the check.
+    """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return np.zeros(0, dtype=np.int64)
     low, high = values.min(), values.max()
-    # A cheap look at a few values first: latencies are fractional and skip the full check.
-    head = values[:1000]
-    if (high - low < 2**31 and np.array_equal(head, np.round(head))
-            and np.array_equal(values, np.round(values))):
+    if integral is None:
+        # A cheap look at a few values first: latencies are fractional and skip the full scan.
+        head = values[:1000]
+        integral = bool(np.array_equal(head, np.round(head))
+                        and np.array_equal(values, np.round(values)))
+    if integral and high - low < 2**31:
         return (values - low).astype(np.int64)  # already ordered integers: no sort needed
     order = np.argsort(values)
     sorted_values = values[order]
@@ -484,9 +490,14 @@ def _pass_rate_tests(groups: _Groups, config: DriftConfig) -> list[pl.DataFrame]
     return out
 
 
-def _flat_values(groups: _Groups, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A list column's values flattened, with each value's prompt group and window."""
+def _flat_values(
+    groups: _Groups, column: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """A list column's values flattened, with each value's prompt group and window, and whether
+    the column holds integers."""
     lists = groups.frame[column]
+    inner = lists.dtype.inner if isinstance(lists.dtype, pl.List) else None
+    integral = inner is not None and inner.is_integer()
     lengths = lists.list.len().fill_null(0).to_numpy()
     values = lists.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
     pgid = np.repeat(groups.frame["pgid"].to_numpy(), lengths)
@@ -494,21 +505,21 @@ def _flat_values(groups: _Groups, column: str) -> tuple[np.ndarray, np.ndarray, 
     ok = ~np.isnan(values)
     if not ok.all():
         values, pgid, recent = values[ok], pgid[ok], recent[ok]
-    return values, pgid, recent
+    return values, pgid, recent, integral
 
 
 def _metric_tests(groups: _Groups, config: DriftConfig, metric: str) -> list[pl.DataFrame]:
     column = DISTRIBUTION_METRICS[metric]
     if column not in groups.frame.columns:
         return []
-    values, pgid, recent = _flat_values(groups, column)
+    values, pgid, recent, integral = _flat_values(groups, column)
     if values.size == 0:
         return []
     graded_rows = (values != 0) & (values != 1)
     if metric == "score" and not graded_rows.any():
         # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
         return []
-    dense = dense_rank(values)
+    dense = dense_rank(values, integral or None)
     out = []
     for level in LEVELS:
         if level == "suite" and not groups.multi_suite.any():
