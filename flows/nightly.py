@@ -72,7 +72,7 @@ def publish_task(store: ObjectStore, report: DriftReport | None) -> dict[str, An
     published = {"chart": publish_chart(store, chart_rows)}
     if report is None:
         return published
-    last_seen = {}
+    last_seen: dict[str, date] = {}
     if not chart_rows.is_empty():
         for model_id, seen in chart_rows.group_by("model_id").agg(
                 last=pl.col("date").max()).iter_rows():

@@ -125,7 +125,6 @@ def fisher_exact_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray)
     order = np.argsort(span, kind="stable")
     start = 0
     while start < order.size:
-        width = int(span[order[start]])
         stop = start
         while stop < order.size and (stop - start + 1) * int(span[order[stop]]) <= 4_000_000:
             stop += 1

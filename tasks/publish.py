@@ -9,6 +9,7 @@ night's file or tonight's, never half of one.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ MODELS = "models.json"
 DRIFT = "drift.json"
 NIGHTLY_STATUS = "nightly.json"
 HISTORY_PREFIX = f"{LATEST}/history/"
+logger = logging.getLogger("plumbline.publish")
 
 # The columns of the daily summaries the publish stage reads (never the per-row score or
 # output-length lists, which only the drift stage needs).
@@ -170,8 +172,14 @@ def publish_history(store: ObjectStore, daily: pl.DataFrame) -> list[str]:
     keys = []
     if not frame.is_empty():
         for (model_id,), part in frame.partition_by("model_id", as_dict=True).items():
+            try:
+                key = history_key(str(model_id))
+            except ValueError:
+                # An id that cannot be a file name (the submit API refuses those) must not
+                # cost the other models their history.
+                logger.warning("no history file for model id %r: not a safe key", model_id)
+                continue
             days = part.drop("model_id").with_columns(pl.col("date").cast(pl.String)).to_dicts()
-            key = history_key(str(model_id))
             store.put(key, json.dumps({"model_id": model_id, "days": days},
                                       separators=(",", ":")).encode())
             keys.append(key)
