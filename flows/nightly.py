@@ -1,19 +1,48 @@
-"""The ``nightly`` flow: compact each day's small files, aggregate with Polars, publish."""
+"""The ``nightly`` flow: compact → aggregate → drift → publish, each a Prefect task.
+
+Only days whose raw data changed since the last night (or that a GDPR operation marked dirty)
+are compacted and re-aggregated; those days are mapped over batches, so the work spreads across
+workers when the flow runs on a work pool. The drift stage is one vectorised task over the
+windows; publishing writes ``summaries/latest/`` and, when a model drifts, emits a Prefect event,
+calls the optional webhook and leaves a markdown report as an artifact.
+"""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
+import polars as pl
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.aggregate import aggregate_day, read_daily
+from tasks.aggregate import (
+    AggregationPlan,
+    aggregate_days,
+    batches,
+    commit,
+    plan,
+    raw_fingerprints,
+    read_daily,
+    summary_days,
+)
 from tasks.compaction import CompactionResult, compact_day
-from tasks.publish import publish_chart, publish_status
+from tasks.drift import DriftConfig, DriftReport, Window, compute_drift
+from tasks.notify import notify_drift
+from tasks.publish import (
+    HISTORY_COLUMNS,
+    publish_chart,
+    publish_drift,
+    publish_history,
+    publish_status,
+    render_report,
+)
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
-from tasks.storage.layout import RAW, raw_days
+
+# Days of history published per model (the chart always covers every day).
+HISTORY_DAYS = 90
 
 
 @task(name="compact-day", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
@@ -21,36 +50,112 @@ def compact_day_task(store: ObjectStore, day: date) -> CompactionResult:
     return compact_day(store, day)
 
 
-@task(name="aggregate-day", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
-def aggregate_day_task(store: ObjectStore, day: date) -> int:
-    return aggregate_day(store, day).height
+@task(name="aggregate-days", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+def aggregate_days_task(store: ObjectStore, days: list[date]) -> dict[date, int]:
+    return aggregate_days(store, days)
+
+
+@task(name="drift", cache_policy=NO_CACHE)
+def drift_task(store: ObjectStore, as_of: date | None, config: DriftConfig) -> DriftReport | None:
+    days = summary_days(store)
+    if not days:
+        return None
+    end = as_of or days[-1]
+    window = Window.ending(end, config)
+    daily = read_daily(store, window.days())
+    return compute_drift(daily, end, config)
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_task(store: ObjectStore, days: int) -> dict[str, Any]:
-    daily = read_daily(store)
-    chart_key = publish_chart(store, daily)
-    status_key = publish_status(store, days=days, summary_rows=daily.height)
-    return {"chart": chart_key, "status": status_key}
+def publish_task(store: ObjectStore, report: DriftReport | None) -> dict[str, Any]:
+    chart_rows = read_daily(store, columns=["date", "model_id", "rows"])
+    published = {"chart": publish_chart(store, chart_rows)}
+    if report is None:
+        return published
+    last_seen: dict[str, date] = {}
+    if not chart_rows.is_empty():
+        for model_id, seen in chart_rows.group_by("model_id").agg(
+                last=pl.col("date").max()).iter_rows():
+            last_seen[model_id] = seen
+    published.update(publish_drift(store, report, last_seen))
+    recent_days = [d for d in summary_days(store) if (report.window.as_of - d).days < HISTORY_DAYS]
+    history = publish_history(store, read_daily(store, recent_days, columns=HISTORY_COLUMNS))
+    published["history"] = f"{len(history)} file(s)"
+    create_markdown_artifact(markdown=render_report(report), key="drift-report",
+                             description=f"Plumbline drift report for {report.window.as_of}")
+    return published
 
 
-def execute(store: ObjectStore) -> dict[str, Any]:
-    logger = get_run_logger()
-    days = raw_days([o.key for o in store.list(RAW + "/")])
-    logger.info("nightly: %d day(s) of raw data in %s", len(days), store.describe())
-    compactions = [compact_day_task.submit(store, d) for d in days]
-    for fut in compactions:
+@task(name="notify", cache_policy=NO_CACHE)
+def notify_task(report: DriftReport, webhook_url: str | None) -> dict[str, Any]:
+    return notify_drift(report.models, report.window.to_json(), webhook_url)
+
+
+def _compact_and_aggregate(store: ObjectStore, todo: AggregationPlan) -> dict[date, int]:
+    present = set(todo.fingerprints)
+    for fut in [compact_day_task.submit(store, d) for d in todo.days if d in present]:
         fut.result()
-    groups = sum(f.result() for f in [aggregate_day_task.submit(store, d) for d in days])
-    published = publish_task(store, len(days))
-    logger.info("nightly: %d summary rows; published %s", groups, ", ".join(published.values()))
-    return {"days": len(days), "summary_rows": groups, **published}
+    # Compaction renamed files: the manifest records the listing the aggregation actually read.
+    fingerprints = raw_fingerprints(store)
+    written: dict[date, int] = {}
+    for fut in [aggregate_days_task.submit(store, b) for b in batches(todo.days)]:
+        written.update(fut.result())
+    commit(store, todo, fingerprints)
+    return written
+
+
+def execute(
+    store: ObjectStore,
+    *,
+    recent_days: int = 7,
+    baseline_days: int = 28,
+    as_of: date | None = None,
+    webhook_url: str | None = None,
+) -> dict[str, Any]:
+    """The flow's body, given its store (tests call it inside a flow of their own)."""
+    logger = get_run_logger()
+    todo = plan(store)
+    logger.info("nightly: %d raw day(s) in %s; %d to aggregate (%d changed, %d dirty, %d gone)",
+                len(todo.fingerprints), store.describe(), len(todo.days), len(todo.changed),
+                len(todo.dirty), len(todo.removed))
+    written = _compact_and_aggregate(store, todo)
+    config = DriftConfig(recent_days=recent_days, baseline_days=baseline_days)
+    report = drift_task(store, as_of, config)
+    published = publish_task(store, report)
+    verdicts: dict[str, str] = {}
+    notified: dict[str, Any] = {}
+    if report is not None:
+        verdicts = {m["model_id"]: m["verdict"] for m in report.models}
+        notified = notify_task(report, webhook_url)
+        logger.info("nightly: %d tests; verdicts %s", report.tests.height, verdicts)
+    status = publish_status(
+        store, days=len(todo.fingerprints), aggregated_days=len(todo.days),
+        summary_rows=sum(written.values()),
+        as_of=report.window.as_of.isoformat() if report else None,
+        drifting=[m for m, v in verdicts.items() if v == "drifting"],
+    )
+    return {"days": len(todo.fingerprints), "aggregated_days": len(todo.days),
+            "summary_rows": sum(written.values()), "verdicts": verdicts,
+            "notified": notified, **published, "status": status}
 
 
 @flow(name="nightly", log_prints=True)
-def nightly() -> dict[str, Any]:
-    """Compact, aggregate and publish the summaries the API serves."""
-    return execute(open_store(Settings()))
+def nightly(
+    recent_days: int | None = None, baseline_days: int | None = None, as_of: date | None = None
+) -> dict[str, Any]:
+    """Compact, aggregate, test for drift and publish the summaries the API serves.
+
+    ``recent_days`` / ``baseline_days`` default to the settings (7 and 28 days); ``as_of`` to
+    the latest day with data.
+    """
+    settings = Settings()
+    return execute(
+        open_store(settings),
+        recent_days=recent_days or settings.drift_recent_days,
+        baseline_days=baseline_days or settings.drift_baseline_days,
+        as_of=as_of,
+        webhook_url=settings.drift_webhook_url,
+    )
 
 
 if __name__ == "__main__":

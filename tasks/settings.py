@@ -110,6 +110,19 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SUMMARY_CACHE_SECONDS", "summary_cache_seconds"),
     )
 
+    # --- nightly drift stage ---
+    drift_webhook_url: str | None = Field(
+        None, validation_alias=AliasChoices("DRIFT_WEBHOOK_URL", "drift_webhook_url")
+    )
+    drift_recent_days: int = Field(
+        7, ge=1, le=365,
+        validation_alias=AliasChoices("PLUMBLINE_DRIFT_RECENT_DAYS", "drift_recent_days"),
+    )
+    drift_baseline_days: int = Field(
+        28, ge=1, le=3650,
+        validation_alias=AliasChoices("PLUMBLINE_DRIFT_BASELINE_DAYS", "drift_baseline_days"),
+    )
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 # Run as a script, Python puts tests/bench first on the path and `tasks` would resolve to the
-# installed package (an editable install elsewhere); measure the code of the checkout this file lives in.
+# installed package (an editable install elsewhere); measure this checkout's code.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tasks.compaction import compact_day, live_keys

@@ -1,0 +1,124 @@
+"""Telling people about drift: a Prefect event per drifting model and an optional webhook.
+
+The event (``plumbline.drift.detected``, resource ``plumbline.model.<model_id>``) lets a Prefect
+automation notify whoever cares; the webhook (``DRIFT_WEBHOOK_URL``) is for everything else
+(Slack, a pager). Neither may fail the night: a failed delivery is logged and reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+
+DRIFT_EVENT = "plumbline.drift.detected"
+logger = logging.getLogger("plumbline.notify")
+
+Emitter = Callable[..., Any]
+
+
+def model_resource(model_id: str) -> dict[str, str]:
+    """The Prefect resource naming a model, so automations can match on it."""
+    return {
+        "prefect.resource.id": f"plumbline.model.{model_id}",
+        "prefect.resource.name": model_id,
+        "plumbline.model_id": model_id,
+    }
+
+
+def _summary(model: dict[str, Any]) -> dict[str, Any]:
+    keys = ("model_id", "verdict", "pass_rate_recent", "pass_rate_baseline", "consistency",
+            "consistency_band", "reasons", "rows_recent", "rows_baseline")
+    return {k: model.get(k) for k in keys}
+
+
+def emit_drift_events(
+    models: Sequence[dict[str, Any]], window: dict[str, Any], emit: Emitter | None = None
+) -> int:
+    """One ``plumbline.drift.detected`` event per drifting model; returns how many were sent."""
+    if emit is None:
+        from prefect.events import emit_event
+
+        emit = emit_event
+    sent = 0
+    for model in models:
+        try:
+            emit(event=DRIFT_EVENT, resource=model_resource(model["model_id"]),
+                 payload={"window": window, **_summary(model)})
+            sent += 1
+        except Exception:  # events are best effort; the summaries are already published
+            logger.exception("could not emit %s for %s", DRIFT_EVENT, model["model_id"])
+    return sent
+
+
+def _retryable(response: httpx.Response) -> bool:
+    return response.status_code == 429 or response.status_code >= 500
+
+
+def post_webhook(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    client: httpx.Client | None = None,
+    attempts: int = 4,
+    backoff_s: Sequence[float] = (1.0, 4.0, 15.0),
+    timeout_s: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """POST ``payload`` as JSON, retrying timeouts, connection errors, 429 and 5xx.
+
+    Honours ``Retry-After`` (seconds) when the receiver sends one. Returns whether it was
+    delivered; never raises, because a broken webhook must not fail the nightly run.
+    """
+    own = client is None
+    client = client or httpx.Client(timeout=timeout_s)
+    try:
+        for attempt in range(1, attempts + 1):
+            delay = backoff_s[min(attempt - 1, len(backoff_s) - 1)] if backoff_s else 0.0
+            try:
+                response = client.post(url, json=payload)
+            except httpx.HTTPError as exc:
+                logger.warning("drift webhook attempt %d/%d failed: %s", attempt, attempts, exc)
+            else:
+                if response.is_success:
+                    return True
+                logger.warning("drift webhook attempt %d/%d: HTTP %d", attempt, attempts,
+                               response.status_code)
+                if not _retryable(response):
+                    break
+                retry_after = response.headers.get("Retry-After", "")
+                if retry_after.isdigit():
+                    delay = min(float(retry_after), 60.0)
+            if attempt < attempts:
+                sleep(delay)
+        logger.error("drift webhook %s not delivered after %d attempt(s)", url, attempts)
+        return False
+    finally:
+        if own:
+            client.close()
+
+
+def notify_drift(
+    models: Sequence[dict[str, Any]],
+    window: dict[str, Any],
+    webhook_url: str | None,
+    *,
+    emit: Emitter | None = None,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Events and webhook for the drifting models of a night (nothing when none drift)."""
+    drifting = [m for m in models if m.get("verdict") == "drifting"]
+    result: dict[str, Any] = {"drifting": [m["model_id"] for m in drifting], "events": 0,
+                              "webhook": None}
+    if not drifting:
+        return result
+    result["events"] = emit_drift_events(drifting, window, emit)
+    if webhook_url:
+        payload = {"event": DRIFT_EVENT, "window": window,
+                   "models": [_summary(m) for m in drifting]}
+        result["webhook"] = post_webhook(webhook_url, payload, client=client, sleep=sleep)
+    return result

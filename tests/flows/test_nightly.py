@@ -1,0 +1,71 @@
+"""The nightly flow end to end under Prefect: compact → aggregate → drift → publish → notify."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.publish import MODELS, NIGHTLY_STATUS
+from tasks.storage.layout import history_key, latest_key
+from tasks.storage.local import LocalStore
+from tests.tasks.test_drift import build_demo_history
+
+TODAY = date(2026, 11, 30)
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+    """A local webhook receiver on a free port; DRIFT_WEBHOOK_URL points at it."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("DRIFT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.prefect
+def test_nightly_flow_publishes_verdicts_and_notifies(
+    prefect_harness: None, data_dir: Path, webhook: list[dict[str, Any]]
+) -> None:
+    from flows.nightly import nightly
+
+    store = LocalStore(data_dir)
+    build_demo_history(store, TODAY)
+    out = nightly()
+    assert out["days"] == 35 and out["aggregated_days"] == 35
+    assert out["verdicts"] == {"fake/drifting": "drifting", "fake/stable": "stable"}
+    models = json.loads(store.get(latest_key(MODELS)))
+    assert [m["verdict"] for m in models["models"]] == ["drifting", "stable"]
+    assert store.exists(history_key("fake/stable"))
+    status = json.loads(store.get(latest_key(NIGHTLY_STATUS)))
+    assert status["finished_at"] and status["drifting"] == ["fake/drifting"]
+    assert out["notified"]["webhook"] is True
+    (hook,) = webhook
+    assert [m["model_id"] for m in hook["models"]] == ["fake/drifting"]
+
+    # The next night finds nothing new and aggregates nothing, but still publishes.
+    again = nightly()
+    assert again["aggregated_days"] == 0 and again["verdicts"] == out["verdicts"]
