@@ -81,15 +81,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("Running the nightly flow (compact, aggregate, publish)...", flush=True)
     out = nightly()
     print(f"nightly: {out['days']} day(s), {out['summary_rows']} summary rows")
+    _print_verdicts(store)
     print("Summaries:")
-    for name in ("chart.json", "nightly.json"):
+    for name in ("chart.json", "models.json", "drift.json", "nightly.json"):
         path = store.local_path(latest_key(name))
         print(f"  {path if path is not None else latest_key(name)}")
     if args.no_serve:
         return 0
-    print(f"Serving the API on http://{args.host}:{args.port} "
-          f"(try /api/data/chart, /api/health, /docs); Ctrl-C to stop.", flush=True)
+    print(f"Serving the dashboard and API on http://{args.host}:{args.port}/ "
+          f"(also /api/models, /api/drift, /api/data/chart, /docs); Ctrl-C to stop.", flush=True)
     return _serve_api(args.host, args.port, settings)
+
+
+def _first_reason(reasons: list[str], width: int = 72) -> str:
+    if not reasons:
+        return ""
+    more = f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else ""
+    text = reasons[0]
+    if len(text) + len(more) > width:
+        text = text[: width - len(more) - 1].rstrip() + "…"
+    return text + more
+
+
+def _print_verdicts(store: Any) -> None:
+    """The night's answer to "did my model change?", one line per model."""
+    from tasks.publish import MODELS
+    from tasks.storage.layout import latest_key
+
+    try:
+        payload = json.loads(store.get(latest_key(MODELS)))
+    except KeyError:
+        return
+    models, window = payload["models"], payload.get("window", {})
+    rows = [
+        {"model": m["model_id"], "verdict": m["verdict"],
+         "pass_now": m.get("pass_rate_recent"), "pass_before": m.get("pass_rate_baseline"),
+         "why": _first_reason(m.get("reasons") or [])}
+        for m in models
+    ]
+    print(f"Verdicts (last {window.get('recent_days', '?')} days vs the "
+          f"{window.get('baseline_days', '?')} before, as of {window.get('as_of', '?')}):")
+    _print_table(rows, ["model", "verdict", "pass_now", "pass_before", "why"])
 
 
 # --- run / nightly ----------------------------------------------------------------------------
