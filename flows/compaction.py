@@ -17,8 +17,15 @@ from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import RAW, raw_days
 
+# The nightly flow and this one both compact. Each run is crash-safe, but two compactions of the
+# same day at the same instant may each keep a copy of the rows (see docs/storage.md); the tag lets
+# one Prefect concurrency limit (`prefect concurrency-limit create plumbline-compaction 1`, see
+# docs/deploy.md) serialize them across flows and workers.
+COMPACTION_TAG = "plumbline-compaction"
 
-@task(name="compact-day", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
+
+@task(name="compact-day", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30],
+      tags=[COMPACTION_TAG])
 def compact_day_task(store: ObjectStore, day: date) -> CompactionResult:
     return compact_day(store, day)
 

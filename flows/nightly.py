@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.compaction import compact_day_task
 from tasks.aggregate import (
     AggregationPlan,
     aggregate_days,
@@ -27,7 +28,6 @@ from tasks.aggregate import (
     read_daily,
     summary_days,
 )
-from tasks.compaction import CompactionResult, compact_day
 from tasks.drift import DriftConfig, DriftReport, Window, compute_drift
 from tasks.notify import notify_drift
 from tasks.publish import (
@@ -43,11 +43,6 @@ from tasks.storage import ObjectStore, open_store
 
 # Days of history published per model (the chart always covers every day).
 HISTORY_DAYS = 90
-
-
-@task(name="compact-day", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
-def compact_day_task(store: ObjectStore, day: date) -> CompactionResult:
-    return compact_day(store, day)
 
 
 @task(name="aggregate-days", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
