@@ -13,13 +13,15 @@ shard works, so a killed run loses at most the last few seconds of answers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -279,6 +281,39 @@ class TerminalProgress:
 
 # --- the calls --------------------------------------------------------------------------------
 
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextmanager
+def _gc_tuned_for_run() -> Iterator[None]:
+    """Fewer, cheaper garbage collections while a run's calls are in flight.
+
+    Each call allocates thousands of short-lived objects (SDK models, headers, records); with the
+    default thresholds the collector runs constantly and its full passes walk every object that
+    Prefect, pydantic and the SDKs keep alive, stalling the event loop while answers wait. The
+    long-lived heap is frozen out of collection and the young-generation threshold raised while
+    any run is active (shards run concurrently in threads, and these settings are process-wide,
+    hence the count), then both are restored. Measured in docs/benchmarks.md.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.freeze()
+            gc.set_threshold(max(_gc_saved[0], 50_000), _gc_saved[1], _gc_saved[2])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
+
+
 async def run_cells(
     suite: Suite,
     model_id: str,
@@ -305,6 +340,11 @@ async def run_cells(
     todo = [(c, s) for c in cases for s in range(config.samples) if (c.id, s) not in skipped]
     records: list[dict[str, Any]] = []
 
+    # `concurrency` bounds the requests in flight, not the cells being worked on: scoring and
+    # record building happen outside this bound, so a slot is never idle while its last answer
+    # is being scored.
+    in_flight = asyncio.Semaphore(config.concurrency)
+
     async def call(request: CompletionRequest) -> Completion:
         if cache is not None:
             hit = await cache.get(model_id, request)
@@ -312,7 +352,8 @@ async def run_cells(
                 return hit
         started = time.perf_counter()
         try:
-            completion = await provider.complete(model, request)
+            async with in_flight:
+                completion = await provider.complete(model, request)
         except Exception as exc:  # a provider bug is still a row, not a lost cell
             completion = Completion(
                 None, error=f"{type(exc).__name__}: {exc}",
@@ -350,7 +391,10 @@ async def run_cells(
         for case, sample_idx in queue:
             await cell(case, sample_idx)
 
-    await asyncio.gather(*(worker() for _ in range(max(1, min(config.concurrency, len(todo))))))
+    # A few more workers than request slots keep every slot busy while others post-process.
+    workers = min(config.concurrency + max(2, config.concurrency // 4), len(todo))
+    with _gc_tuned_for_run():
+        await asyncio.gather(*(worker() for _ in range(max(1, workers))))
     return records
 
 
