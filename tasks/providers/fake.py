@@ -40,8 +40,10 @@ FAKE_MODELS = ("stable", "drifting", "flaky")
 
 
 def default_drift_date(today: date | None = None) -> date:
-    """Seven days before today: inside the default 7-day recent window, so the demo shows drift."""
-    return (today or datetime.now(UTC).date()) - timedelta(days=7)
+    """Four days before today: inside the default 7-day recent window (today and the six days
+    before), so the demo's recent window holds days before the change, the day of the change
+    (every output differs from the day before: consistency drops) and days after it."""
+    return (today or datetime.now(UTC).date()) - timedelta(days=4)
 
 
 class FakeProvider:

@@ -25,7 +25,7 @@ from tasks.drift import (
     mann_whitney_groups,
     wilson_interval,
 )
-from tasks.providers.fake import FakeProvider
+from tasks.providers.fake import FakeProvider, default_drift_date
 from tasks.providers.registry import ProviderRegistry
 from tasks.runner import resolve_config, run_shard
 from tasks.storage.local import LocalStore
@@ -151,9 +151,9 @@ def test_empty_input_needs_a_date() -> None:
 
 def build_demo_history(store: LocalStore, today: date, days: int = 35) -> None:
     """What ``plumbline demo`` writes: the smoke suite, 3 samples, temperature 0, fake/stable and
-    fake/drifting (drifting 7 days before today), one scheduled run per backdated day."""
+    fake/drifting (drifting on the demo's default date), one scheduled run per backdated day."""
     suite = load_suite("smoke")
-    registry = ProviderRegistry(instances={"fake": FakeProvider(today - timedelta(days=7))})
+    registry = ProviderRegistry(instances={"fake": FakeProvider(default_drift_date(today))})
     for i in range(days):
         day = today - timedelta(days=days - 1 - i)
         config = resolve_config(suite, source="scheduled",
@@ -175,6 +175,8 @@ def test_demo_history_verdicts(store: LocalStore) -> None:
     stable = verdicts["fake/stable"]
     assert stable["pass_rate_recent"] == stable["pass_rate_baseline"]
     assert stable["consistency"] == 1.0 and stable["consistency_band"] == STABLE
+    # The change day is inside the recent window: every output differed from the day before.
+    assert verdicts["fake/drifting"]["consistency_band"] == DRIFTING
     drifting = report.tests.filter((pl.col("model_id") == "fake/drifting")
                                    & (pl.col("level") == "model") & pl.col("significant"))
     assert {"latency_ms", "output_len"} <= set(drifting["metric"].to_list())

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date
 
 import polars as pl
 
 from tasks.aggregate import aggregate_changed, read_daily
 from tasks.drift import compute_drift
+from tasks.providers.fake import default_drift_date
 from tasks.publish import (
     CHART,
     DRIFT,
@@ -93,7 +94,7 @@ def test_history_and_chart(store: LocalStore) -> None:
     first = hist["days"][0]
     assert first["consistency"] is None  # no previous day to compare with
     assert day["latency_p50_ms"] > first["latency_p50_ms"] * 1.3  # the drift is visible
-    drift_day = next(d for d in hist["days"] if d["date"] == str(TODAY - timedelta(days=7)))
+    drift_day = next(d for d in hist["days"] if d["date"] == str(default_drift_date(TODAY)))
     assert drift_day["consistency"] < 0.8  # the new wording changed every answer that day
     chart = _json(store, latest_key(CHART))
     assert chart["models"] == ["fake/drifting", "fake/stable"]
