@@ -54,6 +54,9 @@ class SummaryCache:
             st = path.stat()
         except (FileNotFoundError, NotADirectoryError):
             self._entries.pop(key, None)
+            # Let the store tell "not published yet" (KeyError) from "store broken"
+            # (StorageError, a 503): a miss is rare, so this costs nothing on the hot path.
+            self.store.get(key)
             raise KeyError(key) from None
         validator = (st.st_mtime_ns, st.st_size, st.st_ino)
         cached = self._entries.get(key)

@@ -25,3 +25,4 @@ def test_root_that_is_a_file_is_reported_not_taken_for_no_data(tmp_path: Path) -
         store.get("summaries/latest/chart.json")
     with pytest.raises(StorageError, match="is not a folder"):
         store.list("raw/")
+
