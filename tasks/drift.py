@@ -201,8 +201,20 @@ def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
                         and np.array_equal(values, np.round(values)))
     if integral and high - low < 2**31:
         return (values - low).astype(np.int64)  # already ordered integers: no sort needed
+    # The distinct values from a plain sort (several times faster than an argsort), then each
+    # value's rank by hashing into them: no argsort and no scatter of the whole array.
+    sorted_values = np.sort(values)
+    distinct = np.empty(values.size, dtype=bool)
+    distinct[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=distinct[1:])
+    levels = sorted_values[distinct]
+    ranks = pl.Series(values).replace_strict(
+        pl.Series(levels), pl.Series(np.arange(levels.size, dtype=np.int64)),
+        default=None, return_dtype=pl.Int64)
+    if ranks.null_count() == 0:
+        return ranks.to_numpy()
+    # Values equal under == but hashed apart (-0.0 and 0.0): rank them by position instead.
     order = np.argsort(values)
-    sorted_values = values[order]
     step = np.empty(values.size, dtype=np.int64)
     step[0] = 0
     step[1:] = sorted_values[1:] != sorted_values[:-1]
@@ -237,27 +249,31 @@ def mann_whitney_groups(
     span = int(dense.max()) + 1
     if n_groups * span <= _COUNTING_CELLS:
         return _mann_whitney_counting(gid, recent, values, dense, n_groups, span, n1, n2)
-    # One integer sort by (group, value rank) instead of a lexsort: several times faster.
-    key = gid * span + dense
-    if n_groups * span < 2**31:
+    # One sort of packed integer keys (group, value rank, window) instead of an argsort and
+    # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
+    key = (gid * span + np.asarray(dense, dtype=np.int64)) * 2 + recent
+    if n_groups * span * 2 < 2**31:
         key = key.astype(np.int32)  # half the bytes to sort
-    order = np.argsort(key)
-    key = key[order]
-    r = recent[order]
+    key.sort()
+    r = (key & 1).astype(bool)
+    cell = key >> 1
     # Runs of equal (group, value) are the ties; their average rank is computed from global
     # positions and shifted by the group's start, so no per-element rank array is built.
     new_run = np.empty(n, dtype=bool)
     new_run[0] = True
-    np.not_equal(key[1:], key[:-1], out=new_run[1:])
+    np.not_equal(cell[1:], cell[:-1], out=new_run[1:])
     run_first = np.flatnonzero(new_run)
     run_len = np.diff(np.append(run_first, n)).astype(np.float64)
-    run_group = key[run_first] // span
+    run_group = cell[run_first] // span
     run_rank = run_first + (run_len + 1) / 2.0
-    recent_in_run = np.add.reduceat(r.astype(np.float64), run_first)
+    recent_so_far = np.cumsum(r, dtype=np.int64)
+    recent_in_run = np.diff(np.append(0, recent_so_far[np.append(run_first[1:], n) - 1])) \
+        .astype(np.float64)
     start = np.cumsum(counts) - counts
     r1 = np.bincount(run_group, weights=recent_in_run * run_rank, minlength=n_groups) \
         - n1 * start
-    ties = np.bincount(run_group, weights=run_len**3 - run_len, minlength=n_groups)
+    ties = np.bincount(run_group, weights=run_len * run_len * run_len - run_len,
+                       minlength=n_groups)
     u1 = r1 - n1 * (n1 + 1) / 2.0
     u2 = n1 * n2 - u1
     total = n1 + n2
@@ -268,7 +284,10 @@ def mann_whitney_groups(
         p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
         delta = (u1 - u2) / (n1 * n2)
     p = np.where(sigma > 0, p, 1.0)
-    medians = [_sorted_medians(np.flatnonzero(r == flag), order, values, per, n_groups)
+    levels = np.empty(span, dtype=np.float64)
+    levels[dense] = values
+    value_rank = cell % span
+    medians = [_sorted_medians(np.flatnonzero(r == flag), value_rank, levels, per, n_groups)
                for flag, per in ((True, n1), (False, n2))]
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
 
@@ -285,7 +304,8 @@ def _u_from_tables(
     below = np.cumsum(base, axis=1) - base
     u1 = (rec * (below + 0.5 * base)).sum(axis=1)
     tied = rec + base
-    ties = (tied**3 - tied).sum(axis=1)
+    # Counts are whole numbers, so every sum here is exact whatever its order.
+    ties = (tied * tied * tied - tied).sum(axis=1)
     return u1, ties, n1 + n2
 
 
@@ -294,7 +314,7 @@ def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) ->
     has = counts > 0
     if not has.any():
         return out
-    cum = np.cumsum(table[has], axis=1)
+    cum = np.cumsum(table if has.all() else table[has], axis=1)
     c = counts[has][:, None]
     lo = np.argmax(cum >= (c - 1) // 2 + 1, axis=1)
     hi = np.argmax(cum >= c // 2 + 1, axis=1)
@@ -306,10 +326,11 @@ def _mann_whitney_counting(
     gid: np.ndarray, recent: np.ndarray, values: np.ndarray, dense: np.ndarray,
     n_groups: int, span: int, n1: np.ndarray, n2: np.ndarray,
 ) -> MannWhitney:
-    cell = gid * span + dense
-    size = n_groups * span
-    rec = np.bincount(cell[recent], minlength=size).reshape(n_groups, span).astype(np.float64)
-    base = np.bincount(cell[~recent], minlength=size).reshape(n_groups, span).astype(np.float64)
+    # One count of (group, value, window) cells instead of two masked copies of the values.
+    cell = (gid * span + dense) * 2 + recent
+    size = n_groups * span * 2
+    both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
+    rec, base = both[:, :, 1], both[:, :, 0]
     u1, ties, total = _u_from_tables(rec, base, n1, n2)
     levels = np.full(span, np.nan)
     levels[dense] = values
@@ -325,9 +346,10 @@ def _mann_whitney_counting(
                        _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
 
 
-def _sorted_medians(positions: np.ndarray, order: np.ndarray, values: np.ndarray,
+def _sorted_medians(positions: np.ndarray, ranks: np.ndarray, levels: np.ndarray,
                     per_group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group medians of the elements at ``positions`` of the (group, value)-sorted order."""
+    """Per-group medians of the elements at ``positions`` of the (group, value)-sorted keys,
+    whose value ranks are ``ranks`` and whose values are ``levels[rank]``."""
     out = np.full(n_groups, np.nan)
     counts = per_group.astype(np.int64)
     has = counts > 0
@@ -336,7 +358,7 @@ def _sorted_medians(positions: np.ndarray, order: np.ndarray, values: np.ndarray
     starts = np.cumsum(counts) - counts
     lo = positions[starts[has] + (counts[has] - 1) // 2]
     hi = positions[starts[has] + counts[has] // 2]
-    out[has] = (values[order[lo]] + values[order[hi]]) / 2.0
+    out[has] = (levels[ranks[lo]] + levels[ranks[hi]]) / 2.0
     return out
 
 
