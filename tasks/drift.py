@@ -239,15 +239,19 @@ def mann_whitney_groups(
     values = np.asarray(values, dtype=np.float64)
     dense = dense_rank(values) if dense is None else dense
     n = dense.size
-    n1 = np.bincount(gid, weights=recent, minlength=n_groups)
-    counts = np.bincount(gid, minlength=n_groups).astype(np.float64)
-    n2 = counts - n1
+    # One integer count of (group, window) pairs: no float weights over every value.
+    per_window = np.bincount(gid * 2 + recent, minlength=2 * n_groups).astype(np.float64)
+    n1, n2 = per_window[1::2].copy(), per_window[0::2].copy()
+    counts = n1 + n2
     if n == 0:
         z = np.zeros(n_groups)
         nan = np.full(n_groups, np.nan)
         return MannWhitney(n1, n2, z, np.ones(n_groups), z, z, nan, nan)
     span = int(dense.max()) + 1
-    if n_groups * span <= _COUNTING_CELLS:
+    # Counting costs a pass over the (group × value × window) table, sorting a pass over the
+    # values: count while the table is no bigger than the values (and always for small inputs).
+    cells = n_groups * span
+    if cells <= _COUNTING_CELLS and 2 * cells <= max(n, _SMALL_TABLE):
         return _mann_whitney_counting(gid, recent, values, dense, n_groups, span, n1, n2)
     # One sort of packed integer keys (group, value rank, window) instead of an argsort and
     # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
@@ -295,6 +299,7 @@ def mann_whitney_groups(
 # Up to this many (group × distinct value) cells, Mann–Whitney is computed from counts without
 # sorting (output lengths, scores on a few levels): a table of 10k prompts × 2k lengths is cheap.
 _COUNTING_CELLS = 20_000_000
+_SMALL_TABLE = 1 << 16
 
 
 def _u_from_tables(
@@ -430,11 +435,16 @@ def _groups(daily: pl.DataFrame, window: Window) -> _Groups:
         recent=pl.col("date") >= window.recent_start,
         # Dense ranks of the sorted keys: group ids without joining on three string columns.
         pgid=(pl.struct("model_id", "suite", "prompt_id").rank("dense") - 1).cast(pl.Int64),
-        sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
-        midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
     )
-    keys = frame.select("pgid", "sidx", "midx", "model_id", "suite", "prompt_id") \
-        .unique("pgid").sort("pgid")
+    # The coarser ids are ranked over the distinct prompt groups only (a few thousand rows
+    # instead of every daily row), then carried to the rows by their prompt group.
+    keys = frame.select("pgid", "model_id", "suite", "prompt_id").unique("pgid").sort("pgid") \
+        .with_columns(
+            sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
+            midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
+        )
+    frame = frame.with_columns(sidx=keys["sidx"].gather(frame["pgid"]),
+                               midx=keys["midx"].gather(frame["pgid"]))
     suites = keys.unique("sidx").sort("sidx")
     models = keys.unique("midx").sort("midx")
     per_model = suites.group_by("midx").agg(n=pl.len())
@@ -583,13 +593,20 @@ def prompt_changes(daily: pl.DataFrame, prompt: Sequence[str] | None = None) -> 
     prompt = list(prompt or ("model_id", "suite", "prompt_id"))
     carry = [c for c in ("model_id", "suite", "prompt_id") if c not in prompt]
     return (
-        daily.filter(pl.col("output_hashes").list.len() > 0)
+        # Lazy, so the filter copies only the columns used here, not every value list.
+        daily.lazy().filter(pl.col("output_hashes").list.len() > 0)
         .select(*prompt, *carry, "date", outputs=pl.col("output_hashes").hash())
         .sort(*prompt, "date")
-        .with_columns(prev_date=pl.col("date").shift(1).over(prompt),
-                      prev_outputs=pl.col("outputs").shift(1).over(prompt))
-        .filter(pl.col("prev_date") == pl.col("date") - pl.duration(days=1))
+        # Sorted by prompt, the previous row is the prompt's previous day when its keys match:
+        # a plain shift, cheaper than a windowed one per prompt.
+        .with_columns(prev_date=pl.col("date").shift(1),
+                      prev_outputs=pl.col("outputs").shift(1),
+                      same_prompt=pl.all_horizontal(pl.col(c).shift(1).eq_missing(pl.col(c))
+                                                    for c in prompt))
+        .filter(pl.col("same_prompt")
+                & (pl.col("prev_date") == pl.col("date") - pl.duration(days=1)))
         .select(*prompt, *carry, "date", changed=pl.col("outputs") != pl.col("prev_outputs"))
+        .collect()
     )
 
 
