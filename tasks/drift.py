@@ -239,20 +239,16 @@ def mann_whitney_groups(
     values = np.asarray(values, dtype=np.float64)
     dense = dense_rank(values) if dense is None else dense
     n = dense.size
-    # One integer count of (group, window) pairs: no float weights over every value.
-    per_window = np.bincount(gid * 2 + recent, minlength=2 * n_groups).astype(np.float64)
-    n1, n2 = per_window[1::2].copy(), per_window[0::2].copy()
-    counts = n1 + n2
     if n == 0:
         z = np.zeros(n_groups)
         nan = np.full(n_groups, np.nan)
-        return MannWhitney(n1, n2, z, np.ones(n_groups), z, z, nan, nan)
+        return MannWhitney(z.copy(), z.copy(), z, np.ones(n_groups), z, z, nan, nan)
     span = int(dense.max()) + 1
     # Counting costs a pass over the (group × value × window) table, sorting a pass over the
     # values: count while the table is no bigger than the values (and always for small inputs).
     cells = n_groups * span
     if cells <= _COUNTING_CELLS and 2 * cells <= max(n, _SMALL_TABLE):
-        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span, n1, n2)
+        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span)
     # One sort of packed integer keys (group, value rank, window) instead of an argsort and
     # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
     key = (gid * span + np.asarray(dense, dtype=np.int64)) * 2 + recent
@@ -261,6 +257,15 @@ def mann_whitney_groups(
     key.sort()
     r = (key & 1).astype(bool)
     cell = key >> 1
+    # Group sizes and recent counts from the sorted keys: a binary search per group boundary
+    # and a running count of recent values, instead of a counting pass over every value.
+    bounds = np.searchsorted(cell, np.arange(n_groups + 1, dtype=cell.dtype) * span)
+    recent_before = np.zeros(n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+    np.cumsum(r, out=recent_before[1:])
+    start = bounds[:-1]
+    counts = np.diff(bounds).astype(np.float64)
+    n1 = (recent_before[bounds[1:]] - recent_before[start]).astype(np.float64)
+    n2 = counts - n1
     # Runs of equal (group, value) are the ties; their average rank is computed from global
     # positions and shifted by the group's start, so no per-element rank array is built.
     new_run = np.empty(n, dtype=bool)
@@ -270,10 +275,7 @@ def mann_whitney_groups(
     run_len = np.diff(np.append(run_first, n)).astype(np.float64)
     run_group = cell[run_first] // span
     run_rank = run_first + (run_len + 1) / 2.0
-    recent_so_far = np.cumsum(r, dtype=np.int64)
-    recent_in_run = np.diff(np.append(0, recent_so_far[np.append(run_first[1:], n) - 1])) \
-        .astype(np.float64)
-    start = np.cumsum(counts) - counts
+    recent_in_run = np.diff(recent_before[np.append(run_first, n)]).astype(np.float64)
     r1 = np.bincount(run_group, weights=recent_in_run * run_rank, minlength=n_groups) \
         - n1 * start
     ties = np.bincount(run_group, weights=run_len * run_len * run_len - run_len,
@@ -290,8 +292,7 @@ def mann_whitney_groups(
     p = np.where(sigma > 0, p, 1.0)
     levels = np.empty(span, dtype=np.float64)
     levels[dense] = values
-    value_rank = cell % span
-    medians = [_sorted_medians(np.flatnonzero(r == flag), value_rank, levels, per, n_groups)
+    medians = [_sorted_medians(np.flatnonzero(r == flag), cell, span, levels, per, n_groups)
                for flag, per in ((True, n1), (False, n2))]
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
 
@@ -329,13 +330,14 @@ def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) ->
 
 def _mann_whitney_counting(
     gid: np.ndarray, recent: np.ndarray, values: np.ndarray, dense: np.ndarray,
-    n_groups: int, span: int, n1: np.ndarray, n2: np.ndarray,
+    n_groups: int, span: int,
 ) -> MannWhitney:
     # One count of (group, value, window) cells instead of two masked copies of the values.
     cell = (gid * span + dense) * 2 + recent
     size = n_groups * span * 2
     both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
     rec, base = both[:, :, 1], both[:, :, 0]
+    n1, n2 = rec.sum(axis=1), base.sum(axis=1)
     u1, ties, total = _u_from_tables(rec, base, n1, n2)
     levels = np.full(span, np.nan)
     levels[dense] = values
@@ -351,10 +353,10 @@ def _mann_whitney_counting(
                        _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
 
 
-def _sorted_medians(positions: np.ndarray, ranks: np.ndarray, levels: np.ndarray,
+def _sorted_medians(positions: np.ndarray, cell: np.ndarray, span: int, levels: np.ndarray,
                     per_group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group medians of the elements at ``positions`` of the (group, value)-sorted keys,
-    whose value ranks are ``ranks`` and whose values are ``levels[rank]``."""
+    """Per-group medians of the elements at ``positions`` of the sorted (group × span + value
+    rank) keys ``cell``; a value rank's value is ``levels[rank]``."""
     out = np.full(n_groups, np.nan)
     counts = per_group.astype(np.int64)
     has = counts > 0
@@ -363,7 +365,7 @@ def _sorted_medians(positions: np.ndarray, ranks: np.ndarray, levels: np.ndarray
     starts = np.cumsum(counts) - counts
     lo = positions[starts[has] + (counts[has] - 1) // 2]
     hi = positions[starts[has] + counts[has] // 2]
-    out[has] = (levels[ranks[lo]] + levels[ranks[hi]]) / 2.0
+    out[has] = (levels[cell[lo] % span] + levels[cell[hi] % span]) / 2.0
     return out
 
 
