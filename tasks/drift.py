@@ -251,9 +251,7 @@ def mann_whitney_groups(
         return _mann_whitney_counting(gid, recent, values, dense, n_groups, span)
     # One sort of packed integer keys (group, value rank, window) instead of an argsort and
     # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
-    key = (gid * span + np.asarray(dense, dtype=np.int64)) * 2 + recent
-    if n_groups * span * 2 < 2**31:
-        key = key.astype(np.int32)  # half the bytes to sort
+    key = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
     key.sort()
     r = (key & 1).astype(bool)
     cell = key >> 1
@@ -297,6 +295,19 @@ def mann_whitney_groups(
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
 
 
+def _packed_keys(
+    gid: np.ndarray, dense: np.ndarray, recent: np.ndarray, span: int, small: bool
+) -> np.ndarray:
+    """``(gid × span + dense) × 2 + recent`` built in place in one array, 32-bit when ``small``
+    (half the bytes to write and to sort)."""
+    key = gid.astype(np.int32 if small else np.int64)
+    key *= span
+    np.add(key, dense, out=key, casting="unsafe")
+    key <<= 1
+    key |= recent
+    return key
+
+
 # Up to this many (group × distinct value) cells, Mann–Whitney is computed from counts without
 # sorting (output lengths, scores on a few levels): a table of 10k prompts × 2k lengths is cheap.
 _COUNTING_CELLS = 20_000_000
@@ -333,7 +344,7 @@ def _mann_whitney_counting(
     n_groups: int, span: int,
 ) -> MannWhitney:
     # One count of (group, value, window) cells instead of two masked copies of the values.
-    cell = (gid * span + dense) * 2 + recent
+    cell = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
     size = n_groups * span * 2
     both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
     rec, base = both[:, :, 1], both[:, :, 0]
@@ -431,9 +442,11 @@ class _Groups:
 
 
 def _groups(daily: pl.DataFrame, window: Window) -> _Groups:
-    frame = daily.filter(
-        pl.col("date").is_between(window.baseline_start, window.as_of)
-    ).with_columns(
+    in_window = pl.col("date").is_between(window.baseline_start, window.as_of)
+    # Filtering copies every value list: skip it when the summaries are the window already.
+    inside = daily.select(in_window.fill_null(False).all()).item()
+    frame = daily if inside else daily.filter(in_window)
+    frame = frame.with_columns(
         recent=pl.col("date") >= window.recent_start,
         # Dense ranks of the sorted keys: group ids without joining on three string columns.
         pgid=(pl.struct("model_id", "suite", "prompt_id").rank("dense") - 1).cast(pl.Int64),
