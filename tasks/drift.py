@@ -207,13 +207,15 @@ def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
     distinct = np.empty(values.size, dtype=bool)
     distinct[0] = True
     np.not_equal(sorted_values[1:], sorted_values[:-1], out=distinct[1:])
-    levels = sorted_values[distinct]
-    ranks = pl.Series(values).replace_strict(
-        pl.Series(levels), pl.Series(np.arange(levels.size, dtype=np.int64)),
-        default=None, return_dtype=pl.Int64)
-    if ranks.null_count() == 0:
-        return ranks.to_numpy()
-    # Values equal under == but hashed apart (-0.0 and 0.0): rank them by position instead.
+    # NaNs sort last and are each their own rank, which a hash lookup cannot express.
+    if not np.isnan(sorted_values[-1]):
+        levels = sorted_values[distinct]
+        ranks = pl.Series(values).replace_strict(
+            pl.Series(levels), pl.Series(np.arange(levels.size, dtype=np.int64)),
+            default=None, return_dtype=pl.Int64)
+        if ranks.null_count() == 0:
+            return ranks.to_numpy()
+    # NaNs, or values equal under == but hashed apart: rank them by position instead.
     order = np.argsort(values)
     step = np.empty(values.size, dtype=np.int64)
     step[0] = 0
