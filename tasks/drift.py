@@ -201,8 +201,22 @@ def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
                         and np.array_equal(values, np.round(values)))
     if integral and high - low < 2**31:
         return (values - low).astype(np.int64)  # already ordered integers: no sort needed
+    # The distinct values from a plain sort (several times faster than an argsort), then each
+    # value's rank by hashing into them: no argsort and no scatter of the whole array.
+    sorted_values = np.sort(values)
+    distinct = np.empty(values.size, dtype=bool)
+    distinct[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=distinct[1:])
+    # NaNs sort last and are each their own rank, which a hash lookup cannot express.
+    if not np.isnan(sorted_values[-1]):
+        levels = sorted_values[distinct]
+        ranks = pl.Series(values).replace_strict(
+            pl.Series(levels), pl.Series(np.arange(levels.size, dtype=np.int64)),
+            default=None, return_dtype=pl.Int64)
+        if ranks.null_count() == 0:
+            return ranks.to_numpy()
+    # NaNs, or values equal under == but hashed apart: rank them by position instead.
     order = np.argsort(values)
-    sorted_values = values[order]
     step = np.empty(values.size, dtype=np.int64)
     step[0] = 0
     step[1:] = sorted_values[1:] != sorted_values[:-1]
@@ -227,37 +241,45 @@ def mann_whitney_groups(
     values = np.asarray(values, dtype=np.float64)
     dense = dense_rank(values) if dense is None else dense
     n = dense.size
-    n1 = np.bincount(gid, weights=recent, minlength=n_groups)
-    counts = np.bincount(gid, minlength=n_groups).astype(np.float64)
-    n2 = counts - n1
     if n == 0:
         z = np.zeros(n_groups)
         nan = np.full(n_groups, np.nan)
-        return MannWhitney(n1, n2, z, np.ones(n_groups), z, z, nan, nan)
+        return MannWhitney(z.copy(), z.copy(), z, np.ones(n_groups), z, z, nan, nan)
     span = int(dense.max()) + 1
-    if n_groups * span <= _COUNTING_CELLS:
-        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span, n1, n2)
-    # One integer sort by (group, value rank) instead of a lexsort: several times faster.
-    key = gid * span + dense
-    if n_groups * span < 2**31:
-        key = key.astype(np.int32)  # half the bytes to sort
-    order = np.argsort(key)
-    key = key[order]
-    r = recent[order]
+    # Counting costs a pass over the (group × value × window) table, sorting a pass over the
+    # values: count while the table is no bigger than the values (and always for small inputs).
+    cells = n_groups * span
+    if cells <= _COUNTING_CELLS and 2 * cells <= max(n, _SMALL_TABLE):
+        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span)
+    # One sort of packed integer keys (group, value rank, window) instead of an argsort and
+    # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
+    key = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
+    key.sort()
+    r = (key & 1).astype(bool)
+    cell = key >> 1
+    # Group sizes and recent counts from the sorted keys: a binary search per group boundary
+    # and a running count of recent values, instead of a counting pass over every value.
+    bounds = np.searchsorted(cell, np.arange(n_groups + 1, dtype=cell.dtype) * span)
+    recent_before = np.zeros(n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+    np.cumsum(r, out=recent_before[1:])
+    start = bounds[:-1]
+    counts = np.diff(bounds).astype(np.float64)
+    n1 = (recent_before[bounds[1:]] - recent_before[start]).astype(np.float64)
+    n2 = counts - n1
     # Runs of equal (group, value) are the ties; their average rank is computed from global
     # positions and shifted by the group's start, so no per-element rank array is built.
     new_run = np.empty(n, dtype=bool)
     new_run[0] = True
-    np.not_equal(key[1:], key[:-1], out=new_run[1:])
+    np.not_equal(cell[1:], cell[:-1], out=new_run[1:])
     run_first = np.flatnonzero(new_run)
     run_len = np.diff(np.append(run_first, n)).astype(np.float64)
-    run_group = key[run_first] // span
+    run_group = cell[run_first] // span
     run_rank = run_first + (run_len + 1) / 2.0
-    recent_in_run = np.add.reduceat(r.astype(np.float64), run_first)
-    start = np.cumsum(counts) - counts
+    recent_in_run = np.diff(recent_before[np.append(run_first, n)]).astype(np.float64)
     r1 = np.bincount(run_group, weights=recent_in_run * run_rank, minlength=n_groups) \
         - n1 * start
-    ties = np.bincount(run_group, weights=run_len**3 - run_len, minlength=n_groups)
+    ties = np.bincount(run_group, weights=run_len * run_len * run_len - run_len,
+                       minlength=n_groups)
     u1 = r1 - n1 * (n1 + 1) / 2.0
     u2 = n1 * n2 - u1
     total = n1 + n2
@@ -268,14 +290,30 @@ def mann_whitney_groups(
         p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
         delta = (u1 - u2) / (n1 * n2)
     p = np.where(sigma > 0, p, 1.0)
-    medians = [_sorted_medians(np.flatnonzero(r == flag), order, values, per, n_groups)
+    levels = np.empty(span, dtype=np.float64)
+    levels[dense] = values
+    medians = [_sorted_medians(np.flatnonzero(r == flag), cell, span, levels, per, n_groups)
                for flag, per in ((True, n1), (False, n2))]
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
+
+
+def _packed_keys(
+    gid: np.ndarray, dense: np.ndarray, recent: np.ndarray, span: int, small: bool
+) -> np.ndarray:
+    """``(gid × span + dense) × 2 + recent`` built in place in one array, 32-bit when ``small``
+    (half the bytes to write and to sort)."""
+    key = gid.astype(np.int32 if small else np.int64)
+    key *= span
+    np.add(key, dense, out=key, casting="unsafe")
+    key <<= 1
+    key |= recent
+    return key
 
 
 # Up to this many (group × distinct value) cells, Mann–Whitney is computed from counts without
 # sorting (output lengths, scores on a few levels): a table of 10k prompts × 2k lengths is cheap.
 _COUNTING_CELLS = 20_000_000
+_SMALL_TABLE = 1 << 16
 
 
 def _u_from_tables(
@@ -285,7 +323,8 @@ def _u_from_tables(
     below = np.cumsum(base, axis=1) - base
     u1 = (rec * (below + 0.5 * base)).sum(axis=1)
     tied = rec + base
-    ties = (tied**3 - tied).sum(axis=1)
+    # Counts are whole numbers, so every sum here is exact whatever its order.
+    ties = (tied * tied * tied - tied).sum(axis=1)
     return u1, ties, n1 + n2
 
 
@@ -294,7 +333,7 @@ def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) ->
     has = counts > 0
     if not has.any():
         return out
-    cum = np.cumsum(table[has], axis=1)
+    cum = np.cumsum(table if has.all() else table[has], axis=1)
     c = counts[has][:, None]
     lo = np.argmax(cum >= (c - 1) // 2 + 1, axis=1)
     hi = np.argmax(cum >= c // 2 + 1, axis=1)
@@ -304,12 +343,14 @@ def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) ->
 
 def _mann_whitney_counting(
     gid: np.ndarray, recent: np.ndarray, values: np.ndarray, dense: np.ndarray,
-    n_groups: int, span: int, n1: np.ndarray, n2: np.ndarray,
+    n_groups: int, span: int,
 ) -> MannWhitney:
-    cell = gid * span + dense
-    size = n_groups * span
-    rec = np.bincount(cell[recent], minlength=size).reshape(n_groups, span).astype(np.float64)
-    base = np.bincount(cell[~recent], minlength=size).reshape(n_groups, span).astype(np.float64)
+    # One count of (group, value, window) cells instead of two masked copies of the values.
+    cell = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
+    size = n_groups * span * 2
+    both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
+    rec, base = both[:, :, 1], both[:, :, 0]
+    n1, n2 = rec.sum(axis=1), base.sum(axis=1)
     u1, ties, total = _u_from_tables(rec, base, n1, n2)
     levels = np.full(span, np.nan)
     levels[dense] = values
@@ -325,9 +366,10 @@ def _mann_whitney_counting(
                        _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
 
 
-def _sorted_medians(positions: np.ndarray, order: np.ndarray, values: np.ndarray,
+def _sorted_medians(positions: np.ndarray, cell: np.ndarray, span: int, levels: np.ndarray,
                     per_group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group medians of the elements at ``positions`` of the (group, value)-sorted order."""
+    """Per-group medians of the elements at ``positions`` of the sorted (group × span + value
+    rank) keys ``cell``; a value rank's value is ``levels[rank]``."""
     out = np.full(n_groups, np.nan)
     counts = per_group.astype(np.int64)
     has = counts > 0
@@ -336,7 +378,7 @@ def _sorted_medians(positions: np.ndarray, order: np.ndarray, values: np.ndarray
     starts = np.cumsum(counts) - counts
     lo = positions[starts[has] + (counts[has] - 1) // 2]
     hi = positions[starts[has] + counts[has] // 2]
-    out[has] = (values[order[lo]] + values[order[hi]]) / 2.0
+    out[has] = (levels[cell[lo] % span] + levels[cell[hi] % span]) / 2.0
     return out
 
 
@@ -402,17 +444,24 @@ class _Groups:
 
 
 def _groups(daily: pl.DataFrame, window: Window) -> _Groups:
-    frame = daily.filter(
-        pl.col("date").is_between(window.baseline_start, window.as_of)
-    ).with_columns(
+    in_window = pl.col("date").is_between(window.baseline_start, window.as_of)
+    # Filtering copies every value list: skip it when the summaries are the window already.
+    inside = daily.select(in_window.fill_null(False).all()).item()
+    frame = daily if inside else daily.filter(in_window)
+    frame = frame.with_columns(
         recent=pl.col("date") >= window.recent_start,
         # Dense ranks of the sorted keys: group ids without joining on three string columns.
         pgid=(pl.struct("model_id", "suite", "prompt_id").rank("dense") - 1).cast(pl.Int64),
-        sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
-        midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
     )
-    keys = frame.select("pgid", "sidx", "midx", "model_id", "suite", "prompt_id") \
-        .unique("pgid").sort("pgid")
+    # The coarser ids are ranked over the distinct prompt groups only (a few thousand rows
+    # instead of every daily row), then carried to the rows by their prompt group.
+    keys = frame.select("pgid", "model_id", "suite", "prompt_id").unique("pgid").sort("pgid") \
+        .with_columns(
+            sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
+            midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
+        )
+    frame = frame.with_columns(sidx=keys["sidx"].gather(frame["pgid"]),
+                               midx=keys["midx"].gather(frame["pgid"]))
     suites = keys.unique("sidx").sort("sidx")
     models = keys.unique("midx").sort("midx")
     per_model = suites.group_by("midx").agg(n=pl.len())
@@ -561,13 +610,20 @@ def prompt_changes(daily: pl.DataFrame, prompt: Sequence[str] | None = None) -> 
     prompt = list(prompt or ("model_id", "suite", "prompt_id"))
     carry = [c for c in ("model_id", "suite", "prompt_id") if c not in prompt]
     return (
-        daily.filter(pl.col("output_hashes").list.len() > 0)
+        # Lazy, so the filter copies only the columns used here, not every value list.
+        daily.lazy().filter(pl.col("output_hashes").list.len() > 0)
         .select(*prompt, *carry, "date", outputs=pl.col("output_hashes").hash())
         .sort(*prompt, "date")
-        .with_columns(prev_date=pl.col("date").shift(1).over(prompt),
-                      prev_outputs=pl.col("outputs").shift(1).over(prompt))
-        .filter(pl.col("prev_date") == pl.col("date") - pl.duration(days=1))
+        # Sorted by prompt, the previous row is the prompt's previous day when its keys match:
+        # a plain shift, cheaper than a windowed one per prompt.
+        .with_columns(prev_date=pl.col("date").shift(1),
+                      prev_outputs=pl.col("outputs").shift(1),
+                      same_prompt=pl.all_horizontal(pl.col(c).shift(1).eq_missing(pl.col(c))
+                                                    for c in prompt))
+        .filter(pl.col("same_prompt")
+                & (pl.col("prev_date") == pl.col("date") - pl.duration(days=1)))
         .select(*prompt, *carry, "date", changed=pl.col("outputs") != pl.col("prev_outputs"))
+        .collect()
     )
 
 

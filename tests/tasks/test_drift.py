@@ -76,6 +76,42 @@ def test_mann_whitney_matches_scipy_with_ties(
         assert mw.median_recent[g] == pytest.approx(np.median(x))
 
 
+@pytest.mark.parametrize("counting", [True, False], ids=["count-table", "sort"])
+def test_mann_whitney_empty_groups_and_signed_zeros(
+    counting: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.drift
+
+    if not counting:
+        monkeypatch.setattr(tasks.drift, "_COUNTING_CELLS", 0)
+    rng = np.random.default_rng(10)
+    n, groups = 3000, 8
+    gid = rng.integers(0, groups - 1, n)
+    gid[gid == 3] = 4  # group 3 (in the middle) and 7 (at the end) have no values
+    recent = rng.random(n) < 0.3
+    values = np.round(rng.normal(size=n), 1)
+    values[:50] = -0.0  # equal to 0.0: one tie, one rank
+    mw = mann_whitney_groups(gid, recent, values, groups)
+    for g in range(groups):
+        x, y = values[(gid == g) & recent], values[(gid == g) & ~recent]
+        assert (mw.n_recent[g], mw.n_baseline[g]) == (len(x), len(y))
+        if len(x) == 0:
+            assert mw.p_value[g] == 1.0 and np.isnan(mw.median_recent[g])
+            continue
+        ref = stats.mannwhitneyu(x, y, method="asymptotic")
+        assert mw.p_value[g] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+        assert (mw.median_recent[g], mw.median_baseline[g]) == (np.median(x), np.median(y))
+
+
+def test_dense_rank_orders_ties_zeros_and_nans() -> None:
+    from tasks.drift import dense_rank
+
+    assert dense_rank(np.array([0.0, -0.0, 1.5, 1.5, -2.0])).tolist() == [1, 1, 2, 2, 0]
+    # NaNs sort last, each its own rank (as an argsort would place them).
+    assert dense_rank(np.array([1.0, np.nan, 0.5, np.nan])).tolist() == [1, 2, 0, 3]
+    assert dense_rank(np.array([3.0, 1.0, 3.0]), integral=True).tolist() == [2, 0, 2]
+
+
 def test_benjamini_hochberg_matches_scipy_and_weights_shift_power() -> None:
     p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
     np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p))
