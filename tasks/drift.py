@@ -184,6 +184,21 @@ class MannWhitney:
     median_baseline: np.ndarray
 
 
+def _normal_approximation(
+    n1: np.ndarray, n2: np.ndarray, u1: np.ndarray, ties: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided p (tie-corrected, continuity-corrected, as scipy's asymptotic method), Cliff's
+    delta and sigma of U, for every group at once. A group with no spread gets p = 1."""
+    u2 = n1 * n2 - u1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = n1 * n2 / 12.0 * ((total + 1) - ties / (total * (total - 1)))
+        sigma = np.sqrt(np.maximum(var, 0.0))
+        zstat = (np.maximum(u1, u2) - n1 * n2 / 2.0 - 0.5) / sigma
+        p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
+        delta = (u1 - u2) / (n1 * n2)
+    return np.where(sigma > 0, p, 1.0), delta, sigma
+
+
 def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
     """0-based ranks preserving order and ties; small integers are their own ranks (shifted).
 
@@ -281,15 +296,7 @@ def mann_whitney_groups(
     ties = np.bincount(run_group, weights=run_len * run_len * run_len - run_len,
                        minlength=n_groups)
     u1 = r1 - n1 * (n1 + 1) / 2.0
-    u2 = n1 * n2 - u1
-    total = n1 + n2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = n1 * n2 / 12.0 * ((total + 1) - ties / (total * (total - 1)))
-        sigma = np.sqrt(np.maximum(var, 0.0))
-        zstat = (np.maximum(u1, u2) - n1 * n2 / 2.0 - 0.5) / sigma
-        p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
-        delta = (u1 - u2) / (n1 * n2)
-    p = np.where(sigma > 0, p, 1.0)
+    p, delta, sigma = _normal_approximation(n1, n2, u1, ties, n1 + n2)
     levels = np.empty(span, dtype=np.float64)
     levels[dense] = values
     medians = [_sorted_medians(np.flatnonzero(r == flag), cell, span, levels, per, n_groups)
@@ -354,14 +361,7 @@ def _mann_whitney_counting(
     u1, ties, total = _u_from_tables(rec, base, n1, n2)
     levels = np.full(span, np.nan)
     levels[dense] = values
-    u2 = n1 * n2 - u1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = n1 * n2 / 12.0 * ((total + 1) - ties / (total * (total - 1)))
-        sigma = np.sqrt(np.maximum(var, 0.0))
-        zstat = (np.maximum(u1, u2) - n1 * n2 / 2.0 - 0.5) / sigma
-        p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
-        delta = (u1 - u2) / (n1 * n2)
-    p = np.where(sigma > 0, p, 1.0)
+    p, delta, sigma = _normal_approximation(n1, n2, u1, ties, total)
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma,
                        _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
 

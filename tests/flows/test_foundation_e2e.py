@@ -29,16 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def demo_data(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("demo") / "data"
-    old = os.environ.get("PLUMBLINE_DATA_DIR")
-    os.environ["PLUMBLINE_DATA_DIR"] = str(data)
-    try:
-        assert main(["demo", "--no-serve", "--days", str(DAYS)]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("PLUMBLINE_DATA_DIR")
-        else:
-            os.environ["PLUMBLINE_DATA_DIR"] = old
+    _demo(data)
     return data
+
+
+def _demo(data: Path) -> None:
+    """``plumbline demo --no-serve`` with the data folder set as a user would, in the env."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PLUMBLINE_DATA_DIR", str(data))
+        assert main(["demo", "--no-serve", "--days", str(DAYS)]) == 0
 
 
 def test_demo_writes_record_schema_parquet_in_hive_partitions(demo_data: Path) -> None:
@@ -82,15 +81,7 @@ def test_demo_publishes_one_chart_entry_per_simulated_day(demo_data: Path) -> No
 def test_demo_is_idempotent(demo_data: Path) -> None:
     before = sorted(p.name for p in (demo_data / "raw").rglob("*.parquet"))
     # Re-running reads the same folder and skips the simulated days: no duplicate rows.
-    env_before = os.environ.get("PLUMBLINE_DATA_DIR")
-    os.environ["PLUMBLINE_DATA_DIR"] = str(demo_data)
-    try:
-        assert main(["demo", "--no-serve", "--days", str(DAYS)]) == 0
-    finally:
-        if env_before is None:
-            os.environ.pop("PLUMBLINE_DATA_DIR")
-        else:
-            os.environ["PLUMBLINE_DATA_DIR"] = env_before
+    _demo(demo_data)
     chart = json.loads((demo_data / "summaries/latest/chart.json").read_text())
     assert chart["total_submissions"] == DAYS * len(MODELS) * SMOKE_CASES * SMOKE_SAMPLES
     assert sorted(p.name for p in (demo_data / "raw").rglob("*.parquet")) == before
