@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tasks.schema import SOURCE_SCHEDULED, USER_SCHEDULER, make_record
+from tasks.storage.base import ObjectInfo, ObjectStore
 
 
 def record(**overrides: Any) -> dict[str, Any]:
@@ -51,3 +53,41 @@ def write_suite(folder: Path, cases: list[dict[str, Any]] | list[str], **meta: A
     body = [c if isinstance(c, str) else json.dumps(c) for c in cases]
     (folder / "cases.jsonl").write_text("\n".join(body) + "\n")
     return folder
+
+
+class DelegatingStore:
+    """An ``ObjectStore`` that forwards everything to ``inner``: tests subclass it and override
+    only the operation they fault or observe (an outage, a counter, no local paths)."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner = inner
+
+    def put(self, key: str, data: bytes) -> None:
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(key)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def local_path(self, key: str) -> Path | None:
+        return self.inner.local_path(key)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

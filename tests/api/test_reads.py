@@ -15,6 +15,7 @@ from tasks.publish import put_json
 from tasks.storage.base import ObjectInfo
 from tasks.storage.layout import history_key
 from tasks.storage.local import LocalStore
+from tests.helpers import DelegatingStore
 
 CHART = {"data": [{"date": "2026-11-20", "fake/stable": 12}], "models": ["fake/stable"],
          "total_submissions": 12}
@@ -74,11 +75,11 @@ def test_history_of_a_model_with_a_slash(client: TestClient, store: LocalStore) 
         assert "invalid model_id" in r.json()["detail"]
 
 
-class RemoteStore:
+class RemoteStore(DelegatingStore):
     """A store with no local paths (like B2): reads go through the TTL cache. Counts gets."""
 
     def __init__(self, inner: LocalStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gets = 0
         self.down = False
 
@@ -88,19 +89,10 @@ class RemoteStore:
         self.gets += 1
         return self.inner.get(key)
 
-    def put(self, key: str, data: bytes) -> None:
-        self.inner.put(key, data)
-
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         if self.down:
             raise StorageError("simulated outage")
         return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
 
     def describe(self) -> str:
         return "remote"

@@ -17,16 +17,16 @@ from tasks.errors import StorageError
 from tasks.records_io import parquet_to_table
 from tasks.schema import SOURCE_COMMUNITY, make_record
 from tasks.spool import Outcome, Spool, SpoolEntry, SpoolError, SpoolFlusher
-from tasks.storage.base import ObjectInfo
 from tasks.storage.local import LocalStore
+from tests.helpers import DelegatingStore
 
 
-class FlakyStore:
+class FlakyStore(DelegatingStore):
     """A real LocalStore whose ``put`` fails while ``down`` is set, or after ``fail_after`` puts
     (a process dying mid-flush looks the same to the spool: some files written, no delete)."""
 
     def __init__(self, inner: LocalStore) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.down = False
         self.fail_after: int | None = None
         self.puts = 0
@@ -37,23 +37,8 @@ class FlakyStore:
         self.puts += 1
         self.inner.put(key, data)
 
-    def get(self, key: str) -> bytes:
-        return self.inner.get(key)
-
-    def list(self, prefix: str = "") -> list[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(key)
-
     def describe(self) -> str:
         return "flaky " + self.inner.describe()
-
-    def local_path(self, key: str) -> Path | None:
-        return self.inner.local_path(key)
 
 
 def entry(i: int, user: str = "anonymous", day: int = 20) -> SpoolEntry:

@@ -11,14 +11,7 @@ import time
 import pytest
 
 from deployments.up import Child, Stack, UpError, check_port_free
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.helpers import group_alive
 
 
 def test_a_port_in_use_is_refused_with_the_flag_to_change_it() -> None:
@@ -39,10 +32,10 @@ def test_stop_takes_down_grandchildren_and_children_that_ignore_sigterm() -> Non
     time.sleep(0.3)
     started = time.monotonic()
     polite.stop(grace=10)
-    assert not _group_alive(polite.pid)
+    assert not group_alive(polite.pid)
     assert time.monotonic() - started < 5  # SIGTERM was enough: no waiting out the grace
     stubborn.stop(grace=0.5)
-    assert not _group_alive(stubborn.pid)
+    assert not group_alive(stubborn.pid)
     assert stubborn.exited() is not None
 
 
@@ -55,7 +48,7 @@ def test_a_child_that_dies_stops_the_stack() -> None:
     assert "api exited with code 3; stopping the rest" in out.getvalue()
     serve_pid = stack.children[1].pid
     stack.stop()
-    assert not _group_alive(serve_pid)
+    assert not group_alive(serve_pid)
 
 
 def test_waiting_for_readiness_fails_fast_when_the_child_exits() -> None:

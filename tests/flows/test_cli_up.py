@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.deployments.support import Proc, free_port, prefect_env, wait_until
+from tests.helpers import group_alive
 
 pytestmark = pytest.mark.integration
 
@@ -79,12 +80,5 @@ def test_up_serves_ui_deployments_schedules_and_api_then_stops_all(tmp_path: Pat
     assert "Stopped." in up.output()
     # Every child ran in its own process group; none of those groups has a process left.
     time.sleep(0.5)
-    assert [name for name, pgid in pids.items() if _group_alive(pgid)] == []
+    assert [name for name, pgid in pids.items() if group_alive(pgid)] == []
 
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
