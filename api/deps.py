@@ -12,10 +12,10 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import AuthError, bearer_token, verify_token
+from api.spool import Spool, SpoolFlusher
 from api.summaries import SummaryCache
-from tasks.schema import USER_ANONYMOUS
+from tasks.records.schema import USER_ANONYMOUS
 from tasks.settings import Settings
-from tasks.spool import Spool, SpoolFlusher
 from tasks.storage.base import ObjectStore
 
 

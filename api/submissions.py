@@ -19,8 +19,8 @@ import json
 from datetime import UTC, datetime
 
 from api.schemas import SubmitRequest
-from tasks.schema import SOURCE_COMMUNITY, make_record, output_hash
-from tasks.spool import SpoolEntry
+from api.spool import SpoolEntry
+from tasks.records.schema import SOURCE_COMMUNITY, make_record, output_hash
 
 DEFAULT_RUN_ID = "community"
 DEDUPE_VERSION = "v1"

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.compaction import CompactionResult, compact_day
+from tasks.records.compaction import CompactionResult, compact_day
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import RAW, raw_days

@@ -18,7 +18,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.compaction import compact_day_task
-from tasks.aggregate import (
+from tasks.drift.engine import DriftConfig, DriftReport, Window, compute_drift
+from tasks.settings import Settings
+from tasks.storage import ObjectStore, open_store
+from tasks.summaries.aggregate import (
     AggregationPlan,
     aggregate_days,
     batches,
@@ -28,9 +31,8 @@ from tasks.aggregate import (
     read_daily,
     summary_days,
 )
-from tasks.drift import DriftConfig, DriftReport, Window, compute_drift
-from tasks.notify import notify_drift
-from tasks.publish import (
+from tasks.summaries.notify import notify_drift
+from tasks.summaries.publish import (
     HISTORY_COLUMNS,
     publish_chart,
     publish_drift,
@@ -38,8 +40,6 @@ from tasks.publish import (
     publish_status,
     render_report,
 )
-from tasks.settings import Settings
-from tasks.storage import ObjectStore, open_store
 
 # Days of history published per model (the chart always covers every day).
 HISTORY_DAYS = 90

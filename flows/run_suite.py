@@ -24,7 +24,8 @@ from pydantic import BaseModel, Field
 
 from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
-from tasks.runner import (
+from tasks.records.schema import SOURCE_ON_DEMAND
+from tasks.run.engine import (
     PROGRESS,
     RunConfig,
     final_rows,
@@ -36,10 +37,10 @@ from tasks.runner import (
     shard_cases,
     summarize,
 )
-from tasks.schema import SOURCE_ON_DEMAND
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
-from tasks.suites import Case, Suite, load_suite
+from tasks.suites.load import load_suite
+from tasks.suites.model import Case, Suite
 
 DEFAULT_MODELS = ["fake/stable", "fake/drifting"]
 # How often the flow refreshes the progress artifact while shards run.

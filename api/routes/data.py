@@ -10,8 +10,8 @@ from fastapi.responses import Response
 
 from api.deps import IfNoneMatch, SummariesDep
 from api.summaries import Summary, make_etag, summary_response
-from tasks.publish import CHART, chart_payload
 from tasks.storage.layout import latest_key
+from tasks.summaries.publish import CHART, chart_payload
 
 router = APIRouter(tags=["data"])
 

@@ -10,8 +10,8 @@ from fastapi.responses import JSONResponse
 from api.deps import FlusherDep, SpoolDep, StoreDep
 from api.schemas import HealthResponse
 from tasks import __version__
-from tasks.publish import NIGHTLY_STATUS
 from tasks.storage.layout import latest_key
+from tasks.summaries.publish import NIGHTLY_STATUS
 
 router = APIRouter(tags=["health"])
 

@@ -1,5 +1,5 @@
 """``POST /api/submit`` and ``POST /api/submit/batch``: community results, acknowledged once
-durable in the spool (see tasks/spool.py), deduplicated per user (see api/submissions.py)."""
+durable in the spool (see api/spool.py), deduplicated per user (see api/submissions.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from api.schemas import (
     SubmitRequest,
     SubmitResponse,
 )
+from api.spool import Outcome, Spool, SpoolEntry, SpoolError
 from api.submissions import HashMismatchError, build_entry
-from tasks.spool import Outcome, Spool, SpoolEntry, SpoolError
 
 router = APIRouter(tags=["submit"])
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import SettingsDep, SpoolDep, StoreDep, UserDep
 from api.schemas import DeleteResponse, ErrorResponse, UserStatsResponse
-from tasks import gdpr
+from tasks.records import gdpr
 
 router = APIRouter(tags=["user"])
 

@@ -21,7 +21,7 @@ from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
 from tasks.providers.limits import ProviderLimits, shared_limits
 from tasks.providers.pricing import PriceTable, load_pricing
-from tasks.providers.retry import Failure, RetryPolicy, parse_retry_after, status_retryable
+from tasks.retry import Failure, RetryPolicy, parse_retry_after, status_retryable
 
 DEFAULT_TIMEOUT_S = 120.0
 # Errors become rows; a provider's full error body can be kilobytes of HTML from a gateway.

@@ -16,7 +16,7 @@ from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
 from tasks.providers.http_base import HTTPProvider, MalformedResponse, classify_sdk_error
 from tasks.providers.keys import resolve_api_key
-from tasks.providers.retry import Failure
+from tasks.retry import Failure
 
 
 def _import_sdk() -> Any:

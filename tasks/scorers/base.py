@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.suites import Case
+    from tasks.suites.model import Case
 
 NEGATION_PREFIX = "not-"
 # Options every assertion may carry, whatever its scorer.

@@ -28,7 +28,7 @@ from typing import Any
 
 from tasks.scorers.base import ScoreContext, ScoreResult, check_bool, check_number, scorer
 from tasks.scorers.extract import fenced_candidates
-from tasks.suites import Case
+from tasks.suites.model import Case
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MEMORY_MB = 512

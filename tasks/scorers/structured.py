@@ -16,7 +16,7 @@ from jsonschema.exceptions import SchemaError
 
 from tasks.scorers.base import ScoreContext, ScoreResult, check_bool, check_number, scorer
 from tasks.scorers.extract import Number, fenced_candidates, numbers_in, parse_number
-from tasks.suites import Case
+from tasks.suites.model import Case
 
 _MISSING = object()
 

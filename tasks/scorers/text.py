@@ -19,7 +19,7 @@ from tasks.scorers.base import (
     check_threshold,
     scorer,
 )
-from tasks.suites import Case
+from tasks.suites.model import Case
 
 # Typographic quotes compare equal to ASCII ones: "I can’t" is "I can't" to a reader.
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})

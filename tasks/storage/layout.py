@@ -6,7 +6,7 @@ import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
-from tasks.schema import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
+from tasks.records.schema import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
 from tasks.storage.base import ObjectStore, child_folders
 
 RAW = "raw"

@@ -37,7 +37,7 @@ def auth(token: str) -> dict[str, str]:
 
 def pramana_payload(**overrides: Any) -> dict[str, Any]:
     """Exactly the fields the Pramana CLI's ``submit`` sends."""
-    from tasks.schema import output_hash
+    from tasks.records.schema import output_hash
 
     body: dict[str, Any] = {
         "model_id": "openai/gpt-4o",

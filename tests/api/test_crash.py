@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from tasks.records_io import parquet_to_table
-from tasks.spool import Spool
+from api.spool import Spool
+from tasks.records.io import parquet_to_table
 from tasks.storage.local import LocalStore
 from tests.api.conftest import pramana_payload
 from tests.api.uvicorn_server import Server

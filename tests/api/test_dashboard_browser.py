@@ -29,10 +29,10 @@ from fastapi import FastAPI
 from websockets.sync.client import ClientConnection, connect
 
 from api import create_app
-from tasks.publish import CHART, NIGHTLY_STATUS
 from tasks.settings import Settings
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
+from tasks.summaries.publish import CHART, NIGHTLY_STATUS
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

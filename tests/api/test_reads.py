@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tasks.errors import StorageError
-from tasks.publish import put_json
 from tasks.storage.base import ObjectInfo
 from tasks.storage.layout import history_key
 from tasks.storage.local import LocalStore
-from tests.helpers import DelegatingStore
+from tasks.summaries.publish import put_json
+from tests.support.helpers import DelegatingStore
 
 CHART = {"data": [{"date": "2026-11-20", "fake/stable": 12}], "models": ["fake/stable"],
          "total_submissions": 12}

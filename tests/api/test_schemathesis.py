@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from api import create_app
-from tasks.publish import put_json
 from tasks.settings import Settings
 from tasks.storage.local import LocalStore
+from tasks.summaries.publish import put_json
 from tests.api.conftest import SECRET, make_token
 
 # Schemathesis collects operations at import time, so the app (and its temp folder) exists then.

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from api.spool import Outcome, Spool, SpoolEntry, SpoolError, SpoolFlusher
 from tasks.errors import StorageError
-from tasks.records_io import parquet_to_table
-from tasks.schema import SOURCE_COMMUNITY, make_record
-from tasks.spool import Outcome, Spool, SpoolEntry, SpoolError, SpoolFlusher
+from tasks.records.io import parquet_to_table
+from tasks.records.schema import SOURCE_COMMUNITY, make_record
 from tasks.storage.local import LocalStore
-from tests.helpers import DelegatingStore
+from tests.support.helpers import DelegatingStore
 
 
 class FlakyStore(DelegatingStore):

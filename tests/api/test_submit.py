@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tasks.gdpr import user_keys
-from tasks.records_io import read_records
-from tasks.schema import SOURCE_COMMUNITY, output_hash
+from tasks.records.gdpr import user_keys
+from tasks.records.io import read_records
+from tasks.records.schema import SOURCE_COMMUNITY, output_hash
 from tasks.storage.local import LocalStore
 from tests.api.conftest import USER_A, USER_B, auth, flush, make_token, pramana_payload
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tasks.gdpr import user_keys
-from tasks.records_io import read_records
+from tasks.records.gdpr import user_keys
+from tasks.records.io import read_records
 from tasks.storage.local import LocalStore
 from tests.api.conftest import USER_A, USER_B, auth, flush, make_token, pramana_payload
 

@@ -43,11 +43,18 @@ except ImportError:  # pragma: no cover
 import polars as pl  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from tasks.publish import chart_payload, publish_chart  # noqa: E402
-from tasks.records_io import read_day, table_to_parquet  # noqa: E402
-from tasks.schema import SOURCE_COMMUNITY, SOURCE_SCHEDULED, make_record, output_hash, to_table  # noqa: E402
+from tasks.records.io import table_to_parquet  # noqa: E402
+from tasks.records.live import read_day  # noqa: E402
+from tasks.records.schema import (  # noqa: E402
+    SOURCE_COMMUNITY,
+    SOURCE_SCHEDULED,
+    make_record,
+    output_hash,
+    to_table,
+)
 from tasks.storage.layout import day_prefix, raw_key  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
+from tasks.summaries.publish import chart_payload, publish_chart  # noqa: E402
 
 DAY = date(2026, 11, 20)
 MODELS = ["openai/gpt-4o", "anthropic/claude-sonnet-4-5", "fake/stable", "fake/drifting"]

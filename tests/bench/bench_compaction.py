@@ -20,9 +20,10 @@ from pathlib import Path
 # installed package (an editable install elsewhere); measure this checkout's code.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tasks.compaction import compact_day, live_keys
-from tasks.records_io import read_day, write_records
-from tasks.schema import (
+from tasks.records.compaction import compact_day
+from tasks.records.io import write_records
+from tasks.records.live import live_keys, read_day
+from tasks.records.schema import (
     SOURCE_COMMUNITY,
     SOURCE_SCHEDULED,
     USER_SCHEDULER,

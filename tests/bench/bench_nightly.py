@@ -4,7 +4,7 @@ Generates 90 days × 20 models × 500 prompts × 11 samples (9.9 M rows) as comp
 the record schema (vectorised numpy + pyarrow, ZSTD like the real writer) in a temp dir, then, in
 the same run:
 
-(a) the full aggregation with Plumbline's code (``tasks.aggregate.aggregate_changed``, no
+(a) the full aggregation with Plumbline's code (``tasks.summaries.aggregate.aggregate_changed``, no
     manifest yet), in a child process so its peak RSS is its own;
 (b) the same group-by in DuckDB over the same files (same aggregates, value lists included,
     written as per-day Parquet like ours), also in a child process;
@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.schema import RECORD_SCHEMA, SCHEMA_VERSION
+from tasks.records.schema import RECORD_SCHEMA, SCHEMA_VERSION
 
 FIRST_DAY = date(2026, 6, 1)
 MODELS, PROMPTS, SAMPLES = 20, 500, 11
@@ -121,7 +121,7 @@ def day_table(day: date, seed: int, models: int = MODELS, prompts: int = PROMPTS
 
 
 def write_day(root: Path, day: date, seed: int) -> int:
-    from tasks.records_io import COMPRESSION, COMPRESSION_LEVEL, ROW_GROUP_SIZE
+    from tasks.records.io import COMPRESSION, COMPRESSION_LEVEL, ROW_GROUP_SIZE
     from tasks.storage.layout import day_prefix
 
     table = day_table(day, seed)
@@ -136,8 +136,8 @@ def write_day(root: Path, day: date, seed: int) -> int:
 # --- phases run in child processes --------------------------------------------------------------
 
 def phase_full(root: Path) -> dict[str, Any]:
-    from tasks.aggregate import aggregate_changed
     from tasks.storage.local import LocalStore
+    from tasks.summaries.aggregate import aggregate_changed
 
     started = time.perf_counter()
     written = aggregate_changed(LocalStore(root))
@@ -146,8 +146,8 @@ def phase_full(root: Path) -> dict[str, Any]:
 
 
 def phase_incremental(root: Path, day: str) -> dict[str, Any]:
-    from tasks.aggregate import aggregate_changed
     from tasks.storage.local import LocalStore
+    from tasks.summaries.aggregate import aggregate_changed
 
     write_day(root, date.fromisoformat(day), seed=9999)
     started = time.perf_counter()
@@ -260,9 +260,9 @@ def drift_loop(groups: list[dict[str, Any]], config: Any) -> int:
 def bench_drift(root: Path | None, as_of: date) -> dict[str, Any]:
     """The drift stage vs the loop, on the benchmark's own summaries (``root``) or, without a
     root, on the simulator's 20 models × 500 prompts at 3 samples per prompt per day."""
-    from tasks.aggregate import read_daily
-    from tasks.drift import DriftConfig, Window, compute_drift
+    from tasks.drift.engine import DriftConfig, Window, compute_drift
     from tasks.storage.local import LocalStore
+    from tasks.summaries.aggregate import read_daily
 
     config = DriftConfig()
     if root is None:

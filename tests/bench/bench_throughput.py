@@ -30,10 +30,11 @@ import httpx2
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tasks.providers.retry import RetryPolicy  # noqa: E402
-from tasks.runner import resolve_config, run_shard  # noqa: E402
+from tasks.retry import RetryPolicy  # noqa: E402
+from tasks.run.engine import resolve_config, run_shard  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
-from tasks.suites import Suite, load_suite  # noqa: E402
+from tasks.suites.load import load_suite  # noqa: E402
+from tasks.suites.model import Suite  # noqa: E402
 
 CALLS = 2000
 CONCURRENCY = 64
@@ -45,7 +46,7 @@ REPEATS = 3
 
 def start_server() -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tasks.providers.stub_server",
+        [sys.executable, "-m", "tests.support.stub_server",
          "--latency-ms", str(LATENCY_S * 1000)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from deployments.up import Child, Stack, UpError, check_port_free
-from tests.helpers import group_alive
+from tests.support.helpers import group_alive
 
 
 def test_a_port_in_use_is_refused_with_the_flag_to_change_it() -> None:

@@ -15,8 +15,8 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from flows.cli import main
-from tasks.schema import RECORD_SCHEMA
+from flows.cli.app import main
+from tasks.records.schema import RECORD_SCHEMA
 
 pytestmark = pytest.mark.prefect
 

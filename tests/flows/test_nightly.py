@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tasks.publish import MODELS, NIGHTLY_STATUS
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
-from tests.tasks.test_drift import build_demo_history
+from tasks.summaries.publish import MODELS, NIGHTLY_STATUS
+from tests.support.demo import build_demo_history
 
 TODAY = date(2026, 11, 30)
 

@@ -18,9 +18,9 @@ from prefect.client.schemas.filters import (
 
 from flows.run_suite import RunSuiteParams, run_suite
 from tasks.errors import ProviderConfigError
-from tasks.providers.stub_server import StubLLMServer
-from tasks.runner import PROGRESS
-from tests.helpers import write_suite
+from tasks.run.engine import PROGRESS
+from tests.support.helpers import write_suite
+from tests.support.stub_server import StubLLMServer
 
 pytestmark = pytest.mark.prefect
 

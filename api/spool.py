@@ -1,0 +1,469 @@
+"""The durable submission spool: acknowledged community results wait here until they are Parquet.
+
+A submission is acknowledged only after its row is committed to a local SQLite database in WAL
+mode with ``synchronous=FULL`` (the commit fsyncs the log). Many concurrent submissions share one
+commit (group commit: a single writer thread drains a queue and commits everything waiting in one
+transaction), so the fsync cost is paid per group, not per request.
+
+A flush moves pending rows to the object store in batches. A batch is first *claimed* (its id and
+file names are fixed and committed), then its files are written, then its rows are deleted. A
+crash or a storage outage in between leaves the claim in place; the next flush (at the latest on
+the next start) writes the same batch to the same keys again, so it overwrites rather than
+duplicates. Nothing acknowledged is ever dropped by a failed flush.
+
+The ``seen`` table remembers every accepted submission's dedupe key, so a resubmission is
+answered ``duplicate`` even after its row left the spool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from tasks.errors import PlumblineError
+from tasks.records.io import table_to_parquet
+from tasks.records.schema import SOURCE_COMMUNITY, to_table
+from tasks.storage.base import ObjectStore
+from tasks.storage.layout import dirty_marker_key, user_day_prefix
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "submissions.sqlite3"
+# How many queued submissions one commit may carry: bounds the transaction, not the throughput.
+MAX_GROUP = 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (
+    dedupe_key TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    output_hash TEXT NOT NULL,
+    user_id TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_user ON seen(user_id);
+CREATE TABLE IF NOT EXISTS pending (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    model_id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    received REAL NOT NULL,
+    record TEXT NOT NULL,
+    batch TEXT
+);
+CREATE INDEX IF NOT EXISTS pending_batch ON pending(batch);
+CREATE INDEX IF NOT EXISTS pending_user ON pending(user_id);
+"""
+
+
+class SpoolError(PlumblineError):
+    """The spool could not make a submission durable (disk full, closed, corrupt database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """One submission to make durable: its dedupe identity and its complete record."""
+
+    dedupe_key: str
+    record: Mapping[str, Any]  # as built by tasks.records.schema.make_record
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: Literal["accepted", "duplicate"]
+    id: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStats:
+    count: int
+    models: list[str]
+    last_submission: datetime | None
+
+
+def batch_keys(batch: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """The files one batch becomes: one per (day, user) partition, all named after the batch.
+
+    The name is a pure function of the batch id, so writing a batch again hits the same keys.
+    """
+    stamp, _, suffix = batch.partition("_")
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        ts: datetime = row["timestamp"]
+        key = (
+            f"{user_day_prefix(ts.date(), row['user_id'])}"
+            f"{SOURCE_COMMUNITY}_{stamp}_{suffix[:8]}.parquet"
+        )
+        groups.setdefault(key, []).append(row)
+    return groups
+
+
+def _encode(record: Mapping[str, Any]) -> str:
+    return json.dumps(
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in record.items()},
+        separators=(",", ":"),
+    )
+
+
+def _decode(text: str) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads(text)
+    record["timestamp"] = datetime.fromisoformat(record["timestamp"])
+    return record
+
+
+class Spool:
+    """A durable queue of community submissions in ``directory`` (a local disk)."""
+
+    def __init__(self, directory: Path | str, *, max_group: int = MAX_GROUP) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / DB_NAME
+        self._max_group = max_group
+        # One connection, serialized by a lock: every statement is short (the store I/O of a flush
+        # happens outside it), and one connection keeps SQLite's locking out of the picture.
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.executescript(_SCHEMA)
+        self._db = threading.Lock()
+        # Held for a whole flush and for GDPR operations, so that neither sees the other halfway.
+        self._exclusive = threading.RLock()
+        self._queue: queue.SimpleQueue[tuple[list[SpoolEntry], Future[list[Outcome]]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._writer: threading.Thread | None = None
+        self._writer_start = threading.Lock()
+        self._closed = False
+        self._listeners: list[Callable[[], None]] = []
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def submit(self, entries: Sequence[SpoolEntry]) -> Future[list[Outcome]]:
+        """Queue entries for the next group commit; the future resolves once they are durable."""
+        fut: Future[list[Outcome]] = Future()
+        if self._closed:
+            fut.set_exception(SpoolError("the submission spool is closed"))
+            return fut
+        self._ensure_writer()
+        self._queue.put((list(entries), fut))
+        return fut
+
+    def append(self, entries: Sequence[SpoolEntry]) -> list[Outcome]:
+        """Make entries durable and return one outcome each (blocking)."""
+        return self.submit(entries).result()
+
+    def on_append(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` after each group commit (the flusher uses it to watch the size)."""
+        self._listeners.append(callback)
+
+    def _ensure_writer(self) -> None:
+        if self._writer is not None:
+            return
+        with self._writer_start:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="spool-writer", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            group = []
+            size = 0
+            while True:
+                # A request cancelled while queued (client gone, server stopping) is dropped
+                # here, unacknowledged; once running its future can no longer be cancelled.
+                if item[1].set_running_or_notify_cancel():
+                    group.append(item)
+                    size += len(item[0])
+                if size >= self._max_group:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # finish this group, then stop
+                    break
+            if not group:
+                continue
+            try:
+                results = self._commit([entries for entries, _ in group])
+            except Exception as exc:
+                err = SpoolError(f"could not write to the spool {self.path}: {exc}")
+                for _, fut in group:
+                    fut.set_exception(err)
+                continue
+            for (_, fut), outcome in zip(group, results, strict=True):
+                fut.set_result(outcome)
+            for callback in self._listeners:
+                callback()
+
+    def _commit(self, groups: list[list[SpoolEntry]]) -> list[list[Outcome]]:
+        now = time.time()
+        out: list[list[Outcome]] = []
+        with self._db:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for entries in groups:
+                    outcomes = []
+                    for entry in entries:
+                        rec = entry.record
+                        cur.execute(
+                            "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)",
+                            (entry.dedupe_key, rec["id"], rec["output_hash"], rec["user_id"]),
+                        )
+                        if cur.rowcount == 1:
+                            cur.execute(
+                                "INSERT INTO pending (user_id, model_id, ts, received, record) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                (rec["user_id"], rec["model_id"], rec["timestamp"].isoformat(),
+                                 now, _encode(rec)),
+                            )
+                            outcomes.append(Outcome("accepted", rec["id"], rec["output_hash"]))
+                        else:
+                            first_id, first_hash = cur.execute(
+                                "SELECT id, output_hash FROM seen WHERE dedupe_key = ?",
+                                (entry.dedupe_key,),
+                            ).fetchone()
+                            outcomes.append(Outcome("duplicate", first_id, first_hash))
+                    out.append(outcomes)
+                cur.execute("COMMIT")  # synchronous=FULL: durable when this returns
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return out
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def pending_count(self) -> int:
+        with self._db:
+            return int(self._conn.execute("SELECT count(*) FROM pending").fetchone()[0])
+
+    def oldest_pending_age(self) -> float | None:
+        """Seconds since the oldest pending row was acknowledged, or None when empty."""
+        with self._db:
+            (oldest,) = self._conn.execute("SELECT min(received) FROM pending").fetchone()
+        return None if oldest is None else max(0.0, time.time() - oldest)
+
+    def pending_records(self) -> list[dict[str, Any]]:
+        with self._db:
+            rows = self._conn.execute("SELECT record FROM pending ORDER BY seq").fetchall()
+        return [_decode(text) for (text,) in rows]
+
+    def pending_stats(self, user_id: str) -> PendingStats:
+        """What the user has acknowledged but not yet flushed (so their stats never lag)."""
+        with self._db:
+            count, last = self._conn.execute(
+                "SELECT count(*), max(ts) FROM pending WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            models = [
+                m for (m,) in self._conn.execute(
+                    "SELECT DISTINCT model_id FROM pending WHERE user_id = ? ORDER BY model_id",
+                    (user_id,),
+                )
+            ]
+        return PendingStats(int(count), models, datetime.fromisoformat(last) if last else None)
+
+    # --- flushing ------------------------------------------------------------------------------
+
+    def flush(self, store: ObjectStore, *, batch_rows: int = 5000) -> int:
+        """Write every pending row to ``store`` as Parquet; return how many rows were written.
+
+        Raises whatever the store raises; rows of a batch that failed stay pending (claimed) and
+        are written to the same keys by the next flush.
+        """
+        total = 0
+        with self._exclusive:
+            while True:
+                batch = self._unfinished_batch() or self._claim(batch_rows)
+                if batch is None:
+                    return total
+                total += self._write_batch(store, batch)
+
+    def _unfinished_batch(self) -> str | None:
+        with self._db:
+            row = self._conn.execute(
+                "SELECT batch FROM pending WHERE batch IS NOT NULL ORDER BY seq LIMIT 1"
+            ).fetchone()
+        return row[0] if row else None
+
+    def _claim(self, batch_rows: int) -> str | None:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        batch = f"{stamp}_{uuid.uuid4().hex[:8]}"
+        with self._db:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "UPDATE pending SET batch = ? WHERE seq IN "
+                    "(SELECT seq FROM pending WHERE batch IS NULL ORDER BY seq LIMIT ?)",
+                    (batch, batch_rows),
+                )
+                claimed = cur.rowcount
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return batch if claimed else None
+
+    def _write_batch(self, store: ObjectStore, batch: str) -> int:
+        with self._db:
+            rows = [
+                _decode(text)
+                for (text,) in self._conn.execute(
+                    "SELECT record FROM pending WHERE batch = ? ORDER BY seq", (batch,)
+                )
+            ]
+        for key, group in batch_keys(batch, rows).items():
+            store.put(key, table_to_parquet(to_table(group)))
+        # A community result may belong to a day the nightly flow already aggregated (a late
+        # submission): mark its days so the next run re-aggregates them.
+        for day in sorted({row["timestamp"].date() for row in rows}):
+            store.put(dirty_marker_key(day), b"")
+        with self._db:
+            self._conn.execute("DELETE FROM pending WHERE batch = ?", (batch,))
+        log.info("flushed %d submission(s) of batch %s", len(rows), batch)
+        return len(rows)
+
+    # --- GDPR ----------------------------------------------------------------------------------
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No flush runs while this is held (GDPR operations hold it around their store work)."""
+        with self._exclusive:
+            yield
+
+    def forget_user(self, user_id: str, *, keep_pending: bool = False) -> int:
+        """Drop the user's pending rows (unless ``keep_pending``) and dedupe keys; return rows
+        dropped. A deleted user's unflushed data must not reach the store after the delete."""
+        with self._exclusive, self._db:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                dropped = 0
+                if not keep_pending:
+                    cur.execute("DELETE FROM pending WHERE user_id = ?", (user_id,))
+                    dropped = cur.rowcount
+                cur.execute("DELETE FROM seen WHERE user_id = ?", (user_id,))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return dropped
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Finish queued commits, then close the database. Pending rows stay for the next start."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+        # A submit that raced with close() must not wait forever.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(SpoolError("the submission spool is closed"))
+        with self._db:
+            self._conn.close()
+
+
+class SpoolFlusher:
+    """Moves spooled rows to the store when there are ``flush_rows`` of them or the oldest is
+    ``flush_seconds`` old, at start (replaying what a previous process left) and at stop.
+
+    A failing store is retried with backoff (up to a minute); the rows wait in the spool.
+    """
+
+    def __init__(
+        self, spool: Spool, store: ObjectStore, *, flush_rows: int = 5000,
+        flush_seconds: float = 30.0, max_backoff: float = 60.0,
+    ) -> None:
+        self.spool = spool
+        self.store = store
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_backoff = max_backoff
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._since_check = 0
+        spool.on_append(self._appended)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
+        self._thread.start()
+
+    def _appended(self) -> None:
+        # Counting group commits, not rows, keeps this O(1); the loop checks the real count.
+        self._since_check += 1
+        if self._since_check >= 64:
+            self._since_check = 0
+            self._wake.set()
+
+    def _due(self) -> bool:
+        if self.spool.pending_count() >= self.flush_rows:
+            return True
+        age = self.spool.oldest_pending_age()
+        return age is not None and age >= self.flush_seconds
+
+    def _run(self) -> None:
+        backoff = 0.0
+        retry_at = 0.0
+        due = self.spool.pending_count() > 0  # replay whatever a previous process left
+        while not self._stop.is_set():
+            if due and time.monotonic() >= retry_at:
+                try:
+                    self.spool.flush(self.store, batch_rows=self.flush_rows)
+                    self.last_error = None
+                    backoff = 0.0
+                except Exception as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    backoff = min(self.max_backoff, max(1.0, backoff * 2))
+                    retry_at = time.monotonic() + backoff
+                    log.warning("spool flush failed (retrying in %.0f s): %s",
+                                backoff, self.last_error)
+            self._wake.wait(min(self.flush_seconds, 1.0))
+            self._wake.clear()
+            due = not self._stop.is_set() and self._due()
+
+    def stop(self, *, final_flush: bool = True) -> None:
+        """Stop the loop and try one last flush; whatever fails stays spooled for next time."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        if final_flush:
+            try:
+                self.spool.flush(self.store, batch_rows=self.flush_rows)
+            except Exception as exc:
+                log.warning("final spool flush failed; %d row(s) stay spooled: %s",
+                            self.spool.pending_count(), exc)
+

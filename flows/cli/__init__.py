@@ -1,0 +1,1 @@
+"""The ``plumbline`` command line: one module per command group."""

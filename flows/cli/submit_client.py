@@ -1,0 +1,290 @@
+"""``plumbline submit``: post a run's results to a Plumbline API in the Pramana submit payload.
+
+Results come from a run id in the local store, or from a Parquet or JSONL file of records (or of
+payloads already in the Pramana shape, e.g. from the Pramana CLI). Each result is one
+``POST /api/submit``, the endpoint the Pramana CLI uses; an HTTP 429 waits as long as the
+server's ``Retry-After`` says, a 5xx or a network error backs off, and every result ends as
+accepted, duplicate or failed: nothing is dropped without being counted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+
+from tasks import __version__
+from tasks.errors import PlumblineError
+from tasks.records.io import read_records
+from tasks.records.live import live_keys
+from tasks.records.schema import conform, output_hash
+from tasks.storage.base import ObjectStore
+from tasks.storage.layout import RAW, day_prefix, raw_days
+
+SUBMIT_PATH = "/api/submit"
+RUNNER_VERSION = f"plumbline/{__version__}"
+# Pramana's payload fields; a JSONL line with all of these is sent as it is.
+PAYLOAD_FIELDS = ("model_id", "prompt_id", "output", "score", "assertion_result", "latency_ms",
+                  "result_hash", "suite_hash", "suite_version", "temperature", "seed",
+                  "runner_version", "timestamp")
+MAX_RETRY_AFTER = 300.0
+_RUN_ID_DAY = re.compile(r"-(\d{8})T\d{6}Z-")
+
+
+class SubmitError(PlumblineError):
+    """The results to submit could not be found or read."""
+
+
+@dataclass
+class SubmitReport:
+    """What happened to each result: the counts a user checks, and why any failed."""
+
+    accepted: int = 0
+    duplicate: int = 0
+    failed: int = 0
+    skipped: int = 0  # rows that are failed calls (an error, no output): nothing to submit
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.accepted + self.duplicate + self.failed
+
+
+# --- reading results --------------------------------------------------------------------------
+
+def _records_from_table(table: Any) -> list[dict[str, Any]]:
+    return conform(table).to_pylist()
+
+
+def records_for_run(store: ObjectStore, run_id: str) -> list[dict[str, Any]]:
+    """Every stored row of ``run_id``. Looks at the day in the run id first, then everywhere."""
+    days: list[date] = []
+    m = _RUN_ID_DAY.search(run_id)
+    if m:
+        d = datetime.strptime(m[1], "%Y%m%d").date()
+        days = [d, d + timedelta(days=1)]  # a run that started before midnight ends after it
+    for scope in (days, None):
+        if scope == []:
+            continue
+        if scope is None:
+            scope = raw_days([o.key for o in store.list(RAW + "/")])
+        keys = [k for d in scope for k in live_keys(store, day_prefix(d))]
+        table = read_records(store, keys)
+        rows = [r for r in _records_from_table(table) if r["run_id"] == run_id]
+        if rows:
+            return rows
+    raise SubmitError(f"no rows of run {run_id!r} in {store.describe()}")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SubmitError(f"{path}:{lineno}: not JSON: {exc.msg}") from exc
+            if not isinstance(row, dict):
+                raise SubmitError(f"{path}:{lineno}: expected a JSON object per line")
+            row["_line"] = lineno
+            rows.append(row)
+    return rows
+
+
+def load_results(source: str, store: ObjectStore | None = None) -> list[dict[str, Any]]:
+    """Rows to submit: from a ``.parquet``/``.jsonl`` file if ``source`` is one, else a run id."""
+    path = Path(source)
+    if path.is_file():
+        if path.suffix == ".parquet":
+            try:
+                return _records_from_table(pq.read_table(path))
+            except (OSError, ValueError) as exc:
+                raise SubmitError(f"{path}: cannot read as Plumbline records: {exc}") from exc
+        if path.suffix in (".jsonl", ".ndjson"):
+            return _read_jsonl(path)
+        raise SubmitError(f"{path}: expected a .parquet or .jsonl file")
+    if path.suffix in (".parquet", ".jsonl", ".ndjson") or "/" in source:
+        raise SubmitError(f"{source}: no such file")
+    if store is None:
+        raise SubmitError(f"{source!r} is not a file, and no store to look the run id up in")
+    return records_for_run(store, source)
+
+
+# --- the payload --------------------------------------------------------------------------------
+
+def _iso(ts: Any) -> str:
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    return str(ts)
+
+
+def to_payload(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One record as the Pramana payload, or None for a failed call (nothing to compare).
+
+    A row that already is a payload (it has ``result_hash`` and ``assertion_result``) is passed
+    through with only the payload's fields.
+    """
+    where = f"line {row['_line']}: " if "_line" in row else ""
+    if "assertion_result" in row and "result_hash" in row:
+        missing = [f for f in ("model_id", "prompt_id", "output") if row.get(f) is None]
+        if missing:
+            raise SubmitError(f"{where}payload lacks {', '.join(missing)}")
+        return {k: row[k] for k in PAYLOAD_FIELDS if k in row}
+    missing = [f for f in ("model_id", "prompt_id", "timestamp") if row.get(f) is None]
+    if missing:
+        raise SubmitError(f"{where}record lacks {', '.join(missing)}")
+    if row.get("error") or row.get("output") is None:
+        return None
+    details: dict[str, Any] = {}
+    if row.get("assertion_type"):
+        details["type"] = row["assertion_type"]
+    if row.get("score_reason"):
+        details["reason"] = row["score_reason"]
+    return {
+        "model_id": row["model_id"],
+        "prompt_id": row["prompt_id"],
+        "output": row["output"],
+        "score": row.get("score"),
+        "assertion_result": {"passed": row.get("passed"), "details": details},
+        "latency_ms": row.get("latency_ms"),
+        # Recomputed, not copied: the receiver checks it against the three fields it covers.
+        "result_hash": output_hash(row["model_id"], row["prompt_id"], row["output"]),
+        "suite_hash": row.get("suite_hash"),
+        "suite_version": row.get("suite_version"),
+        "temperature": row.get("temperature"),
+        "seed": row.get("seed"),
+        "runner_version": RUNNER_VERSION,
+        "timestamp": _iso(row["timestamp"]),
+    }
+
+
+def payloads(rows: Iterable[Mapping[str, Any]], report: SubmitReport) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        payload = to_payload(row)
+        if payload is None:
+            report.skipped += 1
+        else:
+            yield payload
+
+
+# --- posting ------------------------------------------------------------------------------------
+
+def retry_after_seconds(value: str | None, default: float, now: datetime | None = None) -> float:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), capped; ``default`` if absent."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return default
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _is_duplicate(resp: httpx.Response) -> bool:
+    if resp.status_code == 409:
+        return True
+    try:
+        body = resp.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and (
+        body.get("status") == "duplicate" or body.get("duplicate") is True
+    )
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text[:200]
+    if isinstance(body, dict) and "detail" in body:
+        return json.dumps(body["detail"])[:300]
+    return json.dumps(body)[:300]
+
+
+@dataclass
+class Submitter:
+    """Posts payloads one by one with retries; the client and the sleep are injectable."""
+
+    client: httpx.Client
+    api_url: str
+    token: str | None = None
+    max_attempts: int = 6
+    backoff: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def post(self, payload: Mapping[str, Any], report: SubmitReport) -> None:
+        url = self.api_url.rstrip("/") + SUBMIT_PATH
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        label = f"{payload.get('model_id')} {payload.get('prompt_id')}"
+        problem = ""
+        for attempt in range(1, self.max_attempts + 1):
+            delay = self.backoff * 2 ** (attempt - 1)
+            try:
+                resp = self.client.post(url, json=payload, headers=headers)
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code == 429:
+                    problem = "HTTP 429 (rate limited)"
+                    delay = retry_after_seconds(resp.headers.get("Retry-After"), delay)
+                elif resp.status_code >= 500:
+                    problem = f"HTTP {resp.status_code}: {_detail(resp)}"
+                elif _is_duplicate(resp):
+                    report.duplicate += 1
+                    return
+                elif resp.is_success:
+                    report.accepted += 1
+                    return
+                else:  # a 4xx other than 429: retrying would get the same answer
+                    report.failed += 1
+                    report.errors.append(f"{label}: HTTP {resp.status_code}: {_detail(resp)}")
+                    return
+            if attempt < self.max_attempts:
+                self.sleep(delay)
+        report.failed += 1
+        report.errors.append(f"{label}: gave up after {self.max_attempts} attempts: {problem}")
+
+
+def submit(
+    rows: Iterable[Mapping[str, Any]],
+    api_url: str,
+    *,
+    token: str | None = None,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    max_attempts: int = 6,
+    on_progress: Callable[[SubmitReport], None] | None = None,
+) -> SubmitReport:
+    """Post every row's payload to ``{api_url}/api/submit``; return the counts."""
+    report = SubmitReport()
+    own = client is None
+    http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
+    try:
+        submitter = Submitter(http, api_url, token=token, sleep=sleep, max_attempts=max_attempts)
+        for payload in payloads(rows, report):
+            submitter.post(payload, report)
+            if on_progress is not None:
+                on_progress(report)
+    finally:
+        if own:
+            http.close()
+    return report

@@ -1,0 +1,238 @@
+"""Materialized summaries the read API serves: ``summaries/latest/*.json``.
+
+``chart.json`` (the seed's chart), ``models.json`` (a verdict per model), ``drift.json`` (every
+test of the night), ``history/{slug}.json`` (one model's days) and ``nightly.json`` (when the
+nightly run finished). Every file is written atomically by the store, so a reader sees last
+night's file or tonight's, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+
+from tasks.drift.engine import DriftReport, daily_consistency
+from tasks.storage.base import ObjectStore
+from tasks.storage.layout import LATEST, history_key, latest_key
+
+CHART = "chart.json"
+MODELS = "models.json"
+DRIFT = "drift.json"
+NIGHTLY_STATUS = "nightly.json"
+HISTORY_PREFIX = f"{LATEST}/history/"
+logger = logging.getLogger("plumbline.publish")
+
+# The columns of the daily summaries the publish stage reads (never the per-row score or
+# output-length lists, which only the drift stage needs).
+HISTORY_COLUMNS = ["date", "model_id", "suite", "prompt_id", "rows", "scored", "passes",
+                   "score_values", "latency_values", "output_len_values", "distinct_outputs",
+                   "cost_usd", "output_hashes"]
+
+DRIFT_TEST_FIELDS = ["model_id", "suite", "prompt_id", "level", "metric", "test", "statistic",
+                     "p_value", "p_adjusted", "effect_size", "effect_measure", "min_effect",
+                     "n_recent", "n_baseline", "recent_value", "baseline_value", "ci_recent",
+                     "consistency_band", "bh_weight", "significant"]
+
+
+def chart_payload(daily: pl.DataFrame) -> dict[str, Any]:
+    """The seed's chart: ``{data: [{date, <model_id>: count}], models, total_submissions}``."""
+    if daily.is_empty():
+        return {"data": [], "models": [], "total_submissions": 0}
+    per_day = (
+        daily.group_by("date", "model_id").agg(pl.col("rows").sum())
+        .sort("date", "model_id")
+    )
+    models = sorted(per_day["model_id"].unique().to_list())
+    data: dict[str, dict[str, Any]] = {}
+    for row in per_day.iter_rows(named=True):
+        day = row["date"].isoformat()
+        data.setdefault(day, {"date": day})[row["model_id"]] = int(row["rows"])
+    return {
+        "data": [data[d] for d in sorted(data)],
+        "models": models,
+        "total_submissions": int(per_day["rows"].sum()),
+    }
+
+
+def put_json(store: ObjectStore, name: str, payload: Any) -> str:
+    key = latest_key(name)
+    store.put(key, json.dumps(payload, separators=(",", ":"), default=str).encode())
+    return key
+
+
+def publish_chart(store: ObjectStore, daily: pl.DataFrame) -> str:
+    return put_json(store, CHART, chart_payload(daily))
+
+
+def publish_status(store: ObjectStore, **fields: Any) -> str:
+    """When the nightly flow last finished and what it did (``/api/health`` reports it)."""
+    return put_json(store, NIGHTLY_STATUS, {"finished_at": datetime.now(UTC).isoformat(), **fields})
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def models_payload(report: DriftReport, last_seen: dict[str, date]) -> dict[str, Any]:
+    """``models.json``: per model its windows, pass rates, consistency and verdict.
+
+    Models seen before the windows but not in them are listed as ``insufficient_data``.
+    """
+    by_id = {m["model_id"]: m for m in report.models}
+    models = []
+    for model_id in sorted(set(last_seen) | set(by_id)):
+        m = by_id.get(model_id) or {
+            "model_id": model_id, "rows_recent": 0, "rows_baseline": 0,
+            "pass_rate_recent": None, "pass_rate_baseline": None, "consistency": None,
+            "consistency_band": None, "verdict": "insufficient_data",
+            "reasons": ["no rows in the recent or baseline window"], "significant_tests": 0,
+            "suites": [],
+        }
+        seen = last_seen.get(model_id)
+        models.append({"model_id": model_id, "last_seen": seen.isoformat() if seen else None,
+                       **{k: v for k, v in m.items() if k != "model_id"}})
+    return {"generated_at": _now(), "window": report.window.to_json(), "models": models}
+
+
+def drift_tests_frame(report: DriftReport) -> pl.DataFrame:
+    """The night's tests in ``drift.json``'s shape (non-finite numbers become null)."""
+    t = report.tests
+    floats = [c for c, dt in t.schema.items() if dt == pl.Float64]
+    return t.with_columns(
+        [pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in floats]
+    ).with_columns(
+        suite=pl.when(pl.col("suite") == "").then(None).otherwise(pl.col("suite")),
+        ci_recent=pl.when(pl.col("ci_low").is_not_null())
+        .then(pl.concat_list("ci_low", "ci_high")),
+    ).select(DRIFT_TEST_FIELDS)
+
+
+def drift_json_bytes(report: DriftReport) -> bytes:
+    """``drift.json``; the test list is serialised by Polars (a night can hold 100k tests)."""
+    head = json.dumps({"generated_at": _now(), "window": report.window.to_json(),
+                       "config": {"alpha": report.config.alpha,
+                                  "min_cliffs_delta": report.config.min_cliffs_delta,
+                                  "min_rate_difference": report.config.min_rate_difference,
+                                  "min_consistency_drop": report.config.min_consistency_drop,
+                                  "level_shares": list(report.config.level_shares)}},
+                      separators=(",", ":"))
+    tests = drift_tests_frame(report)
+    body = tests.write_json() if tests.height else "[]"
+    return (head[:-1] + ',"tests":' + body + "}").encode()
+
+
+def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
+    """Per model × day: rows, pass rate, score mean, latency p50/p95, distinct outputs, mean
+    output length, cost and day-over-day consistency."""
+    if daily.is_empty():
+        return pl.DataFrame()
+    per_day = daily.group_by("model_id", "date").agg(
+        rows=pl.col("rows").sum(),
+        passes=pl.col("passes").sum(),
+        scored=pl.col("scored").sum(),
+        score_sum=pl.col("score_values").list.sum().sum(),
+        score_n=pl.col("score_values").list.len().sum(),
+        len_sum=pl.col("output_len_values").list.sum().cast(pl.Float64).sum(),
+        len_n=pl.col("output_len_values").list.len().sum(),
+        distinct_outputs=pl.col("distinct_outputs").sum(),
+        cost_usd=pl.when(pl.col("cost_usd").is_null().any()).then(None)
+        .otherwise(pl.col("cost_usd").sum()),
+    )
+    latency = (
+        daily.select("model_id", "date", "latency_values").explode("latency_values")
+        .group_by("model_id", "date")
+        .agg(latency_p50_ms=pl.col("latency_values").quantile(0.5, "linear"),
+             latency_p95_ms=pl.col("latency_values").quantile(0.95, "linear"))
+    )
+    consistency = daily_consistency(daily).select("model_id", "date", "consistency")
+    return (
+        per_day.join(latency, on=["model_id", "date"], how="left")
+        .join(consistency, on=["model_id", "date"], how="left")
+        .with_columns(
+            pass_rate=pl.when(pl.col("scored") > 0).then(pl.col("passes") / pl.col("scored")),
+            score_mean=pl.when(pl.col("score_n") > 0)
+            .then(pl.col("score_sum") / pl.col("score_n")),
+            output_len_mean=pl.when(pl.col("len_n") > 0)
+            .then(pl.col("len_sum") / pl.col("len_n")),
+        )
+        .select("model_id", "date", "rows", "pass_rate", "score_mean", "latency_p50_ms",
+                "latency_p95_ms", "distinct_outputs", "output_len_mean", "cost_usd",
+                "consistency")
+        .sort("model_id", "date")
+    )
+
+
+def publish_history(store: ObjectStore, daily: pl.DataFrame) -> list[str]:
+    """One ``history/{slug}.json`` per model; files of models no longer present are removed."""
+    frame = history_frames(daily)
+    keys = []
+    if not frame.is_empty():
+        for (model_id,), part in frame.partition_by("model_id", as_dict=True).items():
+            try:
+                key = history_key(str(model_id))
+            except ValueError:
+                # An id that cannot be a file name (the submit API refuses those) must not
+                # cost the other models their history.
+                logger.warning("no history file for model id %r: not a safe key", model_id)
+                continue
+            days = part.drop("model_id").with_columns(pl.col("date").cast(pl.String)).to_dicts()
+            store.put(key, json.dumps({"model_id": model_id, "days": days},
+                                      separators=(",", ":")).encode())
+            keys.append(key)
+    for obj in store.list(HISTORY_PREFIX):
+        if obj.key not in keys:
+            store.delete(obj.key)
+    return keys
+
+
+def publish_drift(
+    store: ObjectStore, report: DriftReport, last_seen: dict[str, date]
+) -> dict[str, str]:
+    """Write ``models.json`` and ``drift.json`` for the night's report."""
+    store.put(latest_key(DRIFT), drift_json_bytes(report))
+    models_key = put_json(store, MODELS, models_payload(report, last_seen))
+    return {"models": models_key, "drift": latest_key(DRIFT)}
+
+
+def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
+    return "–" if value is None else pattern.format(value)
+
+
+def render_report(report: DriftReport, models: list[dict[str, Any]] | None = None) -> str:
+    """The night's drift report as markdown (the Prefect artifact)."""
+    w = report.window
+    models = models if models is not None else report.models
+    counts: dict[str, int] = {}
+    for m in models:
+        counts[m["verdict"]] = counts.get(m["verdict"], 0) + 1
+    lines = [
+        f"# Plumbline drift report — {w.as_of.isoformat()}",
+        "",
+        f"Recent window {w.recent_start} → {w.as_of} ({w.recent_days} days) against the "
+        f"baseline {w.baseline_start} → {w.baseline_end} ({w.baseline_days} days). "
+        f"{report.tests.height} tests, Benjamini–Hochberg at α = {report.config.alpha}.",
+        "",
+        "Verdicts: " + (", ".join(f"{v} {n}" for v, n in sorted(counts.items())) or "none"),
+        "",
+        "| model | verdict | pass rate (baseline → recent) | consistency "
+        "| rows (recent/baseline) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    order = {"drifting": 0, "watch": 1, "insufficient_data": 2, "stable": 3}
+    for m in sorted(models, key=lambda m: (order.get(m["verdict"], 9), m["model_id"])):
+        lines.append(
+            f"| `{m['model_id']}` | **{m['verdict']}** | {_fmt(m['pass_rate_baseline'])} → "
+            f"{_fmt(m['pass_rate_recent'])} | {_fmt(m['consistency'], '{:.0%}')} "
+            f"({m['consistency_band'] or '–'}) | {m['rows_recent']}/{m['rows_baseline']} |"
+        )
+    flagged = [m for m in models if m.get("reasons") and m["verdict"] != "stable"]
+    if flagged:
+        lines += ["", "## Why"]
+        for m in flagged:
+            lines.append(f"- `{m['model_id']}` ({m['verdict']}):")
+            lines += [f"  - {r}" for r in m["reasons"]]
+    return "\n".join(lines) + "\n"

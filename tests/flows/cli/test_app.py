@@ -1,0 +1,138 @@
+"""The CLI's surface: every command explains itself; serve refuses to run without a server;
+the canary and compaction flows do what their deployments promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from flows.cli.app import build_parser, main
+from tasks.errors import PlumblineError
+from tasks.records.io import write_records
+from tasks.records.schema import USER_SCHEDULER
+from tasks.settings import Settings
+from tasks.storage.layout import RAW
+from tasks.storage.local import LocalStore
+from tests.deployments.support import ROOT
+from tests.support.helpers import record
+
+COMMANDS = ["demo", "run", "nightly", "serve", "up", "api", "submit", "suites", "suites list",
+            "suites validate", "models"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_says_what_it_does(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*command.split(), "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: plumbline {command}")
+    description = out.split("\n\n")[1]
+    # A sentence, not an echo of the usage line.
+    assert len(description.split()) >= 5 and not description.startswith("usage"), description
+
+
+def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    for command in {c.split()[0] for c in COMMANDS}:
+        assert f"    {command} " in out, command
+
+
+def test_serve_without_a_prefect_server_says_how_to_get_one(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PREFECT_HOME": str(tmp_path), "HOME": str(tmp_path),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-m", "flows.cli", "serve"], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2
+    assert "needs a running Prefect server" in res.stderr and "plumbline up" in res.stderr
+
+
+def test_tracked_models_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.daily_canary import DailyCanaryParams, resolve_models
+
+    monkeypatch.setenv("PLUMBLINE_TRACKED_MODELS", "openai/gpt-4o, anthropic/claude-sonnet-4-5")
+    settings = Settings()
+    assert settings.tracked_models == ["openai/gpt-4o", "anthropic/claude-sonnet-4-5"]
+    assert resolve_models(DailyCanaryParams(), settings) == settings.tracked_models
+    assert resolve_models(DailyCanaryParams(models=["fake/stable"]), settings) == ["fake/stable"]
+    monkeypatch.setenv("PLUMBLINE_TRACKED_MODELS", '["fake/stable"]')
+    assert Settings().tracked_models == ["fake/stable"]
+    with pytest.raises(PlumblineError, match="PLUMBLINE_TRACKED_MODELS"):
+        resolve_models(DailyCanaryParams(), Settings(tracked_models=[]))
+    # The Prefect variable wins over the environment; the parameter wins over both.
+    for value in (["openai/gpt-4o-mini"], '["openai/gpt-4o-mini"]', " openai/gpt-4o-mini "):
+        assert resolve_models(DailyCanaryParams(), settings, value) == ["openai/gpt-4o-mini"]
+    assert resolve_models(DailyCanaryParams(models=["a/b"]), settings, ["c/d"]) == ["a/b"]
+    with pytest.raises(PlumblineError, match="plumbline_tracked_models must be a list"):
+        resolve_models(DailyCanaryParams(), settings, {"openai": "gpt-4o"})
+
+
+@pytest.mark.prefect
+def test_daily_canary_runs_each_suite_and_reports_a_broken_one(
+    prefect_harness: None, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.daily_canary import CanaryFailed, DailyCanaryParams, daily_canary
+
+    monkeypatch.setenv("PLUMBLINE_TRACKED_MODELS", "fake/stable")
+    out = daily_canary(DailyCanaryParams(suites=["smoke"], samples=1))
+    assert out["models"] == ["fake/stable"]
+    (run,) = out["runs"]
+    assert run["suite"] == "smoke" and run["rows"] > 0
+    store = LocalStore(data_dir)
+    keys = [o.key for o in store.list(RAW + "/")]
+    assert keys and all("/user=scheduler/scheduled_" in k for k in keys)
+
+    # Tracked models from the Prefect variable, as an operator sets them in the UI.
+    from prefect.variables import Variable
+
+    from flows.daily_canary import TRACKED_MODELS_VARIABLE
+
+    Variable.set(TRACKED_MODELS_VARIABLE, ["fake/drifting"], overwrite=True)
+    try:
+        assert daily_canary(DailyCanaryParams(suites=["smoke"], samples=1))["models"] == [
+            "fake/drifting"]
+    finally:
+        Variable.unset(TRACKED_MODELS_VARIABLE)
+    keys = [o.key for o in store.list(RAW + "/")]
+
+    # A missing suite fails the canary, but only after the good suite has run and been stored.
+    with pytest.raises(CanaryFailed, match=r"no-such-suite \(completed: smoke\)"):
+        daily_canary(DailyCanaryParams(suites=["no-such-suite", "smoke"], samples=1))
+    assert len(store.list(RAW + "/")) == len(keys) + 1
+
+
+@pytest.mark.prefect
+def test_compaction_merges_each_day_and_keeps_every_row(
+    prefect_harness: None, data_dir: Path
+) -> None:
+    from flows.compaction import compaction
+
+    store = LocalStore(data_dir)
+    day1 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+    day2 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    for i in range(3):
+        write_records(store, [record(prompt_id=f"c{i}", timestamp=day1)],
+                      user_id=USER_SCHEDULER, source="scheduled")
+    write_records(store, [record(prompt_id="d", timestamp=day2)], user_id=USER_SCHEDULER,
+                  source="scheduled")
+    out = compaction()
+    assert out == {"days": 2, "files_in": 3, "rows": 3}
+    keys = [o.key for o in store.list(RAW + "/")]
+    assert len([k for k in keys if "day=01" in k]) == 1
+    assert len([k for k in keys if "day=02" in k]) == 1
+    # Only the requested days, and a second pass finds nothing left to merge.
+    assert compaction(days=[day1.date()]) == {"days": 1, "files_in": 0, "rows": 0}
+
+
+def test_main_reports_configuration_errors_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PLUMBLINE_DATA_DIR", str(tmp_path))
+    assert main(["submit", "no-such-run", "--api-url", "http://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.startswith("plumbline: error: no rows of run 'no-such-run'")

@@ -1,0 +1,25 @@
+"""The demo's history, built through the real engine: what ``plumbline demo`` writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from tasks.providers.fake import FakeProvider, default_drift_date
+from tasks.providers.registry import ProviderRegistry
+from tasks.run.engine import resolve_config, run_shard
+from tasks.storage.local import LocalStore
+from tasks.suites.load import load_suite
+
+
+def build_demo_history(store: LocalStore, today: date, days: int = 35) -> None:
+    """What ``plumbline demo`` writes: the smoke suite, 3 samples, temperature 0, fake/stable and
+    fake/drifting (drifting on the demo's default date), one scheduled run per backdated day."""
+    suite = load_suite("smoke")
+    registry = ProviderRegistry(instances={"fake": FakeProvider(default_drift_date(today))})
+    for i in range(days):
+        day = today - timedelta(days=days - 1 - i)
+        config = resolve_config(suite, source="scheduled",
+                                as_of=datetime.combine(day, time(6, 0), tzinfo=UTC),
+                                run_id=f"demo-smoke-{day.isoformat()}")
+        for model in ("fake/stable", "fake/drifting"):
+            run_shard(suite, model, suite.cases, config, store, registry)

@@ -1,0 +1,97 @@
+"""Drift notifications: Prefect events per drifting model, a retried webhook that never fails
+the night."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from tasks.summaries.notify import DRIFT_EVENT, notify_drift, post_webhook
+
+WINDOW = {"as_of": "2026-11-30", "recent_days": 7, "baseline_days": 28}
+MODELS = [
+    {"model_id": "fake/drifting", "verdict": "drifting", "reasons": ["latency up"],
+     "pass_rate_recent": 0.6, "pass_rate_baseline": 0.9, "consistency": 1.0,
+     "consistency_band": "stable", "rows_recent": 168, "rows_baseline": 672},
+    {"model_id": "fake/stable", "verdict": "stable", "reasons": []},
+]
+
+
+class Recorder:
+    """Stands in for ``prefect.events.emit_event`` (the network edge to the Prefect server)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def __call__(self, **kwargs: Any) -> None:
+        self.events.append(kwargs)
+
+
+def _client(statuses: list[int], seen: list[dict[str, Any]]) -> httpx.Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        status = statuses.pop(0) if statuses else 200
+        return httpx.Response(status, headers={"Retry-After": "0"} if status == 429 else {})
+
+    return httpx.Client(transport=httpx.MockTransport(handler))
+
+
+def test_event_per_drifting_model_and_one_webhook() -> None:
+    emit, seen = Recorder(), []
+    out = notify_drift(MODELS, WINDOW, "https://hooks.example/drift", emit=emit,
+                       client=_client([], seen), sleep=lambda s: None)
+    assert out == {"drifting": ["fake/drifting"], "events": 1, "webhook": True}
+    (event,) = emit.events
+    assert event["event"] == DRIFT_EVENT
+    assert event["resource"]["prefect.resource.id"] == "plumbline.model.fake/drifting"
+    assert event["payload"]["window"] == WINDOW
+    (body,) = seen
+    assert body["event"] == DRIFT_EVENT and [m["model_id"] for m in body["models"]] == [
+        "fake/drifting"]
+
+
+def test_nothing_sent_when_nothing_drifts() -> None:
+    emit, seen = Recorder(), []
+    out = notify_drift(MODELS[1:], WINDOW, "https://hooks.example/drift", emit=emit,
+                       client=_client([], seen))
+    assert out["events"] == 0 and out["webhook"] is None and not seen and not emit.events
+
+
+def test_webhook_retries_server_errors_then_delivers() -> None:
+    seen: list[dict[str, Any]] = []
+    delays: list[float] = []
+    ok = post_webhook("https://hooks.example/drift", {"x": 1}, client=_client([503, 429], seen),
+                      sleep=delays.append, backoff_s=(1.0, 2.0))
+    assert ok and len(seen) == 3
+    assert delays == [1.0, 0.0]  # the 429's Retry-After: 0 wins over the backoff
+
+
+def test_webhook_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client = httpx.Client(transport=httpx.MockTransport(refuse))
+    with caplog.at_level(logging.WARNING, logger="plumbline.notify"):
+        ok = post_webhook("https://hooks.example/drift", {"x": 1}, client=client,
+                          attempts=3, sleep=lambda s: None)
+    assert ok is False
+    assert "not delivered after 3 attempt(s)" in caplog.text
+
+
+def test_client_error_is_not_retried() -> None:
+    seen: list[dict[str, Any]] = []
+    ok = post_webhook("https://hooks.example/drift", {"x": 1}, client=_client([404], seen),
+                      sleep=lambda s: None)
+    assert ok is False and len(seen) == 1
+
+
+def test_event_failure_does_not_stop_the_others() -> None:
+    def broken(**kwargs: Any) -> None:
+        raise RuntimeError("no events client")
+
+    out = notify_drift(MODELS, WINDOW, None, emit=broken)
+    assert out["events"] == 0 and out["drifting"] == ["fake/drifting"]

@@ -1,0 +1,116 @@
+"""Published summaries: the exact shapes the API and the dashboard read."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import polars as pl
+
+from tasks.drift.engine import compute_drift
+from tasks.providers.fake import default_drift_date
+from tasks.storage.layout import history_key, latest_key
+from tasks.storage.local import LocalStore
+from tasks.summaries.aggregate import aggregate_changed, read_daily
+from tasks.summaries.publish import (
+    CHART,
+    DRIFT,
+    HISTORY_COLUMNS,
+    MODELS,
+    publish_chart,
+    publish_drift,
+    publish_history,
+    render_report,
+)
+from tests.support.demo import build_demo_history
+
+TODAY = date(2026, 11, 30)
+
+
+def _published(store: LocalStore) -> dict[str, object]:
+    build_demo_history(store, TODAY)
+    aggregate_changed(store)
+    daily = read_daily(store)
+    report = compute_drift(daily)
+    last_seen = {"fake/stable": TODAY, "fake/drifting": TODAY, "fake/retired": date(2026, 1, 1)}
+    publish_chart(store, daily)
+    publish_drift(store, report, last_seen)
+    publish_history(store, read_daily(store, columns=HISTORY_COLUMNS))
+    return {"report": report}
+
+
+def _json(store: LocalStore, key: str) -> dict:
+    return json.loads(store.get(key))
+
+
+def test_models_json_shape(store: LocalStore) -> None:
+    _published(store)
+    doc = _json(store, latest_key(MODELS))
+    assert doc["window"]["as_of"] == "2026-11-30"
+    assert doc["window"]["recent_days"] == 7 and doc["window"]["baseline_days"] == 28
+    by_id = {m["model_id"]: m for m in doc["models"]}
+    assert set(by_id) == {"fake/stable", "fake/drifting", "fake/retired"}
+    for m in by_id.values():
+        assert {"model_id", "last_seen", "rows_recent", "rows_baseline", "pass_rate_recent",
+                "pass_rate_baseline", "consistency", "consistency_band", "verdict",
+                "suites"} <= set(m)
+    assert by_id["fake/drifting"]["verdict"] == "drifting"
+    assert by_id["fake/stable"]["verdict"] == "stable"
+    assert by_id["fake/stable"]["suites"] == ["smoke"]
+    assert by_id["fake/stable"]["last_seen"] == "2026-11-30"
+    retired = by_id["fake/retired"]
+    assert retired["verdict"] == "insufficient_data" and retired["last_seen"] == "2026-01-01"
+
+
+def test_drift_json_shape(store: LocalStore) -> None:
+    _published(store)
+    doc = _json(store, latest_key(DRIFT))
+    assert doc["window"]["as_of"] == "2026-11-30"
+    fields = {"model_id", "suite", "prompt_id", "metric", "test", "statistic", "p_value",
+              "p_adjusted", "effect_size", "effect_measure", "n_recent", "n_baseline",
+              "recent_value", "baseline_value", "ci_recent", "significant"}
+    assert doc["tests"] and all(fields <= set(t) for t in doc["tests"])
+    metrics = {t["metric"] for t in doc["tests"]}
+    assert {"pass_rate", "latency_ms", "output_len", "consistency"} <= metrics
+    model_level = [t for t in doc["tests"] if t["suite"] is None and t["prompt_id"] is None]
+    assert model_level
+    pass_tests = [t for t in doc["tests"] if t["metric"] == "pass_rate"]
+    assert all(t["test"] in {"fisher", "chi2"} for t in pass_tests)
+    assert all(len(t["ci_recent"]) == 2 for t in pass_tests)
+    assert all(t["ci_recent"] is None for t in doc["tests"] if t["metric"] != "pass_rate")
+    assert all(0 <= t["p_adjusted"] <= 1 for t in doc["tests"] if t["p_value"] is not None)
+    assert any(t["significant"] for t in doc["tests"] if t["model_id"] == "fake/drifting")
+
+
+def test_history_and_chart(store: LocalStore) -> None:
+    _published(store)
+    hist = _json(store, history_key("fake/drifting"))
+    assert hist["model_id"] == "fake/drifting" and len(hist["days"]) == 35
+    day = hist["days"][-1]
+    assert set(day) >= {"date", "rows", "pass_rate", "score_mean", "latency_p50_ms",
+                        "latency_p95_ms", "distinct_outputs", "output_len_mean", "cost_usd",
+                        "consistency"}
+    assert day["date"] == "2026-11-30" and day["rows"] == 24
+    first = hist["days"][0]
+    assert first["consistency"] is None  # no previous day to compare with
+    assert day["latency_p50_ms"] > first["latency_p50_ms"] * 1.3  # the drift is visible
+    drift_day = next(d for d in hist["days"] if d["date"] == str(default_drift_date(TODAY)))
+    assert drift_day["consistency"] < 0.8  # the new wording changed every answer that day
+    chart = _json(store, latest_key(CHART))
+    assert chart["models"] == ["fake/drifting", "fake/stable"]
+    assert chart["total_submissions"] == 35 * 48 and len(chart["data"]) == 35
+    assert chart["data"][0] == {"date": "2026-10-27", "fake/drifting": 24, "fake/stable": 24}
+
+
+def test_history_of_vanished_model_is_removed(store: LocalStore) -> None:
+    frame = pl.DataFrame()
+    store.put(history_key("old/model"), b"{}")
+    assert publish_history(store, frame) == []
+    assert not store.exists(history_key("old/model"))
+
+
+def test_markdown_report_names_the_drifting_model(store: LocalStore) -> None:
+    report = _published(store)["report"]
+    md = render_report(report)  # type: ignore[arg-type]
+    assert md.startswith("# Plumbline drift report — 2026-11-30")
+    assert "| `fake/drifting` | **drifting** |" in md and "## Why" in md
