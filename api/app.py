@@ -15,10 +15,10 @@ from fastapi.responses import JSONResponse, Response
 
 from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.routes import dashboard, data, drift, health, models, submit, user
-from api.spool import Spool, SpoolError, SpoolFlusher
+from api.spool import Spool, SpoolFlusher
 from api.summaries import SummaryCache
 from tasks import __version__
-from tasks.errors import StorageError
+from tasks.errors import SpoolError, StorageError
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 

@@ -12,13 +12,13 @@ import re
 
 import jwt
 
+from tasks.errors import AuthError
+
 ALGORITHM = "HS256"
 USER_CLAIM = "userId"
 _USER_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 
 
-class AuthError(Exception):
-    """The request's credentials are missing or invalid (the message says which)."""
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -11,9 +11,10 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import AuthError, bearer_token, verify_token
+from api.auth import bearer_token, verify_token
 from api.spool import Spool, SpoolFlusher
 from api.summaries import SummaryCache
+from tasks.errors import AuthError
 from tasks.records.schema import USER_ANONYMOUS
 from tasks.settings import Settings
 from tasks.storage.base import ObjectStore

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from tasks.errors import PlumblineError
+from tasks.errors import SpoolError
 from tasks.records.io import table_to_parquet
 from tasks.records.schema import SOURCE_COMMUNITY, to_table
 from tasks.storage.base import ObjectStore
@@ -65,9 +65,6 @@ CREATE INDEX IF NOT EXISTS pending_batch ON pending(batch);
 CREATE INDEX IF NOT EXISTS pending_user ON pending(user_id);
 """
 
-
-class SpoolError(PlumblineError):
-    """The spool could not make a submission durable (disk full, closed, corrupt database)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,10 @@ from typing import TextIO
 import httpx
 
 from deployments.specs import SPECS, TIMEZONE
-from tasks.errors import PlumblineError
+from tasks.errors import UpError
 
 STOP_GRACE_SECONDS = 20.0
 
-
-class UpError(PlumblineError):
-    """The stack could not be brought up (a port in use, a child that exited, a timeout)."""
 
 
 class _Stop(Exception):

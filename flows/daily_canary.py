@@ -14,7 +14,7 @@ from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
 from flows.run_suite import RunSuiteParams, run_suite
-from tasks.errors import PlumblineError
+from tasks.errors import CanaryFailed, PlumblineError
 from tasks.records.schema import SOURCE_SCHEDULED
 from tasks.settings import Settings
 
@@ -41,9 +41,6 @@ class DailyCanaryParams(BaseModel):
         None, ge=1, le=100, description="Samples per case (default: each suite's)."
     )
 
-
-class CanaryFailed(PlumblineError):
-    """One or more canary suites did not complete."""
 
 
 def parse_models(value: object, where: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The few named errors Plumbline raises for configuration and input problems.
+"""Every error Plumbline raises on purpose, in one small tree under ``PlumblineError``.
 
 Failures of an LLM call are data (a row with ``error`` set), not exceptions; these errors are for
 things a person must fix: a bad setting, a bad suite file, a bad request, an unreachable store.
@@ -28,6 +28,27 @@ class StorageError(PlumblineError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         self.key = key
         super().__init__(f"{message} (key: {key})" if key else message)
+
+
+class SpoolError(PlumblineError):
+    """The API's submission spool could not make a submission durable (disk full, closed, corrupt
+    database)."""
+
+
+class AuthError(PlumblineError):
+    """A request's credentials are missing or invalid (the message says which)."""
+
+
+class SubmitError(PlumblineError):
+    """``plumbline submit`` cannot proceed (no results to send, a bad results file)."""
+
+
+class CanaryFailed(PlumblineError):
+    """One or more canary suites did not complete."""
+
+
+class UpError(PlumblineError):
+    """The stack could not be brought up (a port in use, a child that exited, a timeout)."""
 
 
 class SuiteError(PlumblineError):

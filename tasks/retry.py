@@ -1,8 +1,9 @@
-"""Retries for provider calls: which failures are worth another try, and how long to wait.
+"""One retry policy and one ``Retry-After`` parser for every outbound HTTP call.
 
-Exponential backoff with jitter for 5xx, connection errors and timeouts; a 429 (or 503) that
-says ``Retry-After`` waits at least that long. The SDKs' own retries are turned off, so these
-are the only ones and every attempt is counted and paced by our limiter.
+Provider calls, ``plumbline submit`` and the drift webhook all retry with exponential backoff
+(with jitter for provider calls, which fail together and must not come back together) and wait at
+least what a 429 or 503 asks for in ``Retry-After``. For provider calls the SDKs' own retries are
+turned off, so these are the only ones and every attempt is counted and paced by our limiter.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ AUTH_STATUS = frozenset({401, 403})
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``max_attempts`` counts the first try. Delays in seconds."""
+    """``max_attempts`` counts the first try. Delays in seconds.
+
+    The wait after failed attempt *n* is ``base_delay * multiplier ** (n - 1)``, capped at
+    ``max_delay``; with ``jitter`` half of it is random. A ``Retry-After`` answer replaces the
+    backoff: the caller waits what was asked (plus a little spread with ``jitter``), at most
+    ``max_retry_after``. Provider calls treat a longer ask as "down for this call" and give up
+    (``asks_too_much``); the submit client and the webhook wait the cap.
+    """
 
     max_attempts: int = 6
     base_delay: float = 0.5
     max_delay: float = 30.0
-    # A provider asking for a longer wait than this is treated as down for this call.
+    multiplier: float = 2.0
+    jitter: bool = True
     max_retry_after: float = 120.0
 
     def __post_init__(self) -> None:
@@ -37,22 +46,34 @@ class RetryPolicy:
             raise ConfigError(f"max_attempts must be >= 1, got {self.max_attempts}")
         if self.base_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:
             raise ConfigError("retry delays must not be negative")
+        if self.multiplier < 1:
+            raise ConfigError(f"multiplier must be >= 1, got {self.multiplier}")
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Delay after failed attempt ``attempt`` (1-based): half fixed, half random.
+        """Delay after failed attempt ``attempt`` (1-based); with jitter, half fixed, half random.
 
         The fixed half keeps a floor under the wait; the random half spreads many callers that
         failed together so they do not come back together.
         """
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        ceiling = min(self.max_delay, self.base_delay * self.multiplier ** (attempt - 1))
+        if not self.jitter:
+            return ceiling
         return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
     def delay(self, attempt: int, retry_after: float | None,
               rng: random.Random | None = None) -> float:
+        """The wait before the next attempt: the server's ``Retry-After`` if it sent one."""
         if retry_after is not None:
-            # At least what the provider asked for, plus a little spread.
-            return retry_after + (rng or random).uniform(0, min(1.0, 0.1 * retry_after))
+            wait = min(max(retry_after, 0.0), self.max_retry_after)
+            if not self.jitter:
+                return wait
+            # At least what the server asked for, plus a little spread.
+            return wait + (rng or random).uniform(0, min(1.0, 0.1 * wait))
         return self.backoff(attempt, rng)
+
+    def asks_too_much(self, retry_after: float | None) -> bool:
+        """Whether a ``Retry-After`` is longer than this policy will wait."""
+        return (retry_after or 0.0) > self.max_retry_after
 
 
 @dataclass(frozen=True)

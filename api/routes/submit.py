@@ -15,8 +15,9 @@ from api.schemas import (
     SubmitRequest,
     SubmitResponse,
 )
-from api.spool import Outcome, Spool, SpoolEntry, SpoolError
+from api.spool import Outcome, Spool, SpoolEntry
 from api.submissions import HashMismatchError, build_entry
+from tasks.errors import SpoolError
 
 router = APIRouter(tags=["submit"])
 

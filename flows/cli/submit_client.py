@@ -9,13 +9,13 @@ accepted, duplicate or failed: nothing is dropped without being counted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,26 @@ import httpx
 import pyarrow.parquet as pq
 
 from tasks import __version__
-from tasks.errors import PlumblineError
+from tasks.errors import SubmitError
 from tasks.records.io import read_records
 from tasks.records.live import live_keys
 from tasks.records.schema import conform, output_hash
+from tasks.retry import RetryPolicy, parse_retry_after
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import RAW, day_prefix, raw_days
 
 SUBMIT_PATH = "/api/submit"
 RUNNER_VERSION = f"plumbline/{__version__}"
+# Doubling from 1 s without jitter (one client, nobody to spread from); a 429's Retry-After is
+# waited in full up to 5 minutes, the API's own rate-limit window being one minute.
+SUBMIT_RETRY = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=3600.0, jitter=False,
+                           max_retry_after=300.0)
 # Pramana's payload fields; a JSONL line with all of these is sent as it is.
 PAYLOAD_FIELDS = ("model_id", "prompt_id", "output", "score", "assertion_result", "latency_ms",
                   "result_hash", "suite_hash", "suite_version", "temperature", "seed",
                   "runner_version", "timestamp")
-MAX_RETRY_AFTER = 300.0
 _RUN_ID_DAY = re.compile(r"-(\d{8})T\d{6}Z-")
 
-
-class SubmitError(PlumblineError):
-    """The results to submit could not be found or read."""
 
 
 @dataclass
@@ -180,24 +181,6 @@ def payloads(rows: Iterable[Mapping[str, Any]], report: SubmitReport) -> Iterato
 
 # --- posting ------------------------------------------------------------------------------------
 
-def retry_after_seconds(value: str | None, default: float, now: datetime | None = None) -> float:
-    """``Retry-After`` as seconds (delta-seconds or an HTTP date), capped; ``default`` if absent."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return default
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
-
-
 def _is_duplicate(resp: httpx.Response) -> bool:
     if resp.status_code == 409:
         return True
@@ -227,8 +210,7 @@ class Submitter:
     client: httpx.Client
     api_url: str
     token: str | None = None
-    max_attempts: int = 6
-    backoff: float = 1.0
+    retry: RetryPolicy = SUBMIT_RETRY
     sleep: Callable[[float], None] = time.sleep
 
     def post(self, payload: Mapping[str, Any], report: SubmitReport) -> None:
@@ -236,8 +218,9 @@ class Submitter:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         label = f"{payload.get('model_id')} {payload.get('prompt_id')}"
         problem = ""
-        for attempt in range(1, self.max_attempts + 1):
-            delay = self.backoff * 2 ** (attempt - 1)
+        attempts = self.retry.max_attempts
+        for attempt in range(1, attempts + 1):
+            retry_after = None
             try:
                 resp = self.client.post(url, json=payload, headers=headers)
             except httpx.TransportError as exc:
@@ -245,7 +228,7 @@ class Submitter:
             else:
                 if resp.status_code == 429:
                     problem = "HTTP 429 (rate limited)"
-                    delay = retry_after_seconds(resp.headers.get("Retry-After"), delay)
+                    retry_after = parse_retry_after(resp.headers)
                 elif resp.status_code >= 500:
                     problem = f"HTTP {resp.status_code}: {_detail(resp)}"
                 elif _is_duplicate(resp):
@@ -258,10 +241,10 @@ class Submitter:
                     report.failed += 1
                     report.errors.append(f"{label}: HTTP {resp.status_code}: {_detail(resp)}")
                     return
-            if attempt < self.max_attempts:
-                self.sleep(delay)
+            if attempt < attempts:
+                self.sleep(self.retry.delay(attempt, retry_after))
         report.failed += 1
-        report.errors.append(f"{label}: gave up after {self.max_attempts} attempts: {problem}")
+        report.errors.append(f"{label}: gave up after {attempts} attempts: {problem}")
 
 
 def submit(
@@ -279,7 +262,8 @@ def submit(
     own = client is None
     http = client or httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0))
     try:
-        submitter = Submitter(http, api_url, token=token, sleep=sleep, max_attempts=max_attempts)
+        retry = dataclasses.replace(SUBMIT_RETRY, max_attempts=max_attempts)
+        submitter = Submitter(http, api_url, token=token, retry=retry, sleep=sleep)
         for payload in payloads(rows, report):
             submitter.post(payload, report)
             if on_progress is not None:

@@ -170,7 +170,7 @@ class HTTPProvider:
             if failure.auth:
                 self._fatal = f"{failure.message} (check the {self.name} API key)"
             give_up = (not failure.retryable or attempt >= self.retry.max_attempts
-                       or (failure.retry_after or 0) > self.retry.max_retry_after)
+                       or self.retry.asks_too_much(failure.retry_after))
             if give_up:
                 return Completion(None, error=_error_text(failure, attempt),
                                   latency_ms=latency_ms, attempts=attempt)

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from tasks.retry import RetryPolicy, parse_retry_after
+
 DRIFT_EVENT = "plumbline.drift.detected"
 logger = logging.getLogger("plumbline.notify")
 
@@ -54,6 +56,12 @@ def emit_drift_events(
     return sent
 
 
+# 1 s, 4 s, 15 s between four attempts: a receiver that is briefly down gets about 20 s; a
+# Retry-After is honoured up to a minute (the nightly must not hang on a broken webhook).
+WEBHOOK_RETRY = RetryPolicy(max_attempts=4, base_delay=1.0, multiplier=4.0, max_delay=15.0,
+                            jitter=False, max_retry_after=60.0)
+
+
 def _retryable(response: httpx.Response) -> bool:
     return response.status_code == 429 or response.status_code >= 500
 
@@ -63,21 +71,21 @@ def post_webhook(
     payload: dict[str, Any],
     *,
     client: httpx.Client | None = None,
-    attempts: int = 4,
-    backoff_s: Sequence[float] = (1.0, 4.0, 15.0),
+    retry: RetryPolicy = WEBHOOK_RETRY,
     timeout_s: float = 10.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> bool:
     """POST ``payload`` as JSON, retrying timeouts, connection errors, 429 and 5xx.
 
-    Honours ``Retry-After`` (seconds) when the receiver sends one. Returns whether it was
-    delivered; never raises, because a broken webhook must not fail the nightly run.
+    Honours ``Retry-After`` (seconds or an HTTP date) when the receiver sends one. Returns
+    whether it was delivered; never raises, because a broken webhook must not fail the nightly.
     """
     own = client is None
     client = client or httpx.Client(timeout=timeout_s)
     try:
+        attempts = retry.max_attempts
         for attempt in range(1, attempts + 1):
-            delay = backoff_s[min(attempt - 1, len(backoff_s) - 1)] if backoff_s else 0.0
+            retry_after = None
             try:
                 response = client.post(url, json=payload)
             except httpx.HTTPError as exc:
@@ -89,11 +97,9 @@ def post_webhook(
                                response.status_code)
                 if not _retryable(response):
                     break
-                retry_after = response.headers.get("Retry-After", "")
-                if retry_after.isdigit():
-                    delay = min(float(retry_after), 60.0)
+                retry_after = parse_retry_after(response.headers)
             if attempt < attempts:
-                sleep(delay)
+                sleep(retry.delay(attempt, retry_after))
         logger.error("drift webhook %s not delivered after %d attempt(s)", url, attempts)
         return False
     finally:

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
-from api.auth import AuthError, bearer_token, verify_token
+from api.auth import bearer_token, verify_token
+from tasks.errors import AuthError
 from tests.api.conftest import SECRET, USER_A, auth, make_token, pramana_payload
 
 STATS = "/api/user/me/stats"

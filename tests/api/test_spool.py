@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from api.spool import Outcome, Spool, SpoolEntry, SpoolError, SpoolFlusher
-from tasks.errors import StorageError
+from api.spool import Outcome, Spool, SpoolEntry, SpoolFlusher
+from tasks.errors import SpoolError, StorageError
 from tasks.records.io import parquet_to_table
 from tasks.records.schema import SOURCE_COMMUNITY, make_record
 from tasks.storage.local import LocalStore

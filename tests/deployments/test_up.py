@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from deployments.up import Child, Stack, UpError, check_port_free
+from deployments.up import Child, Stack, check_port_free
+from tasks.errors import UpError
 from tests.support.helpers import group_alive
 
 

@@ -77,7 +77,8 @@ def test_tracked_models_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_daily_canary_runs_each_suite_and_reports_a_broken_one(
     prefect_harness: None, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows.daily_canary import CanaryFailed, DailyCanaryParams, daily_canary
+    from flows.daily_canary import DailyCanaryParams, daily_canary
+    from tasks.errors import CanaryFailed
 
     monkeypatch.setenv("PLUMBLINE_TRACKED_MODELS", "fake/stable")
     out = daily_canary(DailyCanaryParams(suites=["smoke"], samples=1))

@@ -23,14 +23,15 @@ from pydantic import BaseModel, ConfigDict
 from flows.cli.app import main
 from flows.cli.submit_client import (
     RUNNER_VERSION,
+    SUBMIT_RETRY,
     SubmitError,
     load_results,
-    retry_after_seconds,
     submit,
     to_payload,
 )
 from tasks.records.io import write_records
 from tasks.records.schema import USER_SCHEDULER, output_hash, to_table
+from tasks.retry import parse_retry_after
 from tasks.storage.local import LocalStore
 from tests.deployments.support import free_port
 from tests.support.helpers import record
@@ -153,13 +154,17 @@ def test_server_errors_are_retried_with_backoff_then_counted_as_failed() -> None
 
 def test_retry_after_accepts_seconds_and_http_dates_and_caps_them() -> None:
     now = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
-    assert retry_after_seconds("7", 1.0) == 7.0
-    assert retry_after_seconds(format_datetime(now + timedelta(seconds=30), usegmt=True), 1.0,
-                               now=now) == 30.0
-    assert retry_after_seconds(None, 1.5) == 1.5
-    assert retry_after_seconds("soon", 1.5) == 1.5
-    assert retry_after_seconds("86400", 1.0) == 300.0
-    assert retry_after_seconds("-3", 1.0) == 0.0
+
+    def wait(value: str | None) -> float:
+        headers = {"retry-after": value} if value is not None else {}
+        return SUBMIT_RETRY.delay(1, parse_retry_after(headers, now=now))
+
+    assert wait("7") == 7.0
+    assert wait(format_datetime(now + timedelta(seconds=30), usegmt=True)) == 30.0
+    assert wait(None) == 1.0  # no Retry-After: the backoff
+    assert wait("soon") == 1.0
+    assert wait("86400") == 300.0  # capped
+    assert wait("-3") == 0.0
 
 
 def test_results_come_from_a_run_id_a_parquet_or_a_jsonl_file(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
-from tasks.summaries.notify import DRIFT_EVENT, notify_drift, post_webhook
+from tasks.summaries.notify import DRIFT_EVENT, WEBHOOK_RETRY, notify_drift, post_webhook
 
 WINDOW = {"as_of": "2026-11-30", "recent_days": 7, "baseline_days": 28}
 MODELS = [
@@ -65,9 +66,17 @@ def test_webhook_retries_server_errors_then_delivers() -> None:
     seen: list[dict[str, Any]] = []
     delays: list[float] = []
     ok = post_webhook("https://hooks.example/drift", {"x": 1}, client=_client([503, 429], seen),
-                      sleep=delays.append, backoff_s=(1.0, 2.0))
+                      sleep=delays.append)
     assert ok and len(seen) == 3
     assert delays == [1.0, 0.0]  # the 429's Retry-After: 0 wins over the backoff
+
+
+def test_webhook_backs_off_1_4_15_seconds_and_caps_retry_after() -> None:
+    delays: list[float] = []
+    ok = post_webhook("https://hooks.example/drift", {"x": 1}, client=_client([503] * 4, []),
+                      sleep=delays.append)
+    assert not ok and delays == [1.0, 4.0, 15.0]
+    assert WEBHOOK_RETRY.delay(1, 3600.0) == 60.0  # a minute at most: the nightly must go on
 
 
 def test_webhook_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
@@ -77,7 +86,7 @@ def test_webhook_failure_is_logged_not_raised(caplog: pytest.LogCaptureFixture) 
     client = httpx.Client(transport=httpx.MockTransport(refuse))
     with caplog.at_level(logging.WARNING, logger="plumbline.notify"):
         ok = post_webhook("https://hooks.example/drift", {"x": 1}, client=client,
-                          attempts=3, sleep=lambda s: None)
+                          retry=replace(WEBHOOK_RETRY, max_attempts=3), sleep=lambda s: None)
     assert ok is False
     assert "not delivered after 3 attempt(s)" in caplog.text
 
