@@ -13,9 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
+from api.flusher import SpoolFlusher
 from api.limits import BodyLimitMiddleware, RateLimitMiddleware
 from api.routes import dashboard, data, drift, health, models, submit, user
-from api.spool import Spool, SpoolFlusher
+from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks import __version__
 from tasks.errors import SpoolError, StorageError

@@ -12,7 +12,8 @@ from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import bearer_token, verify_token
-from api.spool import Spool, SpoolFlusher
+from api.flusher import SpoolFlusher
+from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks.errors import AuthError
 from tasks.records.schema import USER_ANONYMOUS

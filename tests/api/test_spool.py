@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from api.spool import Outcome, Spool, SpoolEntry, SpoolFlusher
+from api.flusher import SpoolFlusher
+from api.spool import Outcome, Spool, SpoolEntry
 from tasks.errors import SpoolError, StorageError
 from tasks.records.io import parquet_to_table
 from tasks.records.schema import SOURCE_COMMUNITY, make_record

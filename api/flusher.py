@@ -1,0 +1,91 @@
+"""The spool's background flusher: moves acknowledged submissions from the spool to the store.
+
+Runs in a thread of the API process; a failing store is retried with backoff while the rows wait
+safely in the spool (``api/spool.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from api.spool import Spool
+from tasks.storage.base import ObjectStore
+
+log = logging.getLogger("api.spool")
+
+
+class SpoolFlusher:
+    """Moves spooled rows to the store when there are ``flush_rows`` of them or the oldest is
+    ``flush_seconds`` old, at start (replaying what a previous process left) and at stop.
+
+    A failing store is retried with backoff (up to a minute); the rows wait in the spool.
+    """
+
+    def __init__(
+        self, spool: Spool, store: ObjectStore, *, flush_rows: int = 5000,
+        flush_seconds: float = 30.0, max_backoff: float = 60.0,
+    ) -> None:
+        self.spool = spool
+        self.store = store
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.max_backoff = max_backoff
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._since_check = 0
+        spool.on_append(self._appended)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
+        self._thread.start()
+
+    def _appended(self) -> None:
+        # Counting group commits, not rows, keeps this O(1); the loop checks the real count.
+        self._since_check += 1
+        if self._since_check >= 64:
+            self._since_check = 0
+            self._wake.set()
+
+    def _due(self) -> bool:
+        if self.spool.pending_count() >= self.flush_rows:
+            return True
+        age = self.spool.oldest_pending_age()
+        return age is not None and age >= self.flush_seconds
+
+    def _run(self) -> None:
+        backoff = 0.0
+        retry_at = 0.0
+        due = self.spool.pending_count() > 0  # replay whatever a previous process left
+        while not self._stop.is_set():
+            if due and time.monotonic() >= retry_at:
+                try:
+                    self.spool.flush(self.store, batch_rows=self.flush_rows)
+                    self.last_error = None
+                    backoff = 0.0
+                except Exception as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    backoff = min(self.max_backoff, max(1.0, backoff * 2))
+                    retry_at = time.monotonic() + backoff
+                    log.warning("spool flush failed (retrying in %.0f s): %s",
+                                backoff, self.last_error)
+            self._wake.wait(min(self.flush_seconds, 1.0))
+            self._wake.clear()
+            due = not self._stop.is_set() and self._due()
+
+    def stop(self, *, final_flush: bool = True) -> None:
+        """Stop the loop and try one last flush; whatever fails stays spooled for next time."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        if final_flush:
+            try:
+                self.spool.flush(self.store, batch_rows=self.flush_rows)
+            except Exception as exc:
+                log.warning("final spool flush failed; %d row(s) stay spooled: %s",
+                            self.spool.pending_count(), exc)
+
