@@ -129,6 +129,8 @@ def read_files(
                 [str(p) for p in paths], schema=_POLARS_SCHEMA, hive_partitioning=False,
                 glob=False, missing_columns="insert", extra_columns="ignore",
             )
+            if run_id is not None:
+                frame = frame.filter(pl.col("run_id") == run_id)  # pushed down into the scan
             if columns:
                 frame = frame.select(list(columns))
             return _conform_columns(frame.collect().to_arrow(), columns)
