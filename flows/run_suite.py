@@ -25,18 +25,11 @@ from pydantic import BaseModel, Field
 from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
 from tasks.records.schema import SOURCE_ON_DEMAND
-from tasks.run.engine import (
-    PROGRESS,
-    RunConfig,
-    final_rows,
-    open_run,
-    plan_shards,
-    provider_options,
-    resolve_config,
-    run_shard,
-    shard_cases,
-    summarize,
-)
+from tasks.run.plan import RunConfig, plan_shards, provider_options, resolve_config, shard_cases
+from tasks.run.progress import PROGRESS
+from tasks.run.shard import run_shard
+from tasks.run.state import final_rows, open_run
+from tasks.run.summary import summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.suites.load import load_suite

@@ -128,8 +128,9 @@ def _print_verdicts(store: Any) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     _quiet_prefect(args.verbose)
+    from flows.cli.progress import TerminalProgress
     from flows.run_suite import RunSuiteParams, run_suite
-    from tasks.run.engine import SUMMARY_COLUMNS, TerminalProgress
+    from tasks.run.summary import SUMMARY_COLUMNS
 
     params = RunSuiteParams(
         suite=args.suite, models=args.models, samples=args.samples,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,11 @@ import httpx
 import pyarrow.parquet as pq
 
 from tasks import __version__
-from tasks.errors import SubmitError
-from tasks.records.io import read_records
-from tasks.records.live import live_keys
+from tasks.errors import ConfigError, SubmitError
 from tasks.records.schema import conform, output_hash
 from tasks.retry import RetryPolicy, parse_retry_after
+from tasks.run.state import read_manifest, read_run_rows, run_days
 from tasks.storage.base import ObjectStore
-from tasks.storage.layout import RAW, day_prefix, raw_days
 
 SUBMIT_PATH = "/api/submit"
 RUNNER_VERSION = f"plumbline/{__version__}"
@@ -41,7 +38,6 @@ SUBMIT_RETRY = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=3600.0, jit
 PAYLOAD_FIELDS = ("model_id", "prompt_id", "output", "score", "assertion_result", "latency_ms",
                   "result_hash", "suite_hash", "suite_version", "temperature", "seed",
                   "runner_version", "timestamp")
-_RUN_ID_DAY = re.compile(r"-(\d{8})T\d{6}Z-")
 
 
 
@@ -67,23 +63,28 @@ def _records_from_table(table: Any) -> list[dict[str, Any]]:
 
 
 def records_for_run(store: ObjectStore, run_id: str) -> list[dict[str, Any]]:
-    """Every stored row of ``run_id``. Looks at the day in the run id first, then everywhere."""
-    days: list[date] = []
-    m = _RUN_ID_DAY.search(run_id)
-    if m:
-        d = datetime.strptime(m[1], "%Y%m%d").date()
-        days = [d, d + timedelta(days=1)]  # a run that started before midnight ends after it
-    for scope in (days, None):
-        if scope == []:
-            continue
-        if scope is None:
-            scope = raw_days([o.key for o in store.list(RAW + "/")])
-        keys = [k for d in scope for k in live_keys(store, day_prefix(d))]
-        table = read_records(store, keys)
-        rows = [r for r in _records_from_table(table) if r["run_id"] == run_id]
-        if rows:
-            return rows
-    raise SubmitError(f"no rows of run {run_id!r} in {store.describe()}")
+    """Every stored row of ``run_id``, found through the state the runner keeps for it.
+
+    The run's manifest names its user partition and its day markers the days it wrote to; each
+    day is read with ``read_live``, so a compaction running meanwhile neither hides nor doubles
+    a row.
+    """
+    try:
+        manifest = read_manifest(store, run_id)
+    except ConfigError as exc:  # not a run id the runner accepts, so no run has it
+        raise SubmitError(f"no rows of run {run_id!r}: {exc}") from exc
+    if manifest is None:
+        raise SubmitError(
+            f"no rows of run {run_id!r} in {store.describe()}: no run of that id started "
+            "there (it has no run state); submit a .parquet or .jsonl file of its rows instead"
+        )
+    user_id = manifest.get("user_id")
+    if not isinstance(user_id, str):
+        raise SubmitError(f"run {run_id!r}: its manifest names no user_id")
+    rows = read_run_rows(store, run_id, user_id, run_days(store, run_id)).to_pylist()
+    if not rows:
+        raise SubmitError(f"no rows of run {run_id!r} in {store.describe()}")
+    return rows
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

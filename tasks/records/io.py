@@ -87,10 +87,16 @@ def write_records(
     return keys
 
 
-def _read_one(store: ObjectStore, key: str, columns: Sequence[str] | None) -> pa.Table:
+def _read_one(
+    store: ObjectStore, key: str, columns: Sequence[str] | None, run_id: str | None = None
+) -> pa.Table:
     data = store.get(key)
     try:
-        table = conform(parquet_to_table(data))
+        if run_id is None:
+            table = conform(parquet_to_table(data))
+        else:
+            # read_table's filter skips row groups whose statistics rule the run out.
+            table = conform(pq.read_table(io.BytesIO(data), filters=[("run_id", "==", run_id)]))
     except (pa.ArrowInvalid, ValueError) as exc:
         raise StorageError(f"not a readable record file: {exc}", key=key) from exc
     return table.select(list(columns)) if columns else table
@@ -105,9 +111,12 @@ def _conform_columns(table: pa.Table, columns: Sequence[str] | None) -> pa.Table
 
 
 def read_files(
-    store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None = None
+    store: ObjectStore, keys: Sequence[str], columns: Sequence[str] | None = None,
+    *, run_id: str | None = None,
 ) -> pa.Table:
     """Read exactly these raw files into one table; raises ``KeyError`` if one is missing.
+
+    ``run_id`` keeps only that run's rows, filtered while each file is read.
 
     On a store with local paths, many files are read in one multi-threaded Polars scan (about
     20x faster than file by file for a day of one-row files); otherwise, or if the scan fails,
@@ -120,6 +129,8 @@ def read_files(
                 [str(p) for p in paths], schema=_POLARS_SCHEMA, hive_partitioning=False,
                 glob=False, missing_columns="insert", extra_columns="ignore",
             )
+            if run_id is not None:
+                frame = frame.filter(pl.col("run_id") == run_id)  # pushed down into the scan
             if columns:
                 frame = frame.select(list(columns))
             return _conform_columns(frame.collect().to_arrow(), columns)
@@ -127,7 +138,7 @@ def read_files(
             raise KeyError(str(exc)) from None
         except (pl.exceptions.PolarsError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # e.g. a file of another schema: the file-by-file path conforms or names it
-    tables = [_read_one(store, key, columns) for key in keys]
+    tables = [_read_one(store, key, columns, run_id) for key in keys]
     return pa.concat_tables(tables) if tables else empty_table(columns)
 
 

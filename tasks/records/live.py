@@ -80,9 +80,12 @@ def live_keys(store: ObjectStore, prefix: str) -> list[str]:
 
 
 def read_live(
-    store: ObjectStore, prefix: str, columns: Sequence[str] | None = None
+    store: ObjectStore, prefix: str, columns: Sequence[str] | None = None,
+    *, run_id: str | None = None,
 ) -> pa.Table:
     """Every row under a raw ``prefix`` exactly once, even while a compaction is running.
+
+    ``run_id`` keeps only that run's rows (a resume, a submit), filtered while each file is read.
 
     Reads the live files (``live_keys``), then lists again: if a file it read
     is gone or a new compacted file appeared (a compaction committed meanwhile, and a listing
@@ -98,7 +101,7 @@ def read_live(
             time.sleep(_READ_PAUSE_S * attempt)
         keys = live_keys(store, prefix)
         try:
-            table = read_files(store, keys, want)
+            table = read_files(store, keys, want, run_id=run_id)
         except KeyError:
             continue  # merged away since listed
         after = set(live_keys(store, prefix))

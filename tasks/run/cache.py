@@ -18,8 +18,8 @@ from typing import Any
 from tasks.errors import StorageError
 from tasks.providers.base import Completion, CompletionRequest
 from tasks.storage.base import ObjectStore
+from tasks.storage.layout import response_cache_key
 
-CACHE_PREFIX = "cache/responses"
 # Bump when the key's ingredients change, so old entries are simply never found.
 CACHE_VERSION = 1
 
@@ -41,7 +41,7 @@ def cache_key(model_id: str, request: CompletionRequest) -> str:
         material["as_of"] = request.as_of.date().isoformat()
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()
-    return f"{CACHE_PREFIX}/{digest[:2]}/{digest}.json"
+    return response_cache_key(digest)
 
 
 class ResponseCache:

@@ -6,6 +6,7 @@ import re
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
+from tasks.errors import ConfigError
 from tasks.records.schema import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
 from tasks.storage.base import ObjectStore, child_folders
 
@@ -14,10 +15,14 @@ SUMMARIES = "summaries"
 DAILY = f"{SUMMARIES}/daily"
 LATEST = f"{SUMMARIES}/latest"
 STATE = "state"
+RUNS = f"{STATE}/runs"
+RESPONSE_CACHE = "cache/responses"
 
 # A user id is 16 lowercase hex (the seed's NextAuth id) or one of the two service users: it is
 # used as a path segment, so nothing else is allowed through.
 _USER_RE = re.compile(r"^(?:[0-9a-f]{16}|anonymous|scheduler)$")
+# A run id becomes an object key segment: nothing that could leave its folder.
+_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,159}$")
 _RAW_DAY_RE = re.compile(r"^raw/year=(\d{4})/month=(\d{2})/day=(\d{2})/")
 _RAW_USER_RE = re.compile(r"^raw/year=\d{4}/month=\d{2}/day=\d{2}/user=([^/]+)/")
 
@@ -30,6 +35,16 @@ def check_user_id(user_id: str) -> str:
             f"{USER_ANONYMOUS!r} or {USER_SCHEDULER!r}"
         )
     return user_id
+
+
+def check_run_id(run_id: str) -> str:
+    """Return ``run_id`` if it can name a run's state folder, else raise ``ConfigError``."""
+    if not _RUN_ID_RE.match(run_id):
+        raise ConfigError(
+            f"invalid run_id {run_id!r}: use letters, digits and . _ : @ + - "
+            "(up to 160 characters, starting with a letter or digit)"
+        )
+    return run_id
 
 
 def year_prefix(year: int) -> str:
@@ -69,6 +84,30 @@ def dirty_marker_key(day: date) -> str:
     """An empty object whose presence says "re-aggregate this day" (written by GDPR operations,
     consumed and deleted by the nightly aggregation)."""
     return f"{STATE}/dirty/{day.isoformat()}"
+
+
+def run_state_prefix(run_id: str) -> str:
+    """``state/runs/{run_id}/``: what a run keeps so that it can be resumed and found again."""
+    return f"{RUNS}/{check_run_id(run_id)}/"
+
+
+def run_manifest_key(run_id: str) -> str:
+    """The run's parameters, written when it starts and checked when it resumes."""
+    return f"{run_state_prefix(run_id)}manifest.json"
+
+
+def run_days_prefix(run_id: str) -> str:
+    return f"{run_state_prefix(run_id)}days/"
+
+
+def run_day_marker_key(run_id: str, day: date) -> str:
+    """An empty object saying "this run has rows in this day's partition"."""
+    return f"{run_days_prefix(run_id)}{day.isoformat()}"
+
+
+def response_cache_key(digest: str) -> str:
+    """A cached response's key, from the hex digest of the call (``tasks.run.cache``)."""
+    return f"{RESPONSE_CACHE}/{digest[:2]}/{digest}.json"
 
 
 def model_slug(model_id: str) -> str:

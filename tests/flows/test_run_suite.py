@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 
 from flows.run_suite import RunSuiteParams, run_suite
 from tasks.errors import ProviderConfigError
-from tasks.run.engine import PROGRESS
+from tasks.run.progress import PROGRESS
 from tests.support.helpers import write_suite
 from tests.support.stub_server import StubLLMServer
 

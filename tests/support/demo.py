@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from tasks.providers.fake import FakeProvider, default_drift_date
 from tasks.providers.registry import ProviderRegistry
-from tasks.run.engine import resolve_config, run_shard
+from tasks.run.plan import resolve_config
+from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
 from tasks.suites.load import load_suite
 

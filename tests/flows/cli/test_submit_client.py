@@ -26,14 +26,22 @@ from flows.cli.submit_client import (
     SUBMIT_RETRY,
     SubmitError,
     load_results,
+    records_for_run,
     submit,
     to_payload,
 )
+from tasks.records.compaction import compact_day
 from tasks.records.io import write_records
 from tasks.records.schema import USER_SCHEDULER, output_hash, to_table
 from tasks.retry import parse_retry_after
+from tasks.run.plan import resolve_config
+from tasks.run.shard import run_shard
+from tasks.run.state import mark_day, open_run
+from tasks.storage.layout import day_prefix
 from tasks.storage.local import LocalStore
+from tasks.suites.load import load_suite
 from tests.deployments.support import free_port
+from tests.support.faults import Interrupting
 from tests.support.helpers import record
 
 RUN_ID = "smoke-20261101T060000Z-abc123"
@@ -87,6 +95,17 @@ def receiver(throttle_first: int = 0, retry_after: str = "2") -> tuple[FastAPI, 
         return JSONResponse({"status": "accepted"}, 201)
 
     return app, state
+
+
+def store_run(store: LocalStore, rows: list[dict[str, Any]]) -> None:
+    """Rows as the runner leaves them: each run opened (its manifest), a day marker, the rows."""
+    suite = load_suite("smoke")
+    for run_id in sorted({r["run_id"] for r in rows}):
+        mine = [r for r in rows if r["run_id"] == run_id]
+        open_run(store, suite, resolve_config(suite, run_id=run_id, source="scheduled"))
+        for day in {r["timestamp"].date() for r in mine}:
+            mark_day(store, run_id, day)
+        write_records(store, mine, user_id=USER_SCHEDULER, source="scheduled")
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -171,10 +190,10 @@ def test_results_come_from_a_run_id_a_parquet_or_a_jsonl_file(tmp_path: Path) ->
     store = LocalStore(tmp_path / "data")
     rows = _rows()
     other = record(prompt_id="c9", output="x", run_id="other-run")
-    write_records(store, [*rows, other], user_id=USER_SCHEDULER, source="scheduled")
+    store_run(store, [*rows, other])
     got = load_results(RUN_ID, store)
     assert sorted(r["prompt_id"] for r in got) == ["c1", "c1", "c2", "c3"]
-    # A custom run id (no date in it) is found by looking everywhere.
+    # A custom run id (no date in it) is found the same way: through its run state.
     assert [r["prompt_id"] for r in load_results("other-run", store)] == ["c9"]
     with pytest.raises(SubmitError, match="no rows of run 'nope'"):
         load_results("nope", store)
@@ -200,6 +219,38 @@ def test_results_come_from_a_run_id_a_parquet_or_a_jsonl_file(tmp_path: Path) ->
         to_payload({**bad, "_line": 3})
 
 
+def test_a_run_is_found_through_its_state_once_even_while_its_day_is_compacted(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path / "data")
+    suite = load_suite("smoke")
+    as_of = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
+    config = resolve_config(suite, run_id="submit-me", samples=2, as_of=as_of)
+    open_run(store, suite, config)
+    for model in ("fake/stable", "fake/drifting"):
+        run_shard(suite, model, suite.cases, config, store, flush_rows=3)  # many small files
+    # Another run in the same partition: its rows are not this run's.
+    neighbour = resolve_config(suite, run_id="neighbour", samples=1, as_of=as_of)
+    open_run(store, suite, neighbour)
+    run_shard(suite, "fake/stable", suite.cases, neighbour, store)
+
+    def compact() -> None:
+        compact_day(store, as_of.date())
+
+    # Ops 0-1 read the run's state, op 2 lists the day's files; the compaction merges them
+    # away just after that listing, before they are read.
+    racing = Interrupting(store, 2, compact, after=True)
+    rows = records_for_run(racing, "submit-me")  # type: ignore[arg-type]
+    assert any("compacted_" in o.key for o in store.list(day_prefix(as_of.date())))
+    assert len(rows) == 2 * len(suite.cases) * 2
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert {r["run_id"] for r in rows} == {"submit-me"}
+    assert {(r["model_id"], r["prompt_id"], r["sample_idx"]) for r in rows} == {
+        (m, c.id, s) for m in ("fake/stable", "fake/drifting") for c in suite.cases
+        for s in range(2)
+    }
+
+
 @pytest.fixture
 def live_receiver() -> Iterator[tuple[str, dict[str, Any]]]:
     app, state = receiver(throttle_first=1, retry_after="0")
@@ -223,7 +274,7 @@ def test_cli_submits_a_stored_run_to_a_live_api(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, state = live_receiver
-    write_records(LocalStore(data_dir), _rows(), user_id=USER_SCHEDULER, source="scheduled")
+    store_run(LocalStore(data_dir), _rows())
     assert main(["submit", RUN_ID, "--api-url", url, "--token", "t0k"]) == 0
     out = capsys.readouterr().out
     assert "accepted 2, duplicate 1, failed 0, skipped 1" in out

@@ -20,7 +20,8 @@ from tasks.providers.anthropic_provider import AnthropicProvider, anthropic_fact
 from tasks.providers.base import CompletionRequest
 from tasks.providers.registry import ProviderRegistry
 from tasks.retry import RetryPolicy
-from tasks.run.engine import resolve_config, run_shard
+from tasks.run.plan import resolve_config
+from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
 from tasks.suites.load import load_suite
 from tests.support.helpers import write_suite

@@ -132,6 +132,27 @@ def test_read_live_gives_up_clearly_if_files_keep_vanishing(tmp_path: Path) -> N
         read_live(store, day_prefix(DAYS[3]))
 
 
+class _Remote(LocalStore):
+    """A store without local paths: reads go file by file, as on B2."""
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+@pytest.mark.parametrize("kind", [LocalStore, _Remote])
+def test_read_live_can_keep_one_runs_rows(tmp_path: Path, kind: type[LocalStore]) -> None:
+    store = kind(tmp_path / "data")
+    rows = [record(prompt_id=f"p{i}", run_id="mine" if i % 2 else "other") for i in range(6)]
+    for part in (rows[:3], rows[3:]):
+        write_records(store, part, user_id=USER_SCHEDULER, source=SOURCE_SCHEDULED)
+    table = read_live(store, day_prefix(DAYS[3]), run_id="mine")
+    assert sorted(table.column("prompt_id").to_pylist()) == ["p1", "p3", "p5"]
+    assert table.schema == to_table(rows).schema
+    narrow = read_live(store, day_prefix(DAYS[3]), ["prompt_id"], run_id="mine")
+    assert narrow.column_names == ["prompt_id"] and narrow.num_rows == 3
+    assert read_live(store, day_prefix(DAYS[3]), run_id="nobody").num_rows == 0
+
+
 def test_unreadable_file_is_an_error_naming_it(store: LocalStore) -> None:
     store.put(day_prefix(DAYS[3]) + "user=scheduler/broken.parquet", b"not parquet at all")
     with pytest.raises(StorageError, match=r"not a readable record file.*broken\.parquet"):

@@ -9,7 +9,8 @@ from typing import Any
 from tasks.providers.base import CompletionRequest
 from tasks.retry import RetryPolicy
 from tasks.run.cache import cache_key
-from tasks.run.engine import resolve_config, run_shard
+from tasks.run.plan import resolve_config
+from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
 from tasks.suites.load import load_suite
 from tasks.suites.model import Suite

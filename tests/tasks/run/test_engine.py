@@ -10,16 +10,10 @@ import pytest
 
 from tasks.errors import ConfigError
 from tasks.retry import RetryPolicy
-from tasks.run.engine import (
-    final_rows,
-    open_run,
-    plan_shards,
-    read_run_rows,
-    resolve_config,
-    run_days,
-    run_shard,
-    summarize,
-)
+from tasks.run.plan import plan_shards, resolve_config
+from tasks.run.shard import run_shard
+from tasks.run.state import final_rows, open_run, read_run_rows, run_days
+from tasks.run.summary import summarize
 from tasks.storage.local import LocalStore
 from tasks.suites.load import load_suite
 from tasks.suites.model import Suite
@@ -122,7 +116,7 @@ def test_plan_skips_completed_cells_and_whole_shards() -> None:
 
     cases = [Case(id=f"c{i}", input="x", assertion={"type": "contains"}, ideal="x")
              for i in range(4)]
-    from tasks.run.engine import RunConfig
+    from tasks.run.plan import RunConfig
 
     config = RunConfig(run_id="r", samples=2, temperature=0, max_tokens=8, seed=None)
     done = {("m/a", "c0", 0), ("m/a", "c0", 1), ("m/a", "c1", 0), ("m/a", "c1", 1),

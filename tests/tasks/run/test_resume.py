@@ -15,14 +15,9 @@ from typing import Any
 
 from tasks.records.compaction import compact_day
 from tasks.retry import RetryPolicy
-from tasks.run.engine import (
-    open_run,
-    plan_shards,
-    read_run_rows,
-    resolve_config,
-    run_days,
-    run_shard,
-)
+from tasks.run.plan import plan_shards, resolve_config
+from tasks.run.shard import run_shard
+from tasks.run.state import open_run, read_run_rows, run_days
 from tasks.storage.local import LocalStore
 from tasks.suites.load import load_suite
 from tasks.suites.model import Suite
@@ -38,7 +33,9 @@ RUN_ID = "resume-me"
 RUN_SCRIPT = """
 import sys
 from tasks.retry import RetryPolicy
-from tasks.run.engine import open_run, plan_shards, resolve_config, run_shard
+from tasks.run.plan import plan_shards, resolve_config
+from tasks.run.shard import run_shard
+from tasks.run.state import open_run
 from tasks.storage.local import LocalStore
 from tasks.suites.load import load_suite
 

@@ -17,7 +17,8 @@ import pytest
 
 from tasks.errors import SuiteError
 from tasks.providers.registry import ProviderRegistry
-from tasks.run.engine import resolve_config, run_cells
+from tasks.run.cells import run_cells
+from tasks.run.plan import resolve_config
 from tasks.scorers import get_scorer, registered, score
 from tasks.scorers.semantic import embeddings_available
 from tasks.suites.load import SHIPPED_SUITES_DIR, list_suites, load_suite

@@ -1,0 +1,127 @@
+"""What a run is before it calls anything: its resolved parameters, and its shards of work.
+
+``flows/run_suite.py`` maps one task over each (model × shard) this plans, never one per call.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tasks.providers.base import split_model_id
+from tasks.providers.pricing import load_pricing
+from tasks.records.schema import SOURCE_ON_DEMAND, USER_SCHEDULER
+from tasks.retry import RetryPolicy
+from tasks.storage.layout import check_run_id
+from tasks.suites.model import Case, Suite
+
+DEFAULT_CONCURRENCY = 16
+
+Cell = tuple[str, str, int]
+"""(model_id, prompt_id, sample_idx): the unit a run must complete exactly once."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Resolved parameters of one run (the suite's defaults already applied)."""
+
+    run_id: str
+    samples: int
+    temperature: float
+    max_tokens: int
+    seed: int | None
+    system_prompt: str | None = None
+    source: str = SOURCE_ON_DEMAND
+    user_id: str = USER_SCHEDULER
+    as_of: datetime | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    use_cache: bool = False
+
+
+def new_run_id(suite: str, now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", suite).strip("-.") or "run"
+    return f"{name}-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def resolve_config(suite: Suite, **overrides: Any) -> RunConfig:
+    """Run parameters: explicit values win, then the suite's defaults."""
+    d = suite.defaults
+    pick = {k: v for k, v in overrides.items() if v is not None}
+    run_id = pick.pop("run_id", None) or new_run_id(suite.name, pick.get("as_of"))
+    return RunConfig(
+        run_id=check_run_id(run_id),
+        samples=pick.pop("samples", d.samples),
+        temperature=pick.pop("temperature", d.temperature),
+        max_tokens=pick.pop("max_tokens", d.max_tokens),
+        seed=pick.pop("seed", d.seed),
+        system_prompt=pick.pop("system_prompt", d.system_prompt),
+        **pick,
+    )
+
+
+def shard_cases(cases: Sequence[Case], shard_size: int) -> list[list[Case]]:
+    return [list(cases[i:i + shard_size]) for i in range(0, len(cases), shard_size)]
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One (model × shard) with the cells it still has to call."""
+
+    model_id: str
+    index: int
+    cases: list[Case]
+    skip: frozenset[tuple[str, int]]
+    todo: int
+
+
+def plan_shards(
+    cases: Sequence[Case], model_ids: Sequence[str], config: RunConfig, shard_size: int,
+    completed: Collection[Cell] = frozenset(),
+) -> list[ShardPlan]:
+    """The shards that still have work, each knowing which of its cells are already done."""
+    plan = []
+    for model_id in model_ids:
+        for i, shard in enumerate(shard_cases(cases, shard_size)):
+            cells = [(c.id, s) for c in shard for s in range(config.samples)]
+            skip = frozenset(c for c in cells if (model_id, *c) in completed)
+            if len(skip) < len(cells):
+                plan.append(ShardPlan(model_id, i, shard, skip, len(cells) - len(skip)))
+    return plan
+
+
+def provider_options(
+    model_ids: Iterable[str],
+    *,
+    limits: dict[str, dict[str, float]] | None = None,
+    timeout: float | None = None,
+    max_attempts: int | None = None,
+    pricing_file: Path | None = None,
+    rpm: float | None = None,
+    tpm: float | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Factory options for the real-API providers the models use, from settings and overrides.
+
+    ``rpm``/``tpm`` (one run's override) apply to every provider of the run. The offline
+    ``fake`` provider takes none of these.
+    """
+    options: dict[str, dict[str, Any]] = {}
+    pricing = load_pricing(pricing_file)
+    for prefix in sorted({split_model_id(m)[0] for m in model_ids} - {"fake"}):
+        lim = dict((limits or {}).get(prefix, {}))
+        if rpm is not None:
+            lim["rpm"] = rpm
+        if tpm is not None:
+            lim["tpm"] = tpm
+        opts: dict[str, Any] = {"limits": lim, "pricing": pricing}
+        if timeout is not None:
+            opts["timeout"] = timeout
+        if max_attempts is not None:
+            opts["retry"] = RetryPolicy(max_attempts=max_attempts)
+        options[prefix] = opts
+    return options

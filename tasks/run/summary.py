@@ -1,0 +1,44 @@
+"""The result of a run as a person reads it: one line per model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+SUMMARY_COLUMNS = ("model_id", "cases", "rows", "pass_rate", "errors", "input_tokens",
+                   "output_tokens", "cost_usd", "latency_p50_ms", "latency_p95_ms")
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model: cases, rows, pass rate, errors, tokens, cost, p50/p95 latency."""
+    if not records:
+        return []
+    df = pl.DataFrame(
+        {k: [r[k] for r in records] for k in (
+            "model_id", "prompt_id", "passed", "error", "input_tokens", "output_tokens",
+            "cost_usd", "latency_ms")},
+        schema_overrides={"cost_usd": pl.Float64, "latency_ms": pl.Float64,
+                          "input_tokens": pl.Int64, "output_tokens": pl.Int64,
+                          "passed": pl.Boolean, "error": pl.String},
+    )
+    out = (
+        df.group_by("model_id")
+        .agg(
+            cases=pl.col("prompt_id").n_unique(),
+            rows=pl.len(),
+            pass_rate=pl.col("passed").cast(pl.Float64).mean(),
+            errors=pl.col("error").is_not_null().sum(),
+            input_tokens=pl.col("input_tokens").sum(),
+            output_tokens=pl.col("output_tokens").sum(),
+            # Unknown prices stay unknown: a sum with any answered call's cost null is null, not
+            # an undercount. Failed calls are not billed and do not make the total unknown.
+            cost_usd=pl.when((pl.col("cost_usd").is_null() & pl.col("error").is_null()).any())
+            .then(None).otherwise(pl.col("cost_usd").sum()),
+            latency_p50_ms=pl.col("latency_ms").quantile(0.5, "linear"),
+            latency_p95_ms=pl.col("latency_ms").quantile(0.95, "linear"),
+        )
+        .sort("model_id")
+    )
+    return out.select(SUMMARY_COLUMNS).to_dicts()
