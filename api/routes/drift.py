@@ -9,20 +9,21 @@ from api.deps import IfNoneMatch, SummariesDep
 from api.schemas import ErrorResponse
 from api.summaries import summary_response
 from tasks.storage.layout import latest_key
+from tasks.summaries.payloads import DRIFT, DriftPayload
 
 router = APIRouter(tags=["drift"])
 
-DRIFT = "drift.json"
 
-
+# The stored bytes are served as they are; the response model only documents them.
 @router.get(
     "/api/drift",
-    responses={200: {"content": {"application/json": {}}},
+    response_model=DriftPayload,
+    responses={200: {"description": "The nightly flow's `drift.json`."},
                304: {"description": "Not modified (If-None-Match matched the ETag)."},
                404: {"model": ErrorResponse, "description": "Not materialized yet."}},
 )
 async def drift(summaries: SummariesDep, if_none_match: IfNoneMatch = None) -> Response:
-    """Per-model drift verdicts of the last nightly run."""
+    """Every drift test of the last nightly run, with its window and thresholds."""
     try:
         summary = await summaries.get(latest_key(DRIFT))
     except KeyError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
@@ -11,7 +9,7 @@ from api.deps import FlusherDep, SpoolDep, StoreDep
 from api.schemas import HealthResponse
 from tasks import __version__
 from tasks.storage.layout import latest_key
-from tasks.summaries.publish import NIGHTLY_STATUS
+from tasks.summaries.payloads import NIGHTLY_STATUS, NightlyStatus, parse_summary
 
 router = APIRouter(tags=["health"])
 
@@ -26,11 +24,13 @@ def health(store: StoreDep, spool: SpoolDep, flusher: FlusherDep) -> JSONRespons
         pending_submissions=spool.pending_count(), flush_error=flusher.last_error,
     )
     status = 200
+    key = latest_key(NIGHTLY_STATUS)
     try:
-        body.last_nightly = json.loads(store.get(latest_key(NIGHTLY_STATUS))).get("finished_at")
+        nightly = parse_summary(NightlyStatus, store.get(key), key)
+        body.last_nightly = nightly.finished_at.isoformat()
     except KeyError:
         pass  # no nightly run yet: healthy, just empty
-    except Exception as exc:  # the store itself is unreachable
+    except Exception as exc:  # the store itself is unreachable (or nightly.json is unreadable)
         body.status, body.storage = "degraded", f"error: {type(exc).__name__}: {exc}"
         status = 503
     return JSONResponse(body.model_dump(mode="json"), status_code=status)

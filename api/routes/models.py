@@ -11,18 +11,22 @@ from api.deps import IfNoneMatch, SummariesDep
 from api.schemas import MAX_ID_CHARS, ErrorResponse
 from api.summaries import summary_response
 from tasks.storage.layout import history_key, latest_key
+from tasks.summaries.payloads import MODELS, HistoryPayload, ModelsPayload
 
 router = APIRouter(tags=["models"])
 
-MODELS = "models.json"
+# The routes serve the stored bytes as they are; their response models only document them.
 _READ_RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"content": {"application/json": {}}},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
     404: {"model": ErrorResponse, "description": "Not materialized yet."},
 }
 
 
-@router.get("/api/models", responses=_READ_RESPONSES)
+@router.get(
+    "/api/models",
+    response_model=ModelsPayload,
+    responses={**_READ_RESPONSES, 200: {"description": "The nightly flow's `models.json`."}},
+)
 async def models(summaries: SummariesDep, if_none_match: IfNoneMatch = None) -> Response:
     """Every tracked model with its latest figures, as materialized by the nightly flow."""
     try:
@@ -36,7 +40,10 @@ async def models(summaries: SummariesDep, if_none_match: IfNoneMatch = None) -> 
 
 @router.get(
     "/api/models/{model_id:path}/history",
-    responses={**_READ_RESPONSES, 422: {"model": ErrorResponse, "description": "Bad model id."}},
+    response_model=HistoryPayload,
+    responses={**_READ_RESPONSES,
+               200: {"description": "The nightly flow's `history/{slug}.json` of this model."},
+               422: {"model": ErrorResponse, "description": "Bad model id."}},
 )
 async def history(
     model_id: Annotated[str, Path(max_length=MAX_ID_CHARS, examples=["openai/gpt-4o"])],

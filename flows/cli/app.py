@@ -106,21 +106,24 @@ def _first_reason(reasons: list[str], width: int = 72) -> str:
 def _print_verdicts(store: Any) -> None:
     """The night's answer to "did my model change?", one line per model."""
     from tasks.storage.layout import latest_key
-    from tasks.summaries.publish import MODELS
+    from tasks.summaries.payloads import MODELS, ModelsPayload, parse_summary
 
+    key = latest_key(MODELS)
     try:
-        payload = json.loads(store.get(latest_key(MODELS)))
+        data = store.get(key)
     except KeyError:
         return
-    models, window = payload["models"], payload.get("window", {})
+    # A file that does not match the model stops with its name and the bad field (a
+    # PlumblineError, which main() prints), never with a KeyError from deep in this table.
+    payload = parse_summary(ModelsPayload, data, str(store.local_path(key) or key))
+    window = payload.window
     rows = [
-        {"model": m["model_id"], "verdict": m["verdict"],
-         "pass_now": m.get("pass_rate_recent"), "pass_before": m.get("pass_rate_baseline"),
-         "why": _first_reason(m.get("reasons") or [])}
-        for m in models
+        {"model": m.model_id, "verdict": m.verdict, "pass_now": m.pass_rate_recent,
+         "pass_before": m.pass_rate_baseline, "why": _first_reason(m.reasons)}
+        for m in payload.models
     ]
-    print(f"Verdicts (last {window.get('recent_days', '?')} days vs the "
-          f"{window.get('baseline_days', '?')} before, as of {window.get('as_of', '?')}):")
+    print(f"Verdicts (last {window.recent_days} days vs the {window.baseline_days} before, "
+          f"as of {window.as_of}):")
     _print_table(rows, ["model", "verdict", "pass_now", "pass_before", "why"])
 
 

@@ -2,8 +2,8 @@
 
 ``chart.json`` (the seed's chart), ``models.json`` (a verdict per model), ``drift.json`` (every
 test of the night), ``history/{slug}.json`` (one model's days) and ``nightly.json`` (when the
-nightly run finished). Every file is written atomically by the store, so a reader sees last
-night's file or tonight's, never half of one.
+nightly run finished), each the JSON of its model in ``tasks.summaries.payloads``. Every file is
+written atomically by the store, so a reader sees last night's file or tonight's, never half of one.
 """
 
 from __future__ import annotations
@@ -14,15 +14,28 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
+from pydantic import BaseModel
 
 from tasks.drift.engine import DriftReport, daily_consistency
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import LATEST, history_key, latest_key
+from tasks.summaries.payloads import (
+    CHART,
+    DRIFT,
+    MODELS,
+    NIGHTLY_STATUS,
+    ChartPayload,
+    DriftPayload,
+    DriftSettings,
+    DriftTest,
+    DriftWindow,
+    HistoryDay,
+    HistoryPayload,
+    ModelsPayload,
+    ModelSummary,
+    NightlyStatus,
+)
 
-CHART = "chart.json"
-MODELS = "models.json"
-DRIFT = "drift.json"
-NIGHTLY_STATUS = "nightly.json"
 HISTORY_PREFIX = f"{LATEST}/history/"
 logger = logging.getLogger("plumbline.publish")
 
@@ -32,16 +45,22 @@ HISTORY_COLUMNS = ["date", "model_id", "suite", "prompt_id", "rows", "scored", "
                    "score_values", "latency_values", "output_len_values", "distinct_outputs",
                    "cost_usd", "output_hashes"]
 
-DRIFT_TEST_FIELDS = ["model_id", "suite", "prompt_id", "level", "metric", "test", "statistic",
-                     "p_value", "p_adjusted", "effect_size", "effect_measure", "min_effect",
-                     "n_recent", "n_baseline", "recent_value", "baseline_value", "ci_recent",
-                     "consistency_band", "bh_weight", "significant"]
+# drift.json's test columns, in the order of the model's fields (the frame is serialised by
+# Polars, not by the model).
+DRIFT_TEST_FIELDS = list(DriftTest.model_fields)
 
 
-def chart_payload(daily: pl.DataFrame) -> dict[str, Any]:
+def dump_json(payload: BaseModel | Any) -> bytes:
+    """Compact JSON of a payload model (or a plain value), as every summary file is written."""
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json")
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+
+def chart_payload(daily: pl.DataFrame) -> ChartPayload:
     """The seed's chart: ``{data: [{date, <model_id>: count}], models, total_submissions}``."""
     if daily.is_empty():
-        return {"data": [], "models": [], "total_submissions": 0}
+        return ChartPayload(data=[], models=[], total_submissions=0)
     per_day = (
         daily.group_by("date", "model_id").agg(pl.col("rows").sum())
         .sort("date", "model_id")
@@ -51,16 +70,16 @@ def chart_payload(daily: pl.DataFrame) -> dict[str, Any]:
     for row in per_day.iter_rows(named=True):
         day = row["date"].isoformat()
         data.setdefault(day, {"date": day})[row["model_id"]] = int(row["rows"])
-    return {
+    return ChartPayload.model_validate({
         "data": [data[d] for d in sorted(data)],
         "models": models,
         "total_submissions": int(per_day["rows"].sum()),
-    }
+    })
 
 
-def put_json(store: ObjectStore, name: str, payload: Any) -> str:
+def put_json(store: ObjectStore, name: str, payload: BaseModel | Any) -> str:
     key = latest_key(name)
-    store.put(key, json.dumps(payload, separators=(",", ":"), default=str).encode())
+    store.put(key, dump_json(payload))
     return key
 
 
@@ -69,15 +88,16 @@ def publish_chart(store: ObjectStore, daily: pl.DataFrame) -> str:
 
 
 def publish_status(store: ObjectStore, **fields: Any) -> str:
-    """When the nightly flow last finished and what it did (``/api/health`` reports it)."""
-    return put_json(store, NIGHTLY_STATUS, {"finished_at": datetime.now(UTC).isoformat(), **fields})
+    """When the nightly flow last finished and what it did (``/api/health`` reports it);
+    ``fields`` are the other fields of ``NightlyStatus``."""
+    return put_json(store, NIGHTLY_STATUS, NightlyStatus(finished_at=datetime.now(UTC), **fields))
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+def _window(report: DriftReport) -> DriftWindow:
+    return DriftWindow.model_validate(report.window, from_attributes=True)
 
 
-def models_payload(report: DriftReport, last_seen: dict[str, date]) -> dict[str, Any]:
+def models_payload(report: DriftReport, last_seen: dict[str, date]) -> ModelsPayload:
     """``models.json``: per model its windows, pass rates, consistency and verdict.
 
     Models seen before the windows but not in them are listed as ``insufficient_data``.
@@ -86,16 +106,16 @@ def models_payload(report: DriftReport, last_seen: dict[str, date]) -> dict[str,
     models = []
     for model_id in sorted(set(last_seen) | set(by_id)):
         m = by_id.get(model_id) or {
-            "model_id": model_id, "rows_recent": 0, "rows_baseline": 0,
+            "rows_recent": 0, "rows_baseline": 0,
             "pass_rate_recent": None, "pass_rate_baseline": None, "consistency": None,
             "consistency_band": None, "verdict": "insufficient_data",
             "reasons": ["no rows in the recent or baseline window"], "significant_tests": 0,
             "suites": [],
         }
-        seen = last_seen.get(model_id)
-        models.append({"model_id": model_id, "last_seen": seen.isoformat() if seen else None,
-                       **{k: v for k, v in m.items() if k != "model_id"}})
-    return {"generated_at": _now(), "window": report.window.to_json(), "models": models}
+        models.append(ModelSummary.model_validate({
+            "model_id": model_id, "last_seen": last_seen.get(model_id),
+            **{k: v for k, v in m.items() if k != "model_id"}}))
+    return ModelsPayload(generated_at=datetime.now(UTC), window=_window(report), models=models)
 
 
 def drift_tests_frame(report: DriftReport) -> pl.DataFrame:
@@ -112,17 +132,15 @@ def drift_tests_frame(report: DriftReport) -> pl.DataFrame:
 
 
 def drift_json_bytes(report: DriftReport) -> bytes:
-    """``drift.json``; the test list is serialised by Polars (a night can hold 100k tests)."""
-    head = json.dumps({"generated_at": _now(), "window": report.window.to_json(),
-                       "config": {"alpha": report.config.alpha,
-                                  "min_cliffs_delta": report.config.min_cliffs_delta,
-                                  "min_rate_difference": report.config.min_rate_difference,
-                                  "min_consistency_drop": report.config.min_consistency_drop,
-                                  "level_shares": list(report.config.level_shares)}},
-                      separators=(",", ":"))
+    """``drift.json`` (a ``DriftPayload``); the test list is serialised by Polars straight from
+    the frame, since a night can hold 100k tests (the tests check it against ``DriftTest``)."""
+    payload = DriftPayload(
+        generated_at=datetime.now(UTC), window=_window(report),
+        config=DriftSettings.model_validate(report.config, from_attributes=True), tests=[])
+    head = dump_json(payload.model_dump(mode="json", exclude={"tests"}))
     tests = drift_tests_frame(report)
-    body = tests.write_json() if tests.height else "[]"
-    return (head[:-1] + ',"tests":' + body + "}").encode()
+    body = tests.write_json().encode() if tests.height else b"[]"
+    return head[:-1] + b',"tests":' + body + b"}"
 
 
 def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
@@ -159,9 +177,7 @@ def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
             output_len_mean=pl.when(pl.col("len_n") > 0)
             .then(pl.col("len_sum") / pl.col("len_n")),
         )
-        .select("model_id", "date", "rows", "pass_rate", "score_mean", "latency_p50_ms",
-                "latency_p95_ms", "distinct_outputs", "output_len_mean", "cost_usd",
-                "consistency")
+        .select("model_id", *HistoryDay.model_fields)
         .sort("model_id", "date")
     )
 
@@ -179,9 +195,9 @@ def publish_history(store: ObjectStore, daily: pl.DataFrame) -> list[str]:
                 # cost the other models their history.
                 logger.warning("no history file for model id %r: not a safe key", model_id)
                 continue
-            days = part.drop("model_id").with_columns(pl.col("date").cast(pl.String)).to_dicts()
-            store.put(key, json.dumps({"model_id": model_id, "days": days},
-                                      separators=(",", ":")).encode())
+            days = part.drop("model_id").to_dicts()
+            store.put(key, dump_json(HistoryPayload.model_validate(
+                {"model_id": model_id, "days": days})))
             keys.append(key)
     for obj in store.list(HISTORY_PREFIX):
         if obj.key not in keys:

@@ -54,7 +54,7 @@ from tasks.records.schema import (  # noqa: E402
 )
 from tasks.storage.layout import day_prefix, raw_key  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
-from tasks.summaries.publish import chart_payload, publish_chart  # noqa: E402
+from tasks.summaries.publish import chart_payload, dump_json, publish_chart  # noqa: E402
 
 DAY = date(2026, 11, 20)
 MODELS = ["openai/gpt-4o", "anthropic/claude-sonnet-4-5", "fake/stable", "fake/drifting"]
@@ -69,7 +69,7 @@ def seed_chart_bytes(store: LocalStore, day: date) -> bytes:
     assert isinstance(frame, pl.DataFrame)
     daily = (frame.group_by("model_id").agg(pl.len().alias("rows"))
              .with_columns(pl.lit(day).alias("date")))
-    return json.dumps(chart_payload(daily), separators=(",", ":")).encode()
+    return dump_json(chart_payload(daily))
 
 
 def serve(port: int) -> None:

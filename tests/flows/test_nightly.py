@@ -14,6 +14,7 @@ import pytest
 
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
+from tasks.summaries.payloads import ModelsPayload, NightlyStatus
 from tasks.summaries.publish import MODELS, NIGHTLY_STATUS
 from tests.support.demo import build_demo_history
 
@@ -57,11 +58,12 @@ def test_nightly_flow_publishes_verdicts_and_notifies(
     out = nightly()
     assert out["days"] == 35 and out["aggregated_days"] == 35
     assert out["verdicts"] == {"fake/drifting": "drifting", "fake/stable": "stable"}
-    models = json.loads(store.get(latest_key(MODELS)))
-    assert [m["verdict"] for m in models["models"]] == ["drifting", "stable"]
+    models = ModelsPayload.model_validate_json(store.get(latest_key(MODELS)), strict=True)
+    assert [m.verdict for m in models.models] == ["drifting", "stable"]
     assert store.exists(history_key("fake/stable"))
-    status = json.loads(store.get(latest_key(NIGHTLY_STATUS)))
-    assert status["finished_at"] and status["drifting"] == ["fake/drifting"]
+    status = NightlyStatus.model_validate_json(store.get(latest_key(NIGHTLY_STATUS)), strict=True)
+    assert status.finished_at and status.drifting == ["fake/drifting"]
+    assert status.as_of == TODAY and status.aggregated_days == 35
     assert out["notified"]["webhook"] is True
     (hook,) = webhook
     assert [m["model_id"] for m in hook["models"]] == ["fake/drifting"]

@@ -91,3 +91,17 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def models_json(**model: Any) -> bytes:
+    """A valid ``models.json`` with one model (``fake/stable``); any model field can be
+    overridden."""
+    window = {"as_of": "2026-11-30", "recent_days": 7, "baseline_days": 28,
+              "recent_start": "2026-11-24", "baseline_start": "2026-10-27",
+              "baseline_end": "2026-11-23"}
+    fields = {"model_id": "fake/stable", "last_seen": "2026-11-30", "rows_recent": 168,
+              "rows_baseline": 672, "pass_rate_recent": 0.95, "pass_rate_baseline": 0.96,
+              "consistency": 1.0, "consistency_band": "stable", "verdict": "stable",
+              "reasons": [], "significant_tests": 0, "suites": ["smoke"]}
+    return json.dumps({"generated_at": "2026-11-30T02:00:00+00:00", "window": window,
+                       "models": [{**fields, **model}]}).encode()

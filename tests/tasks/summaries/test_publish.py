@@ -6,20 +6,32 @@ import json
 from datetime import date
 
 import polars as pl
+from pydantic import BaseModel
 
 from tasks.drift.engine import compute_drift
 from tasks.providers.fake import default_drift_date
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
+from tasks.summaries.payloads import (
+    ChartPayload,
+    DriftPayload,
+    HistoryPayload,
+    ModelsPayload,
+    NightlyStatus,
+)
 from tasks.summaries.publish import (
     CHART,
     DRIFT,
     HISTORY_COLUMNS,
     MODELS,
+    NIGHTLY_STATUS,
+    drift_json_bytes,
+    dump_json,
     publish_chart,
     publish_drift,
     publish_history,
+    publish_status,
     render_report,
 )
 from tests.support.demo import build_demo_history
@@ -114,3 +126,40 @@ def test_markdown_report_names_the_drifting_model(store: LocalStore) -> None:
     md = render_report(report)  # type: ignore[arg-type]
     assert md.startswith("# Plumbline drift report — 2026-11-30")
     assert "| `fake/drifting` | **drifting** |" in md and "## Why" in md
+
+
+def test_every_published_file_is_its_payload_model_byte_for_byte(store: LocalStore) -> None:
+    """What publish writes validates against the payload model (strictly: an int is an int),
+    and dumping the parsed model gives the same bytes back: the model is the whole shape."""
+    _published(store)
+    publish_status(store, days=35, aggregated_days=35, summary_rows=1680, as_of="2026-11-30",
+                   drifting=["fake/drifting"])
+    files: list[tuple[str, type[BaseModel]]] = [
+        (latest_key(CHART), ChartPayload), (latest_key(MODELS), ModelsPayload),
+        (latest_key(NIGHTLY_STATUS), NightlyStatus),
+        (history_key("fake/stable"), HistoryPayload),
+        (history_key("fake/drifting"), HistoryPayload),
+    ]
+    for key, model in files:
+        data = store.get(key)
+        assert dump_json(model.model_validate_json(data, strict=True)) == data, key
+    # drift.json's tests are written by Polars (its own float spelling), so compare values.
+    data = store.get(latest_key(DRIFT))
+    drift = DriftPayload.model_validate_json(data, strict=True)
+    assert drift.model_dump(mode="json") == json.loads(data)
+    assert {t.metric for t in drift.tests} >= {"pass_rate", "latency_ms", "output_len",
+                                               "consistency"}
+    assert drift.config.level_shares == [0.6, 0.2, 0.2]
+
+
+def test_drift_json_of_a_night_without_tests_is_valid(store: LocalStore) -> None:
+    report = compute_drift(pl.DataFrame(), as_of=TODAY)
+    drift = DriftPayload.model_validate_json(drift_json_bytes(report), strict=True)
+    assert drift.tests == [] and drift.window.as_of == TODAY
+
+
+def test_nightly_status_keeps_its_timestamp_spelling(store: LocalStore) -> None:
+    publish_status(store, days=0, aggregated_days=0, summary_rows=0, as_of=None, drifting=[])
+    doc = _json(store, latest_key(NIGHTLY_STATUS))
+    assert doc["finished_at"].endswith("+00:00")  # datetime.isoformat(), not pydantic's "Z"
+    assert doc["as_of"] is None and doc["drifting"] == []

@@ -1,0 +1,238 @@
+"""The shapes of the published summaries (``summaries/latest/*.json``), defined once: the nightly
+dumps them, the read API declares them in ``/openapi.json``, the CLI and the dashboard read them.
+
+Field names are the wire format: the dashboard's JavaScript reads them as they are spelled here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from tasks.errors import PlumblineError
+
+# The file each payload is published as, under ``summaries/latest/``.
+CHART = "chart.json"
+MODELS = "models.json"
+DRIFT = "drift.json"
+NIGHTLY_STATUS = "nightly.json"
+
+# Written with ``datetime.isoformat()`` ("+00:00"), which pydantic's own JSON form ("Z") is not:
+# the files keep the spelling they always had.
+Timestamp = Annotated[
+    AwareDatetime,
+    PlainSerializer(lambda value: value.isoformat(), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+Verdict = Literal["stable", "watch", "drifting", "insufficient_data"]
+ConsistencyBand = Literal["stable", "watch", "drifting"]
+
+
+class _Payload(BaseModel):
+    # Every field of these payloads is known: a field that publish adds without declaring it
+    # here fails the tests instead of reaching readers undocumented.
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- chart.json -------------------------------------------------------------------------------
+
+class ChartDay(BaseModel):
+    """One day of the chart: its date, then one key per model with that day's row count."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"date": "2026-11-20", "openai/gpt-4o": 120}]},
+    )
+    # The per-model counts are keyed by model id, so they are typed extras, not fields.
+    __pydantic_extra__: dict[str, int] = Field(init=False)
+
+    date: dt.date = Field(description="The UTC day.")
+
+
+class ChartPayload(_Payload):
+    """``chart.json``, the seed's chart: submissions per day per model."""
+
+    data: list[ChartDay] = Field(
+        description="One entry per day with rows, oldest first; a model without rows that day "
+        "has no key.")
+    models: list[str] = Field(description="Every model id that appears in ``data``, sorted.")
+    total_submissions: int = Field(description="Rows over every day and model.")
+
+
+# --- shared by models.json and drift.json ------------------------------------------------------
+
+class DriftWindow(_Payload):
+    """The two windows the night compared: a recent one and the baseline just before it."""
+
+    as_of: dt.date = Field(description="Last day of the recent window.")
+    recent_days: int = Field(description="Length of the recent window in days.")
+    baseline_days: int = Field(description="Length of the baseline window in days.")
+    recent_start: dt.date = Field(description="First day of the recent window.")
+    baseline_start: dt.date = Field(description="First day of the baseline window.")
+    baseline_end: dt.date = Field(description="Last day of the baseline window.")
+
+
+# --- models.json ------------------------------------------------------------------------------
+
+class ModelSummary(_Payload):
+    """One model's verdict and the figures behind it."""
+
+    model_id: str = Field(description="``provider/model``.", examples=["openai/gpt-4o"])
+    last_seen: dt.date | None = Field(description="Last day with rows for this model.")
+    rows_recent: int = Field(description="Rows in the recent window.")
+    rows_baseline: int = Field(description="Rows in the baseline window.")
+    pass_rate_recent: float | None = Field(
+        description="Passes over scored rows in the recent window; null when nothing was scored.")
+    pass_rate_baseline: float | None = Field(
+        description="Passes over scored rows in the baseline window; null when nothing was "
+        "scored.")
+    consistency: float | None = Field(
+        description="Share of prompts whose set of outputs did not change from the previous day, "
+        "on the recent window's worst day; null without two consecutive days.")
+    consistency_band: ConsistencyBand | None = Field(
+        description="``stable`` ≥ 95 %, ``watch`` 80–95 %, ``drifting`` < 80 %.")
+    verdict: Verdict = Field(description="The night's answer to \"did this model change?\".")
+    reasons: list[str] = Field(
+        description="Human-readable evidence, strongest first (at most five).")
+    significant_tests: int = Field(description="Tests significant after Benjamini–Hochberg.")
+    suites: list[str] = Field(description="Suites with rows in either window, sorted.")
+
+
+class ModelsPayload(_Payload):
+    """``models.json``: a verdict per model, models seen before the windows included."""
+
+    generated_at: Timestamp = Field(description="When the nightly flow wrote this file.")
+    window: DriftWindow
+    models: list[ModelSummary] = Field(description="Sorted by model id.")
+
+
+# --- drift.json -------------------------------------------------------------------------------
+
+class DriftSettings(_Payload):
+    """The thresholds the night's tests were judged by."""
+
+    alpha: float = Field(description="False discovery rate of Benjamini–Hochberg.")
+    min_cliffs_delta: float = Field(
+        description="Smallest |Cliff's delta| a distribution shift must reach to count.")
+    min_rate_difference: float = Field(
+        description="Smallest pass-rate difference that counts.")
+    min_consistency_drop: float = Field(description="Smallest consistency drop that counts.")
+    level_shares: list[float] = Field(
+        min_length=3, max_length=3,
+        description="Share of the false-discovery budget of the model, suite and prompt levels.")
+
+
+class DriftTest(_Payload):
+    """One statistical test of the night, for one model, suite or prompt."""
+
+    model_id: str
+    suite: str | None = Field(description="Null for a model-level test.")
+    prompt_id: str | None = Field(description="Null for a model- or suite-level test.")
+    level: Literal["model", "suite", "prompt"]
+    metric: Literal["pass_rate", "score", "latency_ms", "output_len", "consistency"]
+    test: Literal["fisher", "chi2", "mannwhitneyu", "consistency"] = Field(
+        description="Fisher's exact or chi-square (pass rate), Mann–Whitney U (score, latency, "
+        "output length), hypergeometric (consistency).")
+    statistic: float | None = Field(
+        description="Odds ratio (fisher), chi-square, U of the recent window, or the recent "
+        "consistency; null when not finite.")
+    p_value: float | None = Field(description="Raw p-value; null when not testable.")
+    p_adjusted: float | None = Field(description="Weighted Benjamini–Hochberg adjusted p-value.")
+    effect_size: float | None = Field(description="In the unit of ``effect_measure``.")
+    effect_measure: Literal["rate_difference", "cliffs_delta", "consistency_drop"]
+    min_effect: float | None = Field(description="The effect size this test must reach to count.")
+    n_recent: int = Field(description="Observations in the recent window.")
+    n_baseline: int = Field(description="Observations in the baseline window.")
+    recent_value: float | None = Field(
+        description="Pass rate, median or consistency in the recent window.")
+    baseline_value: float | None = Field(
+        description="Pass rate, median or consistency in the baseline window.")
+    ci_recent: list[float] | None = Field(
+        description="Wilson 95 % interval of the recent pass rate (pass_rate tests only).")
+    consistency_band: ConsistencyBand | None = Field(
+        description="Band of the recent consistency (consistency tests only).")
+    bh_weight: float = Field(description="This test's weight in the weighted BH procedure.")
+    significant: bool = Field(
+        description="Adjusted p below alpha and the effect at least ``min_effect``.")
+
+
+class DriftPayload(_Payload):
+    """``drift.json``: every test of the night (a night can hold 100k)."""
+
+    generated_at: Timestamp = Field(description="When the nightly flow wrote this file.")
+    window: DriftWindow
+    config: DriftSettings
+    tests: list[DriftTest] = Field(
+        description="Model-level tests first, then suite, then prompt; each by model, suite, "
+        "prompt and metric.")
+
+
+# --- history/{slug}.json ----------------------------------------------------------------------
+
+class HistoryDay(_Payload):
+    """One model's figures on one day."""
+
+    date: dt.date
+    rows: int
+    pass_rate: float | None = Field(description="Passes over scored rows; null if none scored.")
+    score_mean: float | None
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    distinct_outputs: int = Field(description="Distinct outputs, summed over prompts.")
+    output_len_mean: float | None
+    cost_usd: float | None = Field(description="Null when any row's cost is unknown.")
+    consistency: float | None = Field(
+        description="Share of prompts with the same outputs as the previous day; null without "
+        "a previous day.")
+
+
+class HistoryPayload(_Payload):
+    """``history/{slug}.json``: one model's days, oldest first (the last 90 days)."""
+
+    model_id: str
+    days: list[HistoryDay]
+
+
+# --- nightly.json -----------------------------------------------------------------------------
+
+class NightlyStatus(BaseModel):
+    """``nightly.json``: when the nightly flow last finished and what it did."""
+
+    # Read by /api/health, which may run a version behind or ahead of the nightly worker: a
+    # field it does not know is not an error.
+    model_config = ConfigDict(extra="allow")
+
+    finished_at: Timestamp
+    days: int | None = Field(None, description="Days of raw data in the store.")
+    aggregated_days: int | None = Field(None, description="Days (re)aggregated this night.")
+    summary_rows: int | None = Field(None, description="Daily summary rows written.")
+    as_of: dt.date | None = Field(
+        None, description="Last day of the drift windows; null without data.")
+    drifting: list[str] = Field(
+        default_factory=list, description="Models with a ``drifting`` verdict.")
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def parse_summary(model: type[P], data: bytes, source: str) -> P:
+    """A summary file's bytes as ``model``; a file that does not match says which and where."""
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'the file'}: {e['msg']}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise PlumblineError(
+            f"{source} is not a valid {model.__name__}: {problems}{more}") from None
