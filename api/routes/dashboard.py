@@ -1,12 +1,13 @@
 """The dashboard: one HTML page and its static assets, served by the API process itself.
 
-The page is plain HTML/CSS/JS with no build step and no third-party assets (there is no internet
-at run time); it reads the same JSON the read API serves, from the same origin.
+The page is plain HTML/CSS and JavaScript modules with no build step and nothing from another
+origin (there is no internet at run time); it reads the JSON the read API serves, same origin.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,9 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
+    # ES modules load only when served with a JavaScript type (browsers enforce it strictly).
     ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
     ".svg": "image/svg+xml",
 }
 
@@ -36,31 +39,39 @@ _CSP = (
 
 
 @dataclass(frozen=True)
-class _Asset:
+class StaticAsset:
+    """One file of ``static/``, as served: its bytes, its media type and its ETag."""
+
     body: bytes
     media_type: str
     etag: str
 
 
-def _load_assets(folder: Path) -> dict[str, _Asset]:
-    """Every servable file, read once: requests can only name files in this table, so no path
-    from a URL ever reaches the file system."""
-    assets: dict[str, _Asset] = {}
-    for path in sorted(folder.iterdir()):
-        media_type = _MEDIA_TYPES.get(path.suffix)
-        if path.is_file() and media_type is not None:
+def load_assets(folder: Path) -> dict[str, StaticAsset]:
+    """Every servable file under ``folder``, read once and keyed by its relative path
+    (``js/views/model.js``): requests can only name files in this table, so no path from a URL
+    ever reaches the file system. Hidden files, files of other types and symbolic links (which
+    could point outside the folder) are left out."""
+    assets: dict[str, StaticAsset] = {}
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root, name)
+            media_type = _MEDIA_TYPES.get(path.suffix)
+            if name.startswith(".") or media_type is None or path.is_symlink():
+                continue
             body = path.read_bytes()
             etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-            assets[path.name] = _Asset(body, media_type, etag)
+            assets[path.relative_to(folder).as_posix()] = StaticAsset(body, media_type, etag)
     return assets
 
 
-_ASSETS = _load_assets(STATIC_DIR)
+_ASSETS = load_assets(STATIC_DIR)
 
 router = APIRouter(tags=["dashboard"])
 
 
-def _serve(request: Request, asset: _Asset, cache_control: str) -> Response:
+def _serve(request: Request, asset: StaticAsset, cache_control: str) -> Response:
     headers = {
         "ETag": asset.etag,
         "Cache-Control": cache_control,
@@ -79,10 +90,10 @@ def dashboard_page(request: Request) -> Response:
     return _serve(request, _ASSETS["index.html"], _PAGE_CACHE)
 
 
-@router.get("/static/{name}", include_in_schema=False)
-def static_asset(name: str, request: Request) -> Response:
-    """A stylesheet or script of the dashboard."""
-    asset = _ASSETS.get(name)
+@router.get("/static/{path:path}", include_in_schema=False)
+def static_asset(path: str, request: Request) -> Response:
+    """A stylesheet or script module of the dashboard (``/static/js/views/model.js``)."""
+    asset = _ASSETS.get(path)
     if asset is None:
-        raise HTTPException(status_code=404, detail=f"no static file {name!r}")
+        raise HTTPException(status_code=404, detail=f"no static file {path!r}")
     return _serve(request, asset, _ASSET_CACHE)

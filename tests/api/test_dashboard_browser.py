@@ -29,6 +29,7 @@ from fastapi import FastAPI
 from websockets.sync.client import ClientConnection, connect
 
 from api import create_app
+from api.routes.dashboard import STATIC_DIR
 from tasks.settings import Settings
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
@@ -188,6 +189,9 @@ class Tab:
         self.ws = ws
         self.next_id = 0
         self.errors: list[str] = []  # uncaught exceptions and console errors of the page
+        self.requests: list[str] = []  # every URL the page asked for, in order
+        self.responses: dict[str, tuple[str, int, str]] = {}  # url: (resource type, status, mime)
+        self.send("Network.enable")
         self.send("Runtime.enable")
         self.send("Log.enable")  # CSP violations and other browser-side errors arrive here
         self.send("Page.enable")
@@ -205,7 +209,12 @@ class Tab:
             self._event(msg)
 
     def _event(self, msg: dict[str, Any]) -> None:
-        if msg.get("method") == "Runtime.exceptionThrown":
+        if msg.get("method") == "Network.requestWillBeSent":
+            self.requests.append(msg["params"]["request"]["url"])
+        elif msg.get("method") == "Network.responseReceived":
+            resp = msg["params"]["response"]
+            self.responses[resp["url"]] = (msg["params"]["type"], resp["status"], resp["mimeType"])
+        elif msg.get("method") == "Runtime.exceptionThrown":
             details = msg["params"]["exceptionDetails"]
             self.errors.append(details.get("exception", {}).get("description") or details["text"])
         elif msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] == "error":
@@ -472,4 +481,30 @@ def test_storage_outage_is_reported_not_hidden(
     assert "Some data could not be loaded" in errors
     assert "/api/health — HTTP 503: error: StorageError" in errors  # the API's own explanation
     assert busy == "false"
+    assert tab.errors == []
+
+
+def test_page_loads_its_modules_and_data_from_its_own_origin_only(
+    tab: Tab, store: LocalStore, tmp_path: Path
+) -> None:
+    """Every module is fetched from the page's own origin and served as JavaScript (a browser
+    refuses a module of another type); no request leaves the origin, not even a model's history."""
+    write_summaries(store)
+    with serve(_app(store, tmp_path)) as base:
+        tab.open(base + "/")
+        tab.click('button.model-button[data-model-id="openai/gpt-4o"]')
+        tab.wait_for("document.getElementById('detail').dataset.state === 'ready'")
+        requests, responses = list(tab.requests), dict(tab.responses)
+    # The favicon is an inline `data:` URL: no request at all.
+    foreign = [u for u in requests if not u.startswith(base + "/") and not u.startswith("data:")]
+    assert foreign == []
+    scripts = {u.removeprefix(base): mime for u, (kind, _, mime) in responses.items()
+               if kind == "Script"}
+    shipped = {"/static/" + p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.rglob("*.js")}
+    assert set(scripts) == shipped  # every module of the page, and the page loads them all
+    assert set(scripts.values()) == {"text/javascript"}
+    fetched = {u.removeprefix(base) for u, (kind, _, _) in responses.items() if kind == "Fetch"}
+    assert fetched == {"/api/health", "/api/data/chart", "/api/models", "/api/drift",
+                       "/api/models/openai/gpt-4o/history"}
+    assert all(status == 200 for _, status, _ in responses.values())
     assert tab.errors == []

@@ -1,0 +1,182 @@
+// The model view: one model's summary, its daily history (pass rate and median latency charts,
+// plus the numbers as a table) and its significant drift tests.
+
+import { loadHistory } from "../api.js";
+import { lineChart } from "../charts.js";
+import { $, h } from "../dom.js";
+import { dateOnly, dayNum, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
+import { badge, sortModels } from "../verdicts.js";
+
+const METRIC_NAMES = {
+  pass_rate: "Pass rate", score: "Score", score_mean: "Score", latency_ms: "Latency",
+  latency: "Latency", output_len: "Output length", output_length: "Output length",
+  consistency: "Consistency", error_rate: "Error rate", cost_usd: "Cost",
+};
+const TEST_NAMES = {
+  fisher_exact: "Fisher's exact", fisher: "Fisher's exact", chi_square: "χ²", chi2: "χ²",
+  mann_whitney_u: "Mann–Whitney U", mannwhitneyu: "Mann–Whitney U", mann_whitney: "Mann–Whitney U",
+  consistency: "Output consistency",
+};
+const nameOf = (names, key) => (key === null || key === undefined ? "—" : names[key] || String(key));
+
+function metricFormatter(metric) {
+  const m = String(metric || "");
+  if (/pass|rate|consisten/.test(m)) return fmtPct;
+  if (/latency|_ms$/.test(m)) return fmtMs;
+  return fmtNum;
+}
+
+function recentWindow(summaries) {
+  const w = summaries.models && summaries.models.window;
+  const end = w ? dayNum(w.as_of) : null;
+  if (end === null || !isNum(w.recent_days)) return null;
+  return { start: end - w.recent_days + 1, end };
+}
+
+function driftSection(modelId, drift) {
+  const section = h("section", { "aria-labelledby": "drift-heading", id: "drift-tests" },
+    h("h3", { id: "drift-heading", text: "Significant drift tests" }));
+  if (!drift || !Array.isArray(drift.tests)) {
+    section.append(h("p", { class: "empty",
+      text: "No drift report yet (it is written by the nightly run)." }));
+    return section;
+  }
+  const mine = drift.tests.filter((t) => t.model_id === modelId);
+  const sig = mine.filter((t) => t.significant === true)
+    .sort((a, b) => (a.p_adjusted ?? 1) - (b.p_adjusted ?? 1));
+  if (!sig.length) {
+    section.append(h("p", { class: "empty", id: "drift-none",
+      text: `None: ${mine.length} test${mine.length === 1 ? "" : "s"} run for this model, ` +
+        "none significant after Benjamini–Hochberg correction." }));
+    return section;
+  }
+  const columns = ["Suite", "Prompt", "Metric", "Test", "Recent", "Baseline", "Effect", "p (adjusted)",
+    "n (recent / baseline)"];
+  section.append(h("div", { class: "table-scroll" }, h("table", { class: "drift-table" },
+    h("caption", { text: `${sig.length} of ${mine.length} tests significant after ` +
+      "Benjamini–Hochberg correction, strongest evidence first." }),
+    h("thead", {}, h("tr", {},
+      columns.map((t, i) => h("th", { scope: "col", class: i >= 4 ? "num" : null, text: t })))),
+    h("tbody", {}, sig.map((t) => {
+      const f = metricFormatter(t.metric);
+      return h("tr", { class: "drift-row", "data-metric": t.metric },
+        h("td", { text: t.suite || "all suites" }),
+        h("td", { text: t.prompt_id || "all prompts" }),
+        h("td", { text: nameOf(METRIC_NAMES, t.metric), title: t.metric ?? null }),
+        h("td", { text: nameOf(TEST_NAMES, t.test), title: t.test ?? null }),
+        h("td", { class: "num", text: f(t.recent_value) }),
+        h("td", { class: "num", text: f(t.baseline_value) }),
+        h("td", { class: "num" }, isNum(t.effect_size) ? fmtNum(t.effect_size) : "—",
+          t.effect_measure
+            ? h("span", { class: "sub", text: String(t.effect_measure).replaceAll("_", " ") })
+            : null),
+        h("td", { class: "num", text: fmtP(t.p_adjusted) }),
+        h("td", { class: "num", text: `${fmtInt(t.n_recent)} / ${fmtInt(t.n_baseline)}` }));
+    })))));
+  return section;
+}
+
+function historyTable(days) {
+  const columns = ["Date", "Rows", "Pass rate", "Score", "Latency p50", "Latency p95", "Distinct outputs",
+    "Cost (USD)", "Consistency"];
+  return h("details", { class: "data-table" }, h("summary", { text: "Show daily history as a table" }),
+    h("div", { class: "table-scroll" }, h("table", {},
+      h("thead", {}, h("tr", {},
+        columns.map((t, i) => h("th", { scope: "col", class: i ? "num" : null, text: t })))),
+      h("tbody", {}, days.slice().reverse().map((d) => h("tr", {},
+        h("th", { scope: "row", text: String(d.date) }),
+        h("td", { class: "num", text: fmtInt(d.rows) }),
+        h("td", { class: "num", text: fmtPct(d.pass_rate) }),
+        h("td", { class: "num", text: fmtNum(d.score_mean) }),
+        h("td", { class: "num", text: fmtMs(d.latency_p50_ms) }),
+        h("td", { class: "num", text: fmtMs(d.latency_p95_ms) }),
+        h("td", { class: "num", text: fmtInt(d.distinct_outputs) }),
+        h("td", { class: "num", text: isNum(d.cost_usd) ? d.cost_usd.toFixed(4) : "—" }),
+        h("td", { class: "num", text: fmtPct(d.consistency) })))))));
+}
+
+function historySection(modelId, result, win) {
+  const section = h("section", { "aria-labelledby": "history-heading", id: "history" },
+    h("h3", { id: "history-heading", text: "History" }));
+  const days = result.ok && result.data && Array.isArray(result.data.days) ? result.data.days : [];
+  if (!days.length) {
+    section.append(h("p", { class: "empty", id: "history-empty",
+      text: result.ok || result.status === 404
+        ? "No daily history for this model yet."
+        : `Could not load the history (${result.status ? `HTTP ${result.status}` : "network error"}).` }));
+    return section;
+  }
+  const series = (field) => days.map((d) => ({ day: dayNum(d.date),
+    value: isNum(d[field]) ? d[field] : null }));
+  const pass = series("pass_rate");
+  const lat = series("latency_p50_ms");
+  const passVals = pass.map((p) => p.value).filter(isNum);
+  const latVals = lat.map((p) => p.value).filter(isNum);
+  const passLabel = `Pass rate per day for ${modelId}, ${days.length} days` +
+    (passVals.length ? `, latest ${fmtPct(passVals[passVals.length - 1])}` : "");
+  const latLabel = `Median latency per day for ${modelId}` +
+    (latVals.length ? `, latest ${fmtMs(latVals[latVals.length - 1])}` : "");
+  section.append(
+    win ? h("p", { class: "hint",
+      text: "The shaded band is the recent window the drift tests compare with the baseline." }) : null,
+    h("div", { class: "chart-grid" },
+      h("figure", {}, h("figcaption", {}, h("span", { class: "name", text: "Pass rate" })),
+        lineChart(pass, { yMax: passVals.some((v) => v > 1) ? 100 : 1, format: (v) => fmtPct(v, 0),
+          label: passLabel, lineCls: "line-a", dotCls: "dot-a", cls: "pass-rate-chart", window: win })),
+      h("figure", {}, h("figcaption", {}, h("span", { class: "name", text: "Latency p50" })),
+        lineChart(lat, { format: fmtMs, label: latLabel, lineCls: "line-b", dotCls: "dot-b",
+          cls: "latency-chart", window: win }))),
+    historyTable(days));
+  return section;
+}
+
+function summaryFacts(summary) {
+  if (!summary) return h("p", { class: "empty", text: "This model is not in the latest nightly summary." });
+  const fact = (term, value) => h("div", {}, h("dt", { text: term }), h("dd", { text: value }));
+  const band = summary.consistency_band ? ` (${summary.consistency_band})` : "";
+  return h("dl", { class: "detail-meta" },
+    fact("Pass rate now", fmtPct(summary.pass_rate_recent)),
+    fact("Baseline", fmtPct(summary.pass_rate_baseline)),
+    fact("Consistency", `${fmtPct(summary.consistency)}${band}`),
+    fact("Rows recent / baseline", `${fmtInt(summary.rows_recent)} / ${fmtInt(summary.rows_baseline)}`),
+    fact("Last seen", dateOnly(summary.last_seen)));
+}
+
+// Each open bumps the token: a history that arrives after another model was picked is dropped.
+let detailToken = 0;
+
+/**
+ * Show `modelId` in the detail panel (null hides it), marking its row as selected. With `focus`,
+ * focus moves to the panel's heading so a screen reader announces the model.
+ */
+export async function renderDetail(modelId, summaries, focus) {
+  const panel = $("detail");
+  const body = $("detail-body");
+  const token = ++detailToken;
+  for (const btn of document.querySelectorAll(".model-button")) {
+    const on = btn.dataset.modelId === modelId;
+    btn.setAttribute("aria-expanded", on ? "true" : "false");
+    btn.closest("tr").classList.toggle("selected", on);
+  }
+  if (modelId === null) {
+    panel.hidden = true;
+    panel.removeAttribute("data-model-id");
+    return;
+  }
+  const summary = sortModels(summaries.models).find((m) => String(m.model_id) === modelId);
+  panel.hidden = false;
+  panel.dataset.modelId = modelId;
+  panel.dataset.state = "loading";
+  $("detail-heading").replaceChildren(modelId, " ", summary ? badge(summary.verdict) : null);
+  const meta = summaryFacts(summary);
+  body.replaceChildren(meta, h("p", { class: "empty", text: "Loading history…" }));
+  if (focus) {
+    $("detail-heading").focus({ preventScroll: true });
+    panel.scrollIntoView({ block: "start" });
+  }
+  const result = await loadHistory(modelId);
+  if (token !== detailToken) return;
+  body.replaceChildren(meta, historySection(modelId, result, recentWindow(summaries)),
+    driftSection(modelId, summaries.drift));
+  panel.dataset.state = "ready";
+}
