@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from tasks.errors import StorageError
 from tasks.storage.base import ObjectStore
+from tasks.storage.layout import latest_key
 
 CACHE_CONTROL = "public, max-age=60"
 
@@ -37,7 +38,7 @@ class SummaryCache:
     def __init__(self, store: ObjectStore, ttl_seconds: float = 10.0) -> None:
         self.store = store
         self.ttl = ttl_seconds
-        self._local = store.local_path("summaries/latest/probe") is not None
+        self._local = store.local_path(latest_key("probe")) is not None
         # key -> (validator, summary); validator is a stat tuple (local) or an expiry (remote)
         self._entries: dict[str, tuple[object, Summary]] = {}
         self._lock = threading.Lock()

@@ -80,10 +80,16 @@ def latest_key(name: str) -> str:
     return f"{LATEST}/{name}"
 
 
+DIRTY_PREFIX = f"{STATE}/dirty/"
+AGGREGATE_MANIFEST_KEY = f"{STATE}/aggregate_manifest.json"
+# Which days `plumbline demo` has already simulated (so a second demo only adds the new days).
+DEMO_STATE_KEY = f"{STATE}/demo.json"
+
+
 def dirty_marker_key(day: date) -> str:
     """An empty object whose presence says "re-aggregate this day" (written by GDPR operations,
     consumed and deleted by the nightly aggregation)."""
-    return f"{STATE}/dirty/{day.isoformat()}"
+    return f"{DIRTY_PREFIX}{day.isoformat()}"
 
 
 def run_state_prefix(run_id: str) -> str:

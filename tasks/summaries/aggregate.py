@@ -23,9 +23,10 @@ from tasks.records.io import read_records
 from tasks.records.live import live_keys
 from tasks.storage.base import ObjectInfo, ObjectStore
 from tasks.storage.layout import (
+    AGGREGATE_MANIFEST_KEY,
     DAILY,
+    DIRTY_PREFIX,
     RAW,
-    STATE,
     daily_summary_key,
     day_of_key,
     day_prefix,
@@ -43,9 +44,7 @@ GROUP_KEYS = ["date", "model_id", "suite", "prompt_id"]
 # Per-row value lists kept in each summary row for the distribution tests.
 VALUE_LIST_COLUMNS = ["latency_values", "score_values", "output_len_values", "output_hashes"]
 
-MANIFEST_KEY = f"{STATE}/aggregate_manifest.json"
 MANIFEST_VERSION = 1
-DIRTY_PREFIX = f"{STATE}/dirty/"
 
 # Days aggregated per Polars query: one scan over a few days amortises the query setup, and
 # bounding it keeps memory flat however long the history (a 90-day rebuild never holds 90 days).
@@ -210,7 +209,7 @@ def raw_fingerprints(store: ObjectStore) -> dict[date, str]:
 def load_manifest(store: ObjectStore) -> dict[date, str]:
     """The fingerprints of the days as last aggregated (empty when none or unreadable)."""
     try:
-        doc = json.loads(store.get(MANIFEST_KEY))
+        doc = json.loads(store.get(AGGREGATE_MANIFEST_KEY))
     except KeyError:
         return {}
     except ValueError:
@@ -223,7 +222,7 @@ def load_manifest(store: ObjectStore) -> dict[date, str]:
 def save_manifest(store: ObjectStore, fingerprints: dict[date, str]) -> None:
     doc = {"version": MANIFEST_VERSION,
            "days": {d.isoformat(): fp for d, fp in sorted(fingerprints.items())}}
-    store.put(MANIFEST_KEY, json.dumps(doc, separators=(",", ":")).encode())
+    store.put(AGGREGATE_MANIFEST_KEY, json.dumps(doc, separators=(",", ":")).encode())
 
 
 def dirty_days(store: ObjectStore) -> list[date]:

@@ -9,10 +9,9 @@ import pytest
 
 from tasks.records.gdpr import anonymize_user, delete_user
 from tasks.records.io import write_records
-from tasks.storage.layout import daily_summary_key, dirty_marker_key
+from tasks.storage.layout import AGGREGATE_MANIFEST_KEY, daily_summary_key, dirty_marker_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import (
-    MANIFEST_KEY,
     aggregate_changed,
     plan,
     read_daily,
@@ -55,7 +54,7 @@ def test_only_changed_days_are_reaggregated(store: LocalStore) -> None:
     _write(store, DAY1)
     _write(store, DAY2)
     assert set(aggregate_changed(store)) == {date(2026, 11, 1), date(2026, 11, 2)}
-    assert store.exists(MANIFEST_KEY)
+    assert store.exists(AGGREGATE_MANIFEST_KEY)
     assert plan(store).days == []  # nothing changed: a night aggregates nothing
     assert aggregate_changed(store) == {}
     _write(store, DAY2, n=3)
@@ -104,5 +103,5 @@ def test_day_whose_raw_data_is_gone_loses_its_summary(store: LocalStore) -> None
 def test_corrupt_manifest_means_full_rebuild(store: LocalStore) -> None:
     _write(store, DAY1)
     aggregate_changed(store)
-    store.put(MANIFEST_KEY, b"{not json")
+    store.put(AGGREGATE_MANIFEST_KEY, b"{not json")
     assert plan(store).days == [DAY1.date()]
