@@ -260,7 +260,8 @@ def drift_loop(groups: list[dict[str, Any]], config: Any) -> int:
 def bench_drift(root: Path | None, as_of: date) -> dict[str, Any]:
     """The drift stage vs the loop, on the benchmark's own summaries (``root``) or, without a
     root, on the simulator's 20 models × 500 prompts at 3 samples per prompt per day."""
-    from tasks.drift.engine import DriftConfig, Window, compute_drift
+    from tasks.drift.config import DriftConfig, Window
+    from tasks.drift.report import compute_drift
     from tasks.storage.local import LocalStore
     from tasks.summaries.aggregate import read_daily
 

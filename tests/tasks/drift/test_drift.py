@@ -9,21 +9,16 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from tasks.drift.engine import (
-    DRIFTING,
-    INSUFFICIENT,
-    STABLE,
-    WATCH,
-    DriftConfig,
-    Window,
-    band,
+from tasks.drift.config import DriftConfig, Window
+from tasks.drift.report import compute_drift
+from tasks.drift.stats import (
     benjamini_hochberg,
     chi2_yates_2x2,
-    compute_drift,
     fisher_exact_2x2,
     mann_whitney_groups,
     wilson_interval,
 )
+from tasks.drift.verdicts import DRIFTING, INSUFFICIENT, STABLE, WATCH, band
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
 from tests.support.demo import build_demo_history
@@ -52,10 +47,10 @@ def test_chi2_matches_scipy_with_yates() -> None:
 def test_mann_whitney_matches_scipy_with_ties(
     counting: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.drift.engine
+    import tasks.drift.stats
 
     if not counting:  # force the sorting path used for many distinct values
-        monkeypatch.setattr(tasks.drift.engine, "_COUNTING_CELLS", 0)
+        monkeypatch.setattr(tasks.drift.stats, "_COUNTING_CELLS", 0)
     rng = np.random.default_rng(9)
     n, groups = 6000, 40
     gid = rng.integers(0, groups, n)
@@ -77,10 +72,10 @@ def test_mann_whitney_matches_scipy_with_ties(
 def test_mann_whitney_empty_groups_and_signed_zeros(
     counting: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.drift.engine
+    import tasks.drift.stats
 
     if not counting:
-        monkeypatch.setattr(tasks.drift.engine, "_COUNTING_CELLS", 0)
+        monkeypatch.setattr(tasks.drift.stats, "_COUNTING_CELLS", 0)
     rng = np.random.default_rng(10)
     n, groups = 3000, 8
     gid = rng.integers(0, groups - 1, n)
@@ -101,7 +96,7 @@ def test_mann_whitney_empty_groups_and_signed_zeros(
 
 
 def test_dense_rank_orders_ties_zeros_and_nans() -> None:
-    from tasks.drift.engine import dense_rank
+    from tasks.drift.stats import dense_rank
 
     assert dense_rank(np.array([0.0, -0.0, 1.5, 1.5, -2.0])).tolist() == [1, 1, 2, 2, 0]
     # NaNs sort last, each its own rank (as an argsort would place them).

@@ -18,7 +18,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tasks.drift.engine import DRIFTING, DriftConfig, compute_drift
+from tasks.drift.config import DriftConfig
+from tasks.drift.report import compute_drift
+from tasks.drift.verdicts import DRIFTING
 
 PROMPTS = 150
 SAMPLES = 3
