@@ -267,7 +267,7 @@ def bench_drift(root: Path | None, as_of: date) -> dict[str, Any]:
 
     config = DriftConfig()
     if root is None:
-        from tests.tasks import test_drift_simulation as sim
+        from tests.tasks.drift import test_drift_simulation as sim
 
         as_of = sim.AS_OF
         daily = sim.simulate("latency", MODELS, seed=11, prompts=PROMPTS)
