@@ -18,7 +18,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.compaction import compact_day_task
-from tasks.drift.engine import DriftConfig, DriftReport, Window, compute_drift
+from tasks.drift.config import DriftConfig, Window
+from tasks.drift.report import DriftReport, compute_drift
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.summaries.aggregate import (

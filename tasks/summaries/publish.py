@@ -16,7 +16,8 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel
 
-from tasks.drift.engine import DriftReport, daily_consistency
+from tasks.drift.metrics import daily_consistency
+from tasks.drift.report import DriftReport
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import LATEST, history_key, latest_key
 from tasks.summaries.payloads import (

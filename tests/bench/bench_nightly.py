@@ -260,13 +260,14 @@ def drift_loop(groups: list[dict[str, Any]], config: Any) -> int:
 def bench_drift(root: Path | None, as_of: date) -> dict[str, Any]:
     """The drift stage vs the loop, on the benchmark's own summaries (``root``) or, without a
     root, on the simulator's 20 models × 500 prompts at 3 samples per prompt per day."""
-    from tasks.drift.engine import DriftConfig, Window, compute_drift
+    from tasks.drift.config import DriftConfig, Window
+    from tasks.drift.report import compute_drift
     from tasks.storage.local import LocalStore
     from tasks.summaries.aggregate import read_daily
 
     config = DriftConfig()
     if root is None:
-        from tests.tasks import test_drift_simulation as sim
+        from tests.tasks.drift import test_drift_simulation as sim
 
         as_of = sim.AS_OF
         daily = sim.simulate("latency", MODELS, seed=11, prompts=PROMPTS)

@@ -4,8 +4,8 @@ Each simulated model answers ``PROMPTS`` prompts, 3 samples per prompt per day, 
 7-day recent window after a 28-day baseline), with realistic noise: per-prompt difficulty,
 day-to-day provider load on latency, occasional non-deterministic outputs. One night holds
 ``MODELS`` models of each scenario together (so the Benjamini–Hochberg family is as large as a
-busy real night). Run ``python -m tests.tasks.test_drift_simulation [nights]`` for the table in
-docs/drift.md.
+busy real night). Run ``python -m tests.tasks.drift.test_drift_simulation [nights]`` for the
+table in docs/drift.md.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tasks.drift.engine import DRIFTING, DriftConfig, compute_drift
+from tasks.drift.config import DriftConfig
+from tasks.drift.report import compute_drift
+from tasks.drift.verdicts import DRIFTING
 
 PROMPTS = 150
 SAMPLES = 3

@@ -8,7 +8,7 @@ from datetime import date
 import polars as pl
 from pydantic import BaseModel
 
-from tasks.drift.engine import compute_drift
+from tasks.drift.report import compute_drift
 from tasks.providers.fake import default_drift_date
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore

@@ -1,0 +1,299 @@
+"""The night's tests per metric: the window's summaries grouped per model, suite and prompt, then
+pass rate, score/latency/output-length distributions and output consistency tested per group."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from tasks.drift.config import LEVELS, DriftConfig, Window
+from tasks.drift.stats import (
+    chi2_yates_2x2,
+    dense_rank,
+    fisher_exact_2x2,
+    mann_whitney_groups,
+    wilson_interval,
+)
+from tasks.drift.verdicts import band
+
+DISTRIBUTION_METRICS = {  # metric → the summary column holding its per-row values
+    "score": "score_values",
+    "latency_ms": "latency_values",
+    "output_len": "output_len_values",
+}
+
+
+@dataclass
+class Groups:
+    """The (model, suite, prompt) groups of the window and their model/suite parents."""
+
+    frame: pl.DataFrame  # daily rows with pgid, sidx, midx, recent
+    labels: dict[str, pl.DataFrame]  # level → gid-ordered (model_id, suite, prompt_id)
+    maps: dict[str, np.ndarray]  # level → gid of each prompt group
+    multi_suite: np.ndarray  # per suite gid: its model has more than one suite
+
+
+def group_window(daily: pl.DataFrame, window: Window) -> Groups:
+    """The window's daily rows, each flagged recent or baseline, and their groups."""
+    in_window = pl.col("date").is_between(window.baseline_start, window.as_of)
+    # Filtering copies every value list: skip it when the summaries are the window already.
+    inside = daily.select(in_window.fill_null(False).all()).item()
+    frame = daily if inside else daily.filter(in_window)
+    frame = frame.with_columns(
+        recent=pl.col("date") >= window.recent_start,
+        # Dense ranks of the sorted keys: group ids without joining on three string columns.
+        pgid=(pl.struct("model_id", "suite", "prompt_id").rank("dense") - 1).cast(pl.Int64),
+    )
+    # The coarser ids are ranked over the distinct prompt groups only (a few thousand rows
+    # instead of every daily row), then carried to the rows by their prompt group.
+    keys = frame.select("pgid", "model_id", "suite", "prompt_id").unique("pgid").sort("pgid") \
+        .with_columns(
+            sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
+            midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
+        )
+    frame = frame.with_columns(sidx=keys["sidx"].gather(frame["pgid"]),
+                               midx=keys["midx"].gather(frame["pgid"]))
+    suites = keys.unique("sidx").sort("sidx")
+    models = keys.unique("midx").sort("midx")
+    per_model = suites.group_by("midx").agg(n=pl.len())
+    multi = suites.join(per_model, on="midx").sort("sidx")["n"].to_numpy() > 1
+    none = pl.lit(None, dtype=pl.String)
+    labels = {
+        "model": models.select("model_id", suite=none, prompt_id=none),
+        "suite": suites.select("model_id", "suite", prompt_id=none),
+        "prompt": keys.select("model_id", "suite", "prompt_id"),
+    }
+    maps = {"model": keys["midx"].to_numpy(), "suite": keys["sidx"].to_numpy(),
+            "prompt": keys["pgid"].to_numpy()}
+    return Groups(frame, labels, maps, multi)
+
+
+def _level_keep(groups: Groups, level: str, n: int) -> np.ndarray:
+    # A model with one suite would repeat its model-level tests at suite level: skip those.
+    return groups.multi_suite.copy() if level == "suite" else np.ones(n, dtype=bool)
+
+
+def _frame(level: str, labels: pl.DataFrame, idx: np.ndarray, **cols: Any) -> pl.DataFrame:
+    """Test rows for the groups ``idx`` of a level; array columns are aligned with ``idx``."""
+    return labels[idx].with_columns(level=pl.lit(level), **{
+        k: pl.Series(k, v) if isinstance(v, np.ndarray) else pl.lit(v) for k, v in cols.items()
+    })
+
+
+def pass_rate_tests(groups: Groups, config: DriftConfig) -> list[pl.DataFrame]:
+    """Fisher or chi-square (Yates) per group on passes, with a Wilson interval."""
+    f = groups.frame
+    pgid = f["pgid"].to_numpy()
+    recent = f["recent"].to_numpy()
+    passes = f["passes"].fill_null(0).to_numpy().astype(np.float64)
+    scored = f["scored"].fill_null(0).to_numpy().astype(np.float64)
+    out = []
+    for level in LEVELS:
+        gid = groups.maps[level][pgid]
+        size = groups.labels[level].height
+        a = np.bincount(gid, weights=np.where(recent, passes, 0), minlength=size)
+        n1 = np.bincount(gid, weights=np.where(recent, scored, 0), minlength=size)
+        c = np.bincount(gid, weights=np.where(recent, 0, passes), minlength=size)
+        n2 = np.bincount(gid, weights=np.where(recent, 0, scored), minlength=size)
+        b, d = n1 - a, n2 - c
+        # A table with no failures (or no passes) at all carries no information about a change.
+        keep = (_level_keep(groups, level, size) & (n1 >= config.min_test_n)
+                & (n2 >= config.min_test_n) & (a + c > 0) & (b + d > 0))
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            continue
+        a, b, c, d, n1, n2 = a[idx], b[idx], c[idx], d[idx], n1[idx], n2[idx]
+        total = n1 + n2
+        expected_min = np.minimum.reduce([
+            n1 * (a + c), n1 * (b + d), n2 * (a + c), n2 * (b + d)]) / total
+        large = expected_min >= config.chi2_min_expected
+        chi_stat, chi_p = chi2_yates_2x2(a, b, c, d)
+        fisher_p = np.ones(idx.size)
+        small = np.flatnonzero(~large)
+        if small.size:
+            fisher_p[small] = fisher_exact_2x2(a[small], b[small], c[small], d[small])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            odds = np.where(b * c > 0, a * d / (b * c), np.inf)
+        lo, hi = wilson_interval(a, n1)
+        out.append(_frame(
+            level, groups.labels[level], idx,
+            metric="pass_rate",
+            test=np.where(large, "chi2", "fisher"),
+            statistic=np.where(large, chi_stat, odds),
+            p_value=np.where(large, chi_p, fisher_p),
+            effect_size=a / n1 - c / n2,
+            effect_measure="rate_difference",
+            n_recent=n1.astype(np.int64), n_baseline=n2.astype(np.int64),
+            recent_value=a / n1, baseline_value=c / n2,
+            ci_low=lo, ci_high=hi, min_effect=config.min_rate_difference,
+        ))
+    return out
+
+
+def _flat_values(
+    groups: Groups, column: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """A list column's values flattened, with each value's prompt group and window, and whether
+    the column holds integers."""
+    lists = groups.frame[column]
+    inner = lists.dtype.inner if isinstance(lists.dtype, pl.List) else None
+    integral = inner is not None and inner.is_integer()
+    lengths = lists.list.len().fill_null(0).to_numpy()
+    values = lists.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
+    pgid = np.repeat(groups.frame["pgid"].to_numpy(), lengths)
+    recent = np.repeat(groups.frame["recent"].to_numpy(), lengths)
+    ok = ~np.isnan(values)
+    if not ok.all():
+        values, pgid, recent = values[ok], pgid[ok], recent[ok]
+    return values, pgid, recent, integral
+
+
+def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.DataFrame]:
+    column = DISTRIBUTION_METRICS[metric]
+    if column not in groups.frame.columns:
+        return []
+    values, pgid, recent, integral = _flat_values(groups, column)
+    if values.size == 0:
+        return []
+    graded_rows = (values != 0) & (values != 1)
+    if metric == "score" and not graded_rows.any():
+        # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
+        return []
+    dense = dense_rank(values, integral or None)
+    out = []
+    for level in LEVELS:
+        if level == "suite" and not groups.multi_suite.any():
+            continue
+        gid = groups.maps[level][pgid]
+        size = groups.labels[level].height
+        mw = mann_whitney_groups(gid, recent, values, size, dense)
+        keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
+                & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))
+        if metric == "score":
+            keep &= np.bincount(gid, weights=graded_rows, minlength=size) > 0
+        idx = np.flatnonzero(keep)
+        if idx.size == 0:
+            continue
+        out.append(_frame(
+            level, groups.labels[level], idx,
+            metric=metric, test="mannwhitneyu", statistic=mw.u_recent[idx],
+            p_value=mw.p_value[idx], effect_size=mw.cliffs_delta[idx],
+            effect_measure="cliffs_delta",
+            n_recent=mw.n_recent[idx].astype(np.int64),
+            n_baseline=mw.n_baseline[idx].astype(np.int64),
+            recent_value=mw.median_recent[idx], baseline_value=mw.median_baseline[idx],
+            min_effect=config.min_cliffs_delta,
+        ))
+    return out
+
+
+def distribution_tests(groups: Groups, config: DriftConfig) -> list[pl.DataFrame]:
+    """Mann–Whitney U with Cliff's delta per group, for score, latency and output length."""
+    return [frame for metric in DISTRIBUTION_METRICS
+            for frame in _metric_tests(groups, config, metric)]
+
+
+def prompt_changes(daily: pl.DataFrame, prompt: Sequence[str] | None = None) -> pl.DataFrame:
+    """Per prompt × day: whether its set of output hashes differs from the previous day's.
+
+    Only days whose previous day has outputs for the prompt appear. The aggregation stores the
+    hashes sorted and unique, so equal sets are equal lists. ``prompt`` names the columns that
+    identify a prompt (an integer id is faster than three strings).
+    """
+    prompt = list(prompt or ("model_id", "suite", "prompt_id"))
+    carry = [c for c in ("model_id", "suite", "prompt_id") if c not in prompt]
+    return (
+        # Lazy, so the filter copies only the columns used here, not every value list.
+        daily.lazy().filter(pl.col("output_hashes").list.len() > 0)
+        .select(*prompt, *carry, "date", outputs=pl.col("output_hashes").hash())
+        .sort(*prompt, "date")
+        # Sorted by prompt, the previous row is the prompt's previous day when its keys match:
+        # a plain shift, cheaper than a windowed one per prompt.
+        .with_columns(prev_date=pl.col("date").shift(1),
+                      prev_outputs=pl.col("outputs").shift(1),
+                      same_prompt=pl.all_horizontal(pl.col(c).shift(1).eq_missing(pl.col(c))
+                                                    for c in prompt))
+        .filter(pl.col("same_prompt")
+                & (pl.col("prev_date") == pl.col("date") - pl.duration(days=1)))
+        .select(*prompt, *carry, "date", changed=pl.col("outputs") != pl.col("prev_outputs"))
+        .collect()
+    )
+
+
+def daily_consistency(
+    daily: pl.DataFrame, by: tuple[str, ...] = ("model_id",), changes: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Per ``by`` × day: prompts compared with the previous day, how many changed their set of
+    output hashes, and the consistency (share unchanged). Days without a previous day are absent.
+    """
+    changes = prompt_changes(daily) if changes is None else changes
+    return (
+        changes.group_by(*by, "date")
+        .agg(n_compared=pl.len().cast(pl.Int64), n_changed=pl.col("changed").sum().cast(pl.Int64))
+        .with_columns(consistency=1.0 - pl.col("n_changed") / pl.col("n_compared"))
+        .sort(*by, "date")
+    )
+
+
+def consistency_tests(
+    groups: Groups, window: Window, config: DriftConfig
+) -> tuple[list[pl.DataFrame], pl.DataFrame]:
+    """The worst recent day's consistency per model and suite against the baseline's
+    day-over-day change rate; also each model's consistency per day."""
+    frame = groups.frame
+    if "output_hashes" not in frame.columns or frame.is_empty():
+        return [], pl.DataFrame()
+    changes = prompt_changes(frame, ["pgid"])
+    out = []
+    model_daily = pl.DataFrame()
+    for level, by in (("model", ("model_id",)), ("suite", ("model_id", "suite"))):
+        if level == "suite" and not groups.multi_suite.any():
+            continue
+        per_day = daily_consistency(frame, by, changes)
+        if level == "model":
+            model_daily = per_day
+        if per_day.is_empty():
+            continue
+        recent = per_day.filter(pl.col("date") >= window.recent_start)
+        worst = (recent.sort("consistency", "date", descending=[False, True])
+                 .group_by(*by, maintain_order=True).first()
+                 .join(recent.group_by(*by).agg(recent_days=pl.len()), on=list(by)))
+        base = (per_day.filter(pl.col("date") < window.recent_start).group_by(*by)
+                .agg(base_compared=pl.col("n_compared").sum(),
+                     base_changed=pl.col("n_changed").sum()))
+        labels = groups.labels[level].with_row_index("gid")
+        joined = worst.join(base, on=list(by), how="left") \
+            .join(labels, on=list(by), how="inner").sort("gid")
+        if level == "suite":
+            joined = joined.filter(pl.Series(groups.multi_suite).gather(joined["gid"]))
+        if joined.is_empty():
+            continue
+        n1 = joined["n_compared"].to_numpy().astype(np.float64)
+        k1 = joined["n_changed"].to_numpy().astype(np.float64)
+        n2 = joined["base_compared"].fill_null(0).to_numpy().astype(np.float64)
+        k2 = joined["base_changed"].fill_null(0).to_numpy().astype(np.float64)
+        # One-sided: more prompts changed on the worst recent day than the baseline's rate
+        # explains. Bonferroni over the recent days, because the worst of them was picked.
+        p_one = stats.hypergeom.sf(k1 - 1, n1 + n2, k1 + k2, n1)
+        days = joined["recent_days"].to_numpy().astype(np.float64)
+        p = np.where(n2 > 0, np.clip(p_one * days, 0, 1), np.nan)
+        recent_c = joined["consistency"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            base_c = np.where(n2 > 0, 1 - k2 / n2, np.nan)
+        bands = [band(float(x), config) for x in recent_c]
+        out.append(joined.select("model_id", "suite", "prompt_id").with_columns(
+            level=pl.lit(level), metric=pl.lit("consistency"), test=pl.lit("consistency"),
+            statistic=pl.Series(recent_c), p_value=pl.Series(p).fill_nan(None),
+            effect_size=pl.Series(base_c - recent_c).fill_nan(None),
+            effect_measure=pl.lit("consistency_drop"),
+            n_recent=pl.Series(n1.astype(np.int64)), n_baseline=pl.Series(n2.astype(np.int64)),
+            recent_value=pl.Series(recent_c), baseline_value=pl.Series(base_c).fill_nan(None),
+            min_effect=pl.lit(config.min_consistency_drop),
+            consistency_band=pl.Series(bands, dtype=pl.String),
+        ))
+    return out, model_daily

@@ -1,0 +1,82 @@
+"""The drift stage's entry point, ``compute_drift``, and the report it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from tasks.drift.config import LEVELS, DriftConfig, Window
+from tasks.drift.metrics import (
+    consistency_tests,
+    distribution_tests,
+    group_window,
+    pass_rate_tests,
+)
+from tasks.drift.verdicts import DRIFTING, adjust, model_verdicts
+
+
+@dataclass
+class DriftReport:
+    """Everything the publish stage writes: the window, every test, a verdict per model."""
+
+    window: Window
+    config: DriftConfig
+    tests: pl.DataFrame
+    models: list[dict[str, Any]]
+    consistency_daily: pl.DataFrame = field(repr=False)
+
+    @property
+    def drifting(self) -> list[dict[str, Any]]:
+        return [m for m in self.models if m["verdict"] == DRIFTING]
+
+
+TEST_SCHEMA: dict[str, Any] = {
+    "level": pl.String, "model_id": pl.String, "suite": pl.String, "prompt_id": pl.String,
+    "metric": pl.String, "test": pl.String, "statistic": pl.Float64, "p_value": pl.Float64,
+    "effect_size": pl.Float64, "effect_measure": pl.String, "n_recent": pl.Int64,
+    "n_baseline": pl.Int64, "recent_value": pl.Float64, "baseline_value": pl.Float64,
+    "ci_low": pl.Float64, "ci_high": pl.Float64, "min_effect": pl.Float64,
+    "consistency_band": pl.String,
+}
+
+
+RESULT_SCHEMA: dict[str, Any] = {**TEST_SCHEMA, "p_adjusted": pl.Float64, "bh_weight": pl.Float64,
+                                 "significant": pl.Boolean, "verdict_grade": pl.Boolean,
+                                 "watch_grade": pl.Boolean}
+
+
+def compute_drift(
+    daily: pl.DataFrame, as_of: date | None = None, config: DriftConfig | None = None
+) -> DriftReport:
+    """Every drift test of a night over daily summaries (``tasks.summaries.aggregate`` rows)."""
+    config = config or DriftConfig()
+    if as_of is None:
+        if daily.is_empty():
+            raise ValueError("no daily summaries and no as_of date: nothing to compare")
+        as_of = daily["date"].max()  # type: ignore[assignment]
+    assert as_of is not None
+    window = Window.ending(as_of, config)
+    empty = pl.DataFrame(schema=RESULT_SCHEMA)
+    if daily.is_empty():
+        return DriftReport(window, config, empty, [], pl.DataFrame())
+    groups = group_window(daily, window)
+    if groups.frame.is_empty():
+        return DriftReport(window, config, empty, [], pl.DataFrame())
+    parts = pass_rate_tests(groups, config) + distribution_tests(groups, config)
+    consistency_parts, consistency_daily = consistency_tests(groups, window, config)
+    parts += consistency_parts
+    if not parts:
+        return DriftReport(window, config, empty, model_verdicts(groups.frame, empty, config),
+                           consistency_daily)
+    tests = pl.concat([
+        p.select([pl.col(c).cast(t) if c in p.columns else pl.lit(None, t).alias(c)
+                  for c, t in TEST_SCHEMA.items()]) for p in parts])
+    tests = adjust(tests, config)
+    level_order = pl.col("level").replace_strict({lv: i for i, lv in enumerate(LEVELS)},
+                                                 return_dtype=pl.Int8)
+    tests = tests.sort(level_order, "model_id", "suite", "prompt_id", "metric", nulls_last=False)
+    return DriftReport(window, config, tests, model_verdicts(groups.frame, tests, config),
+                       consistency_daily)

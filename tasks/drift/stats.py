@@ -1,0 +1,308 @@
+"""The vectorised statistical kernels of the drift stage: every group's test in one numpy pass.
+
+Pure numpy/scipy (polars only as a hash map in ``dense_rank``); no summary frames, no verdicts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import special, stats
+
+
+def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+    return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+
+
+def fisher_exact_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Two-sided Fisher exact p-values of the tables ``[[a, b], [c, d]]``, all at once.
+
+    Same definition as ``scipy.stats.fisher_exact``: the sum of the hypergeometric probabilities
+    of every table with the observed margins that is no more likely than the observed one.
+    """
+    a, b, c, d = (np.asarray(x, dtype=np.int64) for x in (a, b, c, d))
+    r1, c1 = a + b, a + c
+    n = a + b + c + d
+    lo = np.maximum(0, r1 - (b + d))
+    hi = np.minimum(r1, c1)
+    out = np.ones(a.shape, dtype=np.float64)
+    if a.size == 0:
+        return out
+    span = hi - lo + 1
+    # Bound the (tables × support) grid so one huge table cannot exhaust memory.
+    order = np.argsort(span, kind="stable")
+    start = 0
+    while start < order.size:
+        stop = start
+        while stop < order.size and (stop - start + 1) * int(span[order[stop]]) <= 4_000_000:
+            stop += 1
+        stop = max(stop, start + 1)
+        idx = order[start:stop]
+        width = int(span[idx].max())
+        k = lo[idx, None] + np.arange(width)[None, :]
+        valid = k <= hi[idx, None]
+        kk = np.where(valid, k, lo[idx, None])
+        log_denominator = _log_comb(n[idx], r1[idx])[:, None]
+        logp = _log_comb(c1[idx, None], kk) + _log_comb(n[idx, None] - c1[idx, None],
+                                                        r1[idx, None] - kk) - log_denominator
+        log_obs = (_log_comb(c1[idx], a[idx]) + _log_comb(n[idx] - c1[idx], r1[idx] - a[idx])
+                   - log_denominator[:, 0])
+        keep = valid & (logp <= log_obs[:, None] + np.log1p(1e-7))
+        out[idx] = np.minimum(1.0, np.where(keep, np.exp(logp), 0.0).sum(axis=1))
+        start = stop
+    return out
+
+
+def chi2_yates_2x2(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Chi-square statistic and p-value with Yates' correction, as ``chi2_contingency``."""
+    a, b, c, d = (np.asarray(x, dtype=np.float64) for x in (a, b, c, d))
+    n = a + b + c + d
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    diff = np.maximum(np.abs(a * d - b * c) - n / 2.0, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        stat = np.where(margins > 0, n * diff**2 / margins, 0.0)
+    return stat, stats.chi2.sf(stat, 1)
+
+
+def wilson_interval(
+    successes: np.ndarray, n: np.ndarray, z: float = 1.959963984540054
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for binomial proportions (better than Wald near 0 and 1)."""
+    s = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(n, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = s / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+@dataclass(frozen=True)
+class MannWhitney:
+    n_recent: np.ndarray
+    n_baseline: np.ndarray
+    u_recent: np.ndarray
+    p_value: np.ndarray
+    cliffs_delta: np.ndarray
+    sigma: np.ndarray
+    median_recent: np.ndarray
+    median_baseline: np.ndarray
+
+
+def _normal_approximation(
+    n1: np.ndarray, n2: np.ndarray, u1: np.ndarray, ties: np.ndarray, total: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two-sided p (tie-corrected, continuity-corrected, as scipy's asymptotic method), Cliff's
+    delta and sigma of U, for every group at once. A group with no spread gets p = 1."""
+    u2 = n1 * n2 - u1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = n1 * n2 / 12.0 * ((total + 1) - ties / (total * (total - 1)))
+        sigma = np.sqrt(np.maximum(var, 0.0))
+        zstat = (np.maximum(u1, u2) - n1 * n2 / 2.0 - 0.5) / sigma
+        p = np.clip(2.0 * stats.norm.sf(zstat), 0.0, 1.0)
+        delta = (u1 - u2) / (n1 * n2)
+    return np.where(sigma > 0, p, 1.0), delta, sigma
+
+
+def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
+    """0-based ranks preserving order and ties; small integers are their own ranks (shifted).
+
+    ``integral`` says the values are known to be whole numbers (an integer column), skipping
+    the check.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = values.min(), values.max()
+    if integral is None:
+        # A cheap look at a few values first: latencies are fractional and skip the full scan.
+        head = values[:1000]
+        integral = bool(np.array_equal(head, np.round(head))
+                        and np.array_equal(values, np.round(values)))
+    if integral and high - low < 2**31:
+        return (values - low).astype(np.int64)  # already ordered integers: no sort needed
+    # The distinct values from a plain sort (several times faster than an argsort), then each
+    # value's rank by hashing into them: no argsort and no scatter of the whole array.
+    sorted_values = np.sort(values)
+    distinct = np.empty(values.size, dtype=bool)
+    distinct[0] = True
+    np.not_equal(sorted_values[1:], sorted_values[:-1], out=distinct[1:])
+    # NaNs sort last and are each their own rank, which a hash lookup cannot express.
+    if not np.isnan(sorted_values[-1]):
+        levels = sorted_values[distinct]
+        ranks = pl.Series(values).replace_strict(
+            pl.Series(levels), pl.Series(np.arange(levels.size, dtype=np.int64)),
+            default=None, return_dtype=pl.Int64)
+        if ranks.null_count() == 0:
+            return ranks.to_numpy()
+    # NaNs, or values equal under == but hashed apart: rank them by position instead.
+    order = np.argsort(values)
+    step = np.empty(values.size, dtype=np.int64)
+    step[0] = 0
+    step[1:] = sorted_values[1:] != sorted_values[:-1]
+    out = np.empty(values.size, dtype=np.int64)
+    out[order] = np.cumsum(step)
+    return out
+
+
+def mann_whitney_groups(
+    gid: np.ndarray, recent: np.ndarray, values: np.ndarray, n_groups: int,
+    dense: np.ndarray | None = None,
+) -> MannWhitney:
+    """Mann–Whitney U of recent vs baseline values within every group, in one sort.
+
+    ``gid`` names each value's group (0..n_groups-1), ``recent`` is True for the recent window;
+    ``dense`` (the values' ranks) may be passed when several groupings share the values.
+    Average ranks for ties, tie-corrected variance and a continuity correction: the p-values
+    equal ``scipy.stats.mannwhitneyu(x, y, method="asymptotic")`` group by group.
+    """
+    gid = np.asarray(gid, dtype=np.int64)
+    recent = np.asarray(recent, dtype=bool)
+    values = np.asarray(values, dtype=np.float64)
+    dense = dense_rank(values) if dense is None else dense
+    n = dense.size
+    if n == 0:
+        z = np.zeros(n_groups)
+        nan = np.full(n_groups, np.nan)
+        return MannWhitney(z.copy(), z.copy(), z, np.ones(n_groups), z, z, nan, nan)
+    span = int(dense.max()) + 1
+    # Counting costs a pass over the (group × value × window) table, sorting a pass over the
+    # values: count while the table is no bigger than the values (and always for small inputs).
+    cells = n_groups * span
+    if cells <= _COUNTING_CELLS and 2 * cells <= max(n, _SMALL_TABLE):
+        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span)
+    # One sort of packed integer keys (group, value rank, window) instead of an argsort and
+    # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
+    key = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
+    key.sort()
+    r = (key & 1).astype(bool)
+    cell = key >> 1
+    # Group sizes and recent counts from the sorted keys: a binary search per group boundary
+    # and a running count of recent values, instead of a counting pass over every value.
+    bounds = np.searchsorted(cell, np.arange(n_groups + 1, dtype=cell.dtype) * span)
+    recent_before = np.zeros(n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
+    np.cumsum(r, out=recent_before[1:])
+    start = bounds[:-1]
+    counts = np.diff(bounds).astype(np.float64)
+    n1 = (recent_before[bounds[1:]] - recent_before[start]).astype(np.float64)
+    n2 = counts - n1
+    # Runs of equal (group, value) are the ties; their average rank is computed from global
+    # positions and shifted by the group's start, so no per-element rank array is built.
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.not_equal(cell[1:], cell[:-1], out=new_run[1:])
+    run_first = np.flatnonzero(new_run)
+    run_len = np.diff(np.append(run_first, n)).astype(np.float64)
+    run_group = cell[run_first] // span
+    run_rank = run_first + (run_len + 1) / 2.0
+    recent_in_run = np.diff(recent_before[np.append(run_first, n)]).astype(np.float64)
+    r1 = np.bincount(run_group, weights=recent_in_run * run_rank, minlength=n_groups) \
+        - n1 * start
+    ties = np.bincount(run_group, weights=run_len * run_len * run_len - run_len,
+                       minlength=n_groups)
+    u1 = r1 - n1 * (n1 + 1) / 2.0
+    p, delta, sigma = _normal_approximation(n1, n2, u1, ties, n1 + n2)
+    levels = np.empty(span, dtype=np.float64)
+    levels[dense] = values
+    medians = [_sorted_medians(np.flatnonzero(r == flag), cell, span, levels, per, n_groups)
+               for flag, per in ((True, n1), (False, n2))]
+    return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
+
+
+def _packed_keys(
+    gid: np.ndarray, dense: np.ndarray, recent: np.ndarray, span: int, small: bool
+) -> np.ndarray:
+    """``(gid × span + dense) × 2 + recent`` built in place in one array, 32-bit when ``small``
+    (half the bytes to write and to sort)."""
+    key = gid.astype(np.int32 if small else np.int64)
+    key *= span
+    np.add(key, dense, out=key, casting="unsafe")
+    key <<= 1
+    key |= recent
+    return key
+
+
+# Up to this many (group × distinct value) cells, Mann–Whitney is computed from counts without
+# sorting (output lengths, scores on a few levels): a table of 10k prompts × 2k lengths is cheap.
+_COUNTING_CELLS = 20_000_000
+_SMALL_TABLE = 1 << 16
+
+
+def _u_from_tables(
+    rec: np.ndarray, base: np.ndarray, n1: np.ndarray, n2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U of recent vs baseline, the tie term and the total count from (group × value) tables."""
+    below = np.cumsum(base, axis=1) - base
+    u1 = (rec * (below + 0.5 * base)).sum(axis=1)
+    tied = rec + base
+    # Counts are whole numbers, so every sum here is exact whatever its order.
+    ties = (tied * tied * tied - tied).sum(axis=1)
+    return u1, ties, n1 + n2
+
+
+def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    out = np.full(table.shape[0], np.nan)
+    has = counts > 0
+    if not has.any():
+        return out
+    cum = np.cumsum(table if has.all() else table[has], axis=1)
+    c = counts[has][:, None]
+    lo = np.argmax(cum >= (c - 1) // 2 + 1, axis=1)
+    hi = np.argmax(cum >= c // 2 + 1, axis=1)
+    out[has] = (levels[lo] + levels[hi]) / 2.0
+    return out
+
+
+def _mann_whitney_counting(
+    gid: np.ndarray, recent: np.ndarray, values: np.ndarray, dense: np.ndarray,
+    n_groups: int, span: int,
+) -> MannWhitney:
+    # One count of (group, value, window) cells instead of two masked copies of the values.
+    cell = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
+    size = n_groups * span * 2
+    both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
+    rec, base = both[:, :, 1], both[:, :, 0]
+    n1, n2 = rec.sum(axis=1), base.sum(axis=1)
+    u1, ties, total = _u_from_tables(rec, base, n1, n2)
+    levels = np.full(span, np.nan)
+    levels[dense] = values
+    p, delta, sigma = _normal_approximation(n1, n2, u1, ties, total)
+    return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma,
+                       _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
+
+
+def _sorted_medians(positions: np.ndarray, cell: np.ndarray, span: int, levels: np.ndarray,
+                    per_group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group medians of the elements at ``positions`` of the sorted (group × span + value
+    rank) keys ``cell``; a value rank's value is ``levels[rank]``."""
+    out = np.full(n_groups, np.nan)
+    counts = per_group.astype(np.int64)
+    has = counts > 0
+    if not has.any():
+        return out
+    starts = np.cumsum(counts) - counts
+    lo = positions[starts[has] + (counts[has] - 1) // 2]
+    hi = positions[starts[has] + counts[has] // 2]
+    out[has] = (levels[cell[lo] % span] + levels[cell[hi] % span]) / 2.0
+    return out
+
+
+def benjamini_hochberg(p: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """(Weighted) Benjamini–Hochberg adjusted p-values; with weights averaging 1 the FDR stays
+    at the nominal level (Genovese, Roeder & Wasserman 2006)."""
+    p = np.asarray(p, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return p
+    q = p if weights is None else np.minimum(p / np.asarray(weights, dtype=np.float64), np.inf)
+    order = np.argsort(q, kind="stable")
+    scaled = q[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out

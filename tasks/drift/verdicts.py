@@ -1,0 +1,135 @@
+"""From a night's tests to a verdict per model: the bands, the weighted Benjamini–Hochberg
+adjustment over every test of the night, and the verdict rules with their reasons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tasks.drift.config import LEVELS, DriftConfig
+from tasks.drift.stats import benjamini_hochberg
+
+STABLE, WATCH, DRIFTING, INSUFFICIENT = "stable", "watch", "drifting", "insufficient_data"
+
+
+def band(consistency: float | None, config: DriftConfig) -> str | None:
+    """Pramana's band of a consistency (share of prompts unchanged day over day)."""
+    if consistency is None or np.isnan(consistency):
+        return None
+    if consistency >= config.band_stable:
+        return STABLE
+    return WATCH if consistency >= config.band_watch else DRIFTING
+
+
+def adjust(tests: pl.DataFrame, config: DriftConfig) -> pl.DataFrame:
+    """The night's tests with weighted BH-adjusted p-values, and which of them are significant,
+    verdict-grade and watch-grade."""
+    testable = tests["p_value"].is_not_null().to_numpy()
+    level = tests["level"].to_numpy()
+    p = tests["p_value"].fill_null(1.0).to_numpy()
+    shares = dict(zip(LEVELS, config.level_shares, strict=True))
+    counts = {lv: int(((level == lv) & testable).sum()) for lv in LEVELS}
+    used = sum(shares[lv] for lv in LEVELS if counts[lv]) or 1.0
+    m = int(testable.sum())
+    weights = np.ones(len(tests))
+    for lv in LEVELS:
+        if counts[lv]:
+            weights[level == lv] = shares[lv] / used * m / counts[lv]
+    adjusted = np.full(len(tests), np.nan)
+    adjusted[testable] = benjamini_hochberg(p[testable], weights[testable])
+    tests = tests.with_columns(p_adjusted=pl.Series(adjusted).fill_nan(None),
+                               bh_weight=pl.Series(weights))
+    big_enough = pl.col("effect_size").abs() >= pl.col("min_effect")
+    consistency_drop = pl.col("consistency_band").is_in([WATCH, DRIFTING]) & (
+        pl.col("effect_size") >= pl.col("min_effect"))
+    tests = tests.with_columns(
+        significant=((pl.col("p_adjusted") < config.alpha)
+                     & pl.when(pl.col("metric") == "consistency").then(consistency_drop)
+                     .otherwise(big_enough)).fill_null(False)
+    )
+    # The verdict family of a model: its model- and suite-level tests. Requiring the raw p-value
+    # to pass Bonferroni within that family bounds a stable model's chance of a drifting verdict
+    # at alpha, however many other models drift the same night (BH alone grows more lenient
+    # as the night's discoveries grow). `watch` gets the same guard over all the model's tests.
+    tested = pl.col("p_value").is_not_null()
+    family = (pl.col("level") != "prompt") & tested
+    k_family = family.cast(pl.Int64).sum().over("model_id")
+    k_all = tested.cast(pl.Int64).sum().over("model_id")
+    return tests.with_columns(
+        verdict_grade=(pl.col("significant") & family
+                       & (pl.col("p_value") <= config.alpha / pl.max_horizontal(k_family, 1))),
+        watch_grade=(pl.col("significant")
+                     & (pl.col("p_value") <= config.alpha / pl.max_horizontal(k_all, 1))),
+    )
+
+
+def model_verdicts(
+    frame: pl.DataFrame, tests: pl.DataFrame, config: DriftConfig
+) -> list[dict[str, Any]]:
+    """A verdict per model, with its reasons, from the window's daily rows (``recent`` flagged)
+    and the night's adjusted tests."""
+    errors = pl.col("errors").fill_null(0) if "errors" in frame.columns else pl.lit(0)
+    windows = (
+        frame.with_columns(answered=pl.col("rows") - errors).group_by("model_id")
+        .agg(**{f"{name}_{tag}": pl.col(name).filter(pl.col("recent") == flag).sum()
+                for name in ("rows", "answered", "passes", "scored")
+                for tag, flag in (("recent", True), ("baseline", False))},
+             suites=pl.col("suite").unique().sort())
+    )
+    consistency = tests.filter((pl.col("metric") == "consistency") & (pl.col("level") == "model")) \
+        .select("model_id", consistency="recent_value", consistency_band="consistency_band")
+    sig = tests.filter(pl.col("significant")).sort("p_adjusted")
+    evidence = sig.group_by("model_id", maintain_order=True).agg(
+        significant_tests=pl.len(),
+        watch=pl.col("watch_grade").any(),
+        drifting=(pl.col("verdict_grade") & ((pl.col("metric") != "consistency")
+                                             | (pl.col("consistency_band") == DRIFTING))).any(),
+        top=pl.struct(pl.all()).head(5),
+    )
+    rows = (windows.join(consistency, on="model_id", how="left")
+            .join(evidence, on="model_id", how="left").sort("model_id"))
+    models = []
+    for r in rows.iter_rows(named=True):
+        reasons = [_reason(t) for t in (r["top"] or [])]
+        # Failed calls are rows but not evidence: a model that only errors is never "stable".
+        if r["answered_recent"] < config.min_rows or r["answered_baseline"] < config.min_rows:
+            verdict = INSUFFICIENT
+            reasons = [f"{r['answered_recent']} answered rows in the recent window and "
+                       f"{r['answered_baseline']} in the baseline; at least {config.min_rows} "
+                       "needed in each"]
+        elif r["drifting"]:
+            verdict = DRIFTING
+        elif r["watch"]:
+            verdict = WATCH
+        else:
+            verdict = STABLE
+        models.append({
+            "model_id": r["model_id"],
+            "rows_recent": int(r["rows_recent"]),
+            "rows_baseline": int(r["rows_baseline"]),
+            "pass_rate_recent": (r["passes_recent"] / r["scored_recent"]
+                                 if r["scored_recent"] else None),
+            "pass_rate_baseline": (r["passes_baseline"] / r["scored_baseline"]
+                                   if r["scored_baseline"] else None),
+            "consistency": r["consistency"],
+            "consistency_band": r["consistency_band"],
+            "verdict": verdict,
+            "reasons": reasons,
+            "significant_tests": int(r["significant_tests"] or 0),
+            "suites": [s for s in r["suites"] if s],
+        })
+    return models
+
+
+def _reason(t: dict[str, Any]) -> str:
+    where = " / ".join(x for x in (t["suite"], t["prompt_id"]) if x) or "all prompts"
+    if t["metric"] == "pass_rate":
+        change = f"pass rate {t['baseline_value']:.2f} → {t['recent_value']:.2f}"
+    elif t["metric"] == "consistency":
+        change = f"consistency {t['recent_value']:.0%} ({t['consistency_band']})"
+    else:
+        change = (f"{t['metric']} median {t['baseline_value']:.4g} → {t['recent_value']:.4g} "
+                  f"(Cliff's δ {t['effect_size']:+.2f})")
+    return f"{where}: {change}, adjusted p={t['p_adjusted']:.2g}"
