@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tasks.drift.engine import compute_drift
+from tasks.drift.report import compute_drift
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
