@@ -16,7 +16,7 @@ from api.flusher import SpoolFlusher
 from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks.errors import AuthError
-from tasks.records.schema import USER_ANONYMOUS
+from tasks.identity import USER_ANONYMOUS
 from tasks.settings import Settings
 from tasks.storage.base import ObjectStore
 

@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tasks.errors import SpoolError
+from tasks.identity import SOURCE_COMMUNITY
 from tasks.records.io import table_to_parquet
-from tasks.records.schema import SOURCE_COMMUNITY, to_table
+from tasks.records.schema import to_table
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import dirty_marker_key, user_day_prefix
 

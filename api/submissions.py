@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 
 from api.schemas import SubmitRequest
 from api.spool import SpoolEntry
-from tasks.records.schema import SOURCE_COMMUNITY, make_record, output_hash
+from tasks.identity import SOURCE_COMMUNITY
+from tasks.records.schema import make_record, output_hash
 
 DEFAULT_RUN_ID = "community"
 DEDUPE_VERSION = "v1"

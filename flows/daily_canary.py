@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from flows.run_suite import RunSuiteParams, run_suite
 from tasks.errors import CanaryFailed, PlumblineError
-from tasks.records.schema import SOURCE_SCHEDULED
+from tasks.identity import SOURCE_SCHEDULED
 from tasks.settings import Settings
 
 CANARY_SUITES = ["drift-canary", "cheap"]

@@ -22,9 +22,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, Field
 
+from tasks.identity import SOURCE_ON_DEMAND
 from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
-from tasks.records.schema import SOURCE_ON_DEMAND
 from tasks.run.plan import RunConfig, plan_shards, provider_options, resolve_config, shard_cases
 from tasks.run.progress import PROGRESS
 from tasks.run.shard import run_shard

@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tasks.errors import StorageError
+from tasks.identity import USER_ANONYMOUS
 from tasks.records.io import dedup_by_id, parquet_to_table, read_records, table_to_parquet
 from tasks.records.live import is_intent_key, live_keys
-from tasks.records.schema import USER_ANONYMOUS, conform
+from tasks.records.schema import conform
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import (
     check_user_id,

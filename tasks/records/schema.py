@@ -16,16 +16,6 @@ import pyarrow as pa
 
 SCHEMA_VERSION = 1
 
-# Values of `source`.
-SOURCE_SCHEDULED = "scheduled"
-SOURCE_ON_DEMAND = "on_demand"
-SOURCE_COMMUNITY = "community"
-SOURCES = (SOURCE_SCHEDULED, SOURCE_ON_DEMAND, SOURCE_COMMUNITY)
-
-# Special values of `user_id` besides a 16-hex user id.
-USER_SCHEDULER = "scheduler"
-USER_ANONYMOUS = "anonymous"
-
 RECORD_SCHEMA = pa.schema(
     [
         # --- the seed's columns ---

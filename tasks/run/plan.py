@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.identity import SOURCE_ON_DEMAND, USER_SCHEDULER
 from tasks.providers.base import split_model_id
 from tasks.providers.pricing import load_pricing
-from tasks.records.schema import SOURCE_ON_DEMAND, USER_SCHEDULER
 from tasks.retry import RetryPolicy
 from tasks.storage.layout import check_run_id
 from tasks.suites.model import Case, Suite

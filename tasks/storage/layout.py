@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 from tasks.errors import ConfigError
-from tasks.records.schema import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
+from tasks.identity import SOURCES, USER_ANONYMOUS, USER_SCHEDULER
 from tasks.storage.base import ObjectStore, child_folders
 
 RAW = "raw"

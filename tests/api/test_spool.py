@@ -16,8 +16,9 @@ import pytest
 from api.flusher import SpoolFlusher
 from api.spool import Outcome, Spool, SpoolEntry
 from tasks.errors import SpoolError, StorageError
+from tasks.identity import SOURCE_COMMUNITY
 from tasks.records.io import parquet_to_table
-from tasks.records.schema import SOURCE_COMMUNITY, make_record
+from tasks.records.schema import make_record
 from tasks.storage.local import LocalStore
 from tests.support.helpers import DelegatingStore
 

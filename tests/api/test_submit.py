@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tasks.identity import SOURCE_COMMUNITY
 from tasks.records.gdpr import user_keys
 from tasks.records.io import read_records
-from tasks.records.schema import SOURCE_COMMUNITY, output_hash
+from tasks.records.schema import output_hash
 from tasks.storage.local import LocalStore
 from tests.api.conftest import USER_A, USER_B, auth, flush, make_token, pramana_payload
 

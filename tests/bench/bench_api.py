@@ -43,15 +43,10 @@ except ImportError:  # pragma: no cover
 import polars as pl  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
+from tasks.identity import SOURCE_COMMUNITY, SOURCE_SCHEDULED  # noqa: E402
 from tasks.records.io import table_to_parquet  # noqa: E402
 from tasks.records.live import read_day  # noqa: E402
-from tasks.records.schema import (  # noqa: E402
-    SOURCE_COMMUNITY,
-    SOURCE_SCHEDULED,
-    make_record,
-    output_hash,
-    to_table,
-)
+from tasks.records.schema import make_record, output_hash, to_table  # noqa: E402
 from tasks.storage.layout import day_prefix, raw_key  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
 from tasks.summaries.publish import chart_payload, dump_json, publish_chart  # noqa: E402

@@ -20,15 +20,11 @@ from pathlib import Path
 # installed package (an editable install elsewhere); measure this checkout's code.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tasks.identity import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.io import write_records
 from tasks.records.live import live_keys, read_day
-from tasks.records.schema import (
-    SOURCE_COMMUNITY,
-    SOURCE_SCHEDULED,
-    USER_SCHEDULER,
-    make_record,
-)
+from tasks.records.schema import make_record
 from tasks.storage import LocalStore
 from tasks.storage.layout import day_prefix
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.records.schema import SOURCE_SCHEDULED, USER_SCHEDULER, make_record
+from tasks.identity import SOURCE_SCHEDULED, USER_SCHEDULER
+from tasks.records.schema import make_record
 from tasks.storage.base import ObjectInfo, ObjectStore
 
 

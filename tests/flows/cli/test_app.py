@@ -12,8 +12,8 @@ import pytest
 
 from flows.cli.app import build_parser, main
 from tasks.errors import PlumblineError
+from tasks.identity import USER_SCHEDULER
 from tasks.records.io import write_records
-from tasks.records.schema import USER_SCHEDULER
 from tasks.settings import Settings
 from tasks.storage.layout import RAW
 from tasks.storage.local import LocalStore

@@ -30,9 +30,10 @@ from flows.cli.submit_client import (
     submit,
     to_payload,
 )
+from tasks.identity import USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.io import write_records
-from tasks.records.schema import USER_SCHEDULER, output_hash, to_table
+from tasks.records.schema import output_hash, to_table
 from tasks.retry import parse_retry_after
 from tasks.run.plan import resolve_config
 from tasks.run.shard import run_shard

@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.errors import StorageError
+from tasks.identity import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.io import read_records, write_records
 from tasks.records.live import INTENT_PREFIX, is_intent_key, live_keys, read_day
-from tasks.records.schema import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_SCHEDULER
 from tasks.storage import LocalStore, ObjectStore
 from tasks.storage.layout import day_prefix, user_partition
 from tests.support.b2 import make_b2_store

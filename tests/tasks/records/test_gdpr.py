@@ -10,11 +10,11 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tasks.identity import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_ANONYMOUS, USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.gdpr import anonymize_user, delete_user, user_keys, user_stats
 from tasks.records.io import parquet_to_table, read_records, write_records
 from tasks.records.live import live_keys
-from tasks.records.schema import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_ANONYMOUS, USER_SCHEDULER
 from tasks.storage import LocalStore, ObjectStore
 from tasks.storage.layout import RAW, day_prefix, dirty_marker_key
 from tests.support.b2 import make_b2_store

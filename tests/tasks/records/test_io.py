@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.errors import StorageError
+from tasks.identity import SOURCE_SCHEDULED, USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.io import (
     ROW_GROUP_SIZE,
@@ -20,7 +21,7 @@ from tasks.records.io import (
     write_records,
 )
 from tasks.records.live import range_keys, read_day, read_live, read_range
-from tasks.records.schema import SOURCE_SCHEDULED, USER_SCHEDULER, to_table
+from tasks.records.schema import to_table
 from tasks.storage import LocalStore, ObjectInfo, ObjectStore
 from tasks.storage.layout import day_prefix, list_days
 from tests.support.faults import Interrupting
