@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli.app import build_parser, main
+from flows.cli.app import main
 from tasks.errors import PlumblineError
 from tasks.records.io import write_records
 from tasks.records.schema import USER_SCHEDULER
@@ -26,22 +26,34 @@ COMMANDS = ["demo", "run", "nightly", "serve", "up", "api", "submit", "suites", 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_says_what_it_does(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args([*command.split(), "--help"])
-    assert exc.value.code == 0
+    assert main([*command.split(), "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: plumbline {command}")
-    description = out.split("\n\n")[1]
-    # A sentence, not an echo of the usage line.
-    assert len(description.split()) >= 5 and not description.startswith("usage"), description
+    assert out.startswith(f"Usage: plumbline {command}")
+    summary, description = (" ".join(p.split()) for p in out.split("\n\n")[1:3])
+    # A sentence in the list of commands, more on the command's own page.
+    assert len(summary.split()) >= 4 and not summary.startswith("Usage"), summary
+    assert len(description.split()) >= 8 and not description.startswith("╭"), description
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--help"])
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in {c.split()[0] for c in COMMANDS}:
-        assert f"    {command} " in out, command
+        assert f"│ {command} " in out, command
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from tasks import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"plumbline {__version__}"
+
+
+def test_a_mistyped_option_is_one_line_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["suites", "list", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plumbline: error: ") and "--bogus" in err.splitlines()[0]
+    assert "plumbline suites list --help" in err
 
 
 def test_serve_without_a_prefect_server_says_how_to_get_one(tmp_path: Path) -> None:
