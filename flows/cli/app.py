@@ -1,11 +1,15 @@
 """The ``plumbline`` command: one cyclopts App over the command modules beside this one (one per
-command group) and its error handling."""
+command group), its error handling and the check that Plumbline's own packages are the ones found.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
+from importlib.machinery import ModuleSpec
+from pathlib import Path
 from typing import Any
 
 from cyclopts import App, CycloptsError
@@ -20,6 +24,12 @@ from flows.cli.serve import api, serve, up
 from flows.cli.submit import submit
 from flows.cli.suites import app as suites_app
 
+# Packages the wheel installs at the top of site-packages under common names; each carries this
+# marker so that another distribution's package of the same name is recognised.
+OWN_PACKAGES = ("tasks", "api")
+MARKER = "__plumbline__"
+# Where Plumbline's packages sit: beside flows/, which holds this file.
+ROOT = Path(__file__).resolve().parents[2]
 VERBOSE_FLAGS = frozenset({"--verbose", "-v"})
 
 app = App(
@@ -55,6 +65,46 @@ app.command(suites_app)
 app.command(models, sort_key=8)
 
 
+def foreign_package() -> str | None:
+    """Why Plumbline cannot run in this environment, or None when its own packages are found.
+
+    The wheel installs ``tasks`` and ``api`` as top-level packages; another distribution's
+    package of the same name, earlier on the path or installed over ours, would be imported in
+    their place and fail far from the cause. Each package's ``__init__`` is read, not imported:
+    importing ``api`` costs seconds (FastAPI), and a foreign package's import could do anything.
+    """
+    for name in OWN_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None else None
+        source = _source(spec) if spec is not None else None
+        if source is not None and f"{MARKER} = True" in source:
+            continue
+        if spec is None:
+            where = "is not installed"
+        else:
+            found = origin or ", ".join(spec.submodule_search_locations or ()) or "?"
+            where = f"found at {found} is not Plumbline's"
+        return (
+            f"plumbline: the Python package '{name}' {where}: another installed distribution "
+            f"(or a folder on PYTHONPATH) provides a package with the same name, and Python "
+            f"imports it instead of Plumbline's (expected in {ROOT}). Plumbline installs "
+            f"top-level packages named flows, tasks, api, suites and deployments, so Plumbline "
+            f"wants its own virtual environment: create one (python3 -m venv .venv) and install "
+            f"Plumbline alone into it."
+        )
+    return None
+
+
+def _source(spec: ModuleSpec) -> str | None:
+    get_source = getattr(spec.loader, "get_source", None)
+    if get_source is None:
+        return None
+    try:
+        return get_source(spec.name)
+    except (ImportError, OSError):
+        return None
+
+
 def format_error(error: CycloptsError) -> Text:
     """A command-line mistake as one plain line per problem, naming the option to fix."""
     cause = error.__cause__
@@ -78,11 +128,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``plumbline`` command line and return its exit status: 0, 1 when a command found
     problems (invalid suites, failed submissions), 2 for a usage or configuration error, 130 on
     Ctrl-C."""
+    problem = foreign_package()
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     tokens = list(sys.argv[1:] if argv is None else argv)
     if tokens[:1] == ["run"]:
         # `run` builds its options from the flow's parameter model, so loading that command
         # imports Prefect, which reads its logging level once, at import: set it first.
         quiet_prefect(verbose=not VERBOSE_FLAGS.isdisjoint(tokens))
+    # Only once the guard has passed: this `tasks` is known to be Plumbline's.
     from tasks.errors import PlumblineError
 
     try:

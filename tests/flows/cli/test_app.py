@@ -3,6 +3,7 @@ the canary and compaction flows do what their deployments promise."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -54,6 +55,30 @@ def test_a_mistyped_option_is_one_line_naming_it(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.startswith("plumbline: error: ") and "--bogus" in err.splitlines()[0]
     assert "plumbline suites list --help" in err
+
+
+def test_another_distributions_tasks_package_stops_plumbline(tmp_path: Path) -> None:
+    """A package named `tasks` earlier on the path (here a folder on PYTHONPATH; in a shared
+    environment, another distribution) would be imported in place of Plumbline's."""
+    fake = tmp_path / "elsewhere" / "tasks"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('"""Someone else\'s tasks."""\n')
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(fake.parent), str(ROOT)])}
+    for argv in (["--version"], ["suites", "list"]):
+        res = subprocess.run([sys.executable, "-m", "flows.cli", *argv], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stderr
+        assert res.stdout == ""
+        message = " ".join(res.stderr.split())
+        assert "'tasks'" in message and str(fake / "__init__.py") in message
+        assert "Plumbline wants its own virtual environment" in message
+        assert "Traceback" not in res.stderr
+    # The same command with Plumbline's own packages first works.
+    env["PYTHONPATH"] = str(ROOT)
+    res = subprocess.run([sys.executable, "-m", "flows.cli", "--version"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("plumbline "), res.stderr
 
 
 def test_serve_without_a_prefect_server_says_how_to_get_one(tmp_path: Path) -> None:
