@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_origin
 
-import annotated_types as at
 from cyclopts import Parameter
 from pydantic import create_model
 from pydantic.fields import FieldInfo
@@ -24,14 +23,9 @@ from tasks.run.engine import SUMMARY_COLUMNS, TerminalProgress
 CLI_MODELS = ["fake/stable"]
 DATA_DIR_ENV = "PLUMBLINE_DATA_DIR"
 
-_BOUNDS: tuple[tuple[type[Any], str, str], ...] = (
-    (at.Ge, "ge", "≥ {}"),
-    (at.Gt, "gt", "> {}"),
-    (at.Le, "le", "≤ {}"),
-    (at.Lt, "lt", "< {}"),
-    (at.MinLen, "min_length", "at least {}"),
-    (at.MaxLen, "max_length", "at most {}"),
-)
+# pydantic keeps bounds as annotated-types objects (Ge, Le, MinLen...), one attribute each.
+_BOUNDS = (("ge", "≥ {}"), ("gt", "> {}"), ("le", "≤ {}"), ("lt", "< {}"),
+           ("min_length", "at least {}"), ("max_length", "at most {}"))
 
 
 def bounds(field: FieldInfo) -> str:
@@ -39,8 +33,8 @@ def bounds(field: FieldInfo) -> str:
     parts = [
         template.format(getattr(meta, attr))
         for meta in field.metadata
-        for kind, attr, template in _BOUNDS
-        if isinstance(meta, kind)
+        for attr, template in _BOUNDS
+        if getattr(meta, attr, None) is not None
     ]
     return ", ".join(parts)
 
