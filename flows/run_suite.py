@@ -63,12 +63,17 @@ class RunSuiteParams(BaseModel):
         None, description="Re-use a run id to resume it; empty for a new run."
     )
     source: Literal["scheduled", "on_demand"] = Field(
-        SOURCE_ON_DEMAND, description="'scheduled' for cron runs, 'on_demand' otherwise."
+        SOURCE_ON_DEMAND, description="The label every row of the run carries in its source "
+        "column: 'scheduled' for the canary's cron runs, 'on_demand' for runs started by hand.",
     )
     as_of: datetime | None = Field(
-        None, description="Simulated time of the run (backfills and the demo); empty for now."
+        None, description="The time the rows are stamped with, to backfill past days (the demo "
+        "does); empty for now.",
     )
-    shard_size: int = Field(25, ge=1, le=1000, description="Cases per Prefect task.")
+    shard_size: int = Field(
+        25, ge=1, le=1000, description="Cases per Prefect task: smaller shards spread a run over "
+        "more tasks and workers, larger ones cost less orchestration.",
+    )
     system_prompt: str | None = Field(
         None, description="System prompt sent before every case (default: the suite's)."
     )

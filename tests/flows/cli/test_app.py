@@ -3,6 +3,7 @@ the canary and compaction flows do what their deployments promise."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli.app import build_parser, main
+from flows.cli.app import main
 from tasks.errors import PlumblineError
 from tasks.identity import USER_SCHEDULER
 from tasks.records.io import write_records
@@ -26,22 +27,58 @@ COMMANDS = ["demo", "run", "nightly", "serve", "up", "api", "submit", "suites", 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_says_what_it_does(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args([*command.split(), "--help"])
-    assert exc.value.code == 0
+    assert main([*command.split(), "--help"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"usage: plumbline {command}")
-    description = out.split("\n\n")[1]
-    # A sentence, not an echo of the usage line.
-    assert len(description.split()) >= 5 and not description.startswith("usage"), description
+    assert out.startswith(f"Usage: plumbline {command}")
+    summary, description = (" ".join(p.split()) for p in out.split("\n\n")[1:3])
+    # A sentence in the list of commands, more on the command's own page.
+    assert len(summary.split()) >= 4 and not summary.startswith("Usage"), summary
+    assert len(description.split()) >= 8 and not description.startswith("╭"), description
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--help"])
+    assert main(["--help"]) == 0
     out = capsys.readouterr().out
     for command in {c.split()[0] for c in COMMANDS}:
-        assert f"    {command} " in out, command
+        assert f"│ {command} " in out, command
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from tasks import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"plumbline {__version__}"
+
+
+def test_a_mistyped_option_is_one_line_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["suites", "list", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("plumbline: error: ") and "--bogus" in err.splitlines()[0]
+    assert "plumbline suites list --help" in err
+
+
+def test_another_distributions_tasks_package_stops_plumbline(tmp_path: Path) -> None:
+    """A package named `tasks` earlier on the path (here a folder on PYTHONPATH; in a shared
+    environment, another distribution) would be imported in place of Plumbline's."""
+    fake = tmp_path / "elsewhere" / "tasks"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('"""Someone else\'s tasks."""\n')
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(fake.parent), str(ROOT)])}
+    for argv in (["--version"], ["suites", "list"]):
+        res = subprocess.run([sys.executable, "-m", "flows.cli", *argv], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stderr
+        assert res.stdout == ""
+        message = " ".join(res.stderr.split())
+        assert "'tasks'" in message and str(fake / "__init__.py") in message
+        assert "Plumbline wants its own virtual environment" in message
+        assert "Traceback" not in res.stderr
+    # The same command with Plumbline's own packages first works.
+    env["PYTHONPATH"] = str(ROOT)
+    res = subprocess.run([sys.executable, "-m", "flows.cli", "--version"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("plumbline "), res.stderr
 
 
 def test_serve_without_a_prefect_server_says_how_to_get_one(tmp_path: Path) -> None:

@@ -1,0 +1,112 @@
+"""``plumbline run``: the ``run-suite`` flow from a terminal, its options made from the flow's own
+``RunSuiteParams``, so the CLI and the Prefect UI's form ask for the same things within the same
+bounds."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, get_origin
+
+from cyclopts import Parameter
+from pydantic import create_model
+from pydantic.fields import FieldInfo
+
+from flows.cli.common import Verbose
+from flows.cli.progress import TerminalProgress
+from flows.cli.tables import print_table
+from flows.run_suite import RunSuiteParams, run_suite
+from tasks.run.summary import SUMMARY_COLUMNS
+
+# The CLI's default stays the one offline model it always ran (the flow's form defaults to two).
+CLI_MODELS = ["fake/stable"]
+DATA_DIR_ENV = "PLUMBLINE_DATA_DIR"
+
+# pydantic keeps bounds as annotated-types objects (Ge, Le, MinLen...), one attribute each.
+_BOUNDS = (("ge", "≥ {}"), ("gt", "> {}"), ("le", "≤ {}"), ("lt", "< {}"),
+           ("min_length", "at least {}"), ("max_length", "at most {}"))
+
+
+def bounds(field: FieldInfo) -> str:
+    """A field's constraints as a reader writes them, e.g. ``≥ 1, ≤ 100``; empty if none."""
+    parts = [
+        template.format(getattr(meta, attr))
+        for meta in field.metadata
+        for attr, template in _BOUNDS
+        if getattr(meta, attr, None) is not None
+    ]
+    return ", ".join(parts)
+
+
+def option_help(field: FieldInfo) -> str:
+    """The help of the option made from ``field``: its description, then its bounds."""
+    text = field.description or ""
+    limits = bounds(field)
+    return f"{text} [{limits}]" if limits else text
+
+
+def cli_model(model: type[RunSuiteParams]) -> type[RunSuiteParams]:
+    """``model`` with each field's CLI help attached: same fields, types, bounds and validation.
+
+    cyclopts reads a field's ``Parameter`` from its metadata; the bounds are added to the help
+    text here because cyclopts shows a field's description but not its constraints.
+    """
+    fields: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        is_list = get_origin(field.annotation) is list
+        parameter = Parameter(
+            help=option_help(field),
+            # `--models a b` as before; no `--empty-models`, which min_length would refuse anyway.
+            consume_multiple=True if is_list else None,
+            negative="" if is_list else None,
+        )
+        if name == "models":
+            field = FieldInfo.merge_field_infos(field, default_factory=lambda: list(CLI_MODELS))
+        fields[name] = (Annotated[field.annotation, parameter], field)
+    return create_model(f"{model.__name__}Options", __base__=model, **fields)
+
+
+if TYPE_CHECKING:
+    RunOptions = RunSuiteParams
+else:
+    RunOptions = cli_model(RunSuiteParams)
+
+
+@contextmanager
+def data_dir_env(data_dir: Path | None) -> Iterator[None]:
+    """``PLUMBLINE_DATA_DIR`` set to ``data_dir`` for the run, as if the user had exported it."""
+    if data_dir is None:
+        yield
+        return
+    before = os.environ.get(DATA_DIR_ENV)
+    os.environ[DATA_DIR_ENV] = str(data_dir)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DATA_DIR_ENV, None)
+        else:
+            os.environ[DATA_DIR_ENV] = before
+
+
+def run(
+    *,
+    params: Annotated[RunOptions, Parameter(name="*")] = RunOptions(),
+    data_dir: Annotated[
+        Path | None,
+        Parameter(help="Folder the rows are written to, for this run (default: "
+                  "$PLUMBLINE_DATA_DIR, else ./data); unused when PLUMBLINE_STORAGE=b2."),
+    ] = None,
+    verbose: Verbose = False,
+) -> int:
+    """``plumbline run`` (its help, shown without importing this module, is in flows.cli.app)."""
+    # `verbose` is acted on by `main`, before this module imports Prefect: see flows.cli.app.
+    with data_dir_env(data_dir), TerminalProgress():
+        result = run_suite(RunSuiteParams.model_validate(params.model_dump()))
+    resumed = f", {result['resumed_cells']} already done" if result.get("resumed_cells") else ""
+    print(f"run {result['run_id']}: {result['rows']} rows ({result.get('written', 0)} new"
+          f"{resumed})")
+    print_table(result["summary"], SUMMARY_COLUMNS)
+    return 0
