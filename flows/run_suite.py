@@ -22,6 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from pydantic import BaseModel, Field
 
+from tasks.catalog import load_suite
 from tasks.identity import SOURCE_ON_DEMAND
 from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
@@ -32,7 +33,6 @@ from tasks.run.state import final_rows, open_run
 from tasks.run.summary import summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
-from tasks.suites.load import load_suite
 from tasks.suites.model import Case, Suite
 
 DEFAULT_MODELS = ["fake/stable", "fake/drifting"]

@@ -26,9 +26,9 @@ def list_suites() -> int:
     List the shipped suites: name, version, number of cases, categories and scorers, tier and
     suite hash. Exit 1 if any is invalid.
     """
+    from tasks.catalog import load_suite
     from tasks.errors import PlumblineError, SuiteError
     from tasks.suites.load import list_suites as suite_paths
-    from tasks.suites.load import load_suite
 
     rows = []
     invalid = 0
@@ -74,8 +74,8 @@ def validate(
     """
     from collections import Counter
 
+    from tasks.catalog import load_suite
     from tasks.errors import PlumblineError, SuiteError
-    from tasks.suites.load import load_suite
 
     failed = 0
     for target in paths:

@@ -9,9 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.errors import SuiteError, SuiteProblem
-from tasks.scorers import validate_assertion
 from tasks.suites.model import Suite
-from tasks.suites.parse import check_meta, read_cases, read_defaults, read_toml
+from tasks.suites.parse import (
+    AssertionValidator,
+    check_meta,
+    read_cases,
+    read_defaults,
+    read_toml,
+)
 from tasks.suites.pramana import load_pramana_dir
 
 SHIPPED_SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
@@ -61,12 +66,18 @@ def _split_tier(name_or_path: str | Path) -> tuple[str | Path, str | None]:
 
 
 def load_suite(
-    name_or_path: str | Path, extra: list[Path] | None = None, *, tier: str | None = None
+    name_or_path: str | Path,
+    extra: list[Path] | None = None,
+    *,
+    tier: str | None = None,
+    validate: AssertionValidator,
 ) -> Suite:
     """Load and validate a suite; raise ``SuiteError`` listing every problem found.
 
     ``name_or_path`` is a shipped suite's name, a suite folder, or a Pramana directory (a
     ``manifest.toml`` with ``[tiers.*]``); ``tier`` (or ``"dir:tier"``) picks one Pramana tier.
+    ``validate`` checks each case's assertion options (the scorer registry's
+    ``validate_assertion``; ``tasks.catalog.load_suite`` passes it in).
     """
     name_or_path, named_tier = _split_tier(name_or_path)
     tier = tier or named_tier
@@ -77,13 +88,13 @@ def load_suite(
         if not (folder / "manifest.toml").is_file():
             raise SuiteError([SuiteProblem(folder, "not a suite folder: it has neither "
                                            "suite.toml nor a Pramana manifest.toml")])
-        return load_pramana_dir(folder, tier, validate_assertion)
+        return load_pramana_dir(folder, tier, validate)
     meta = read_toml(suite_toml, problems)
     check_meta(meta, suite_toml, problems)
     defaults = read_defaults(meta.get("defaults", {}), suite_toml, problems)
     cases_name = meta.get("cases", "cases.jsonl")
     cases_file = folder / (cases_name if isinstance(cases_name, str) else "cases.jsonl")
-    cases = read_cases(cases_file, problems, validate_assertion)
+    cases = read_cases(cases_file, problems, validate)
     if not cases and not problems:
         problems.append(SuiteProblem(cases_file, "suite has no cases"))
     if problems:

@@ -4,6 +4,9 @@ The browser is driven over the Chrome DevTools Protocol (one browser for the mod
 test): the page's own JavaScript fetches the API, renders, and reacts to real mouse clicks and key
 presses. Skipped, with the reason, when no Chromium is installed (CI installs Debian's
 ``chromium``).
+
+Longer than 400 lines: the small CDP client, the fixture data and the browser scenarios share one
+browser per module; split, each part would start its own Chromium (about a second each).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tasks.catalog import load_suite
 from tasks.scorers import score
-from tasks.suites.load import load_suite
 
 FAST_TYPES = {"exact_match", "contains", "contains_any", "contains_all", "regex", "is_json",
               "json_schema", "numeric", "not-contains_any"}

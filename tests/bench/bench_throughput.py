@@ -30,11 +30,11 @@ import httpx2
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tasks.catalog import load_suite  # noqa: E402
 from tasks.retry import RetryPolicy  # noqa: E402
 from tasks.run.plan import resolve_config  # noqa: E402
 from tasks.run.shard import run_shard  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
-from tasks.suites.load import load_suite  # noqa: E402
 from tasks.suites.model import Suite  # noqa: E402
 
 CALLS = 2000

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tasks.catalog import load_suite
 from tasks.records.io import read_records
 from tasks.storage.layout import RAW
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 from tests.deployments.support import Proc, free_port, prefect, prefect_env, wait_until
 
 pytestmark = pytest.mark.integration

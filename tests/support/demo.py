@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from tasks.catalog import load_suite
 from tasks.providers.fake import FakeProvider, default_drift_date
 from tasks.providers.registry import ProviderRegistry
 from tasks.run.plan import resolve_config
 from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 
 
 def build_demo_history(store: LocalStore, today: date, days: int = 35) -> None:

@@ -30,6 +30,7 @@ from flows.cli.submit_client import (
     submit,
     to_payload,
 )
+from tasks.catalog import load_suite
 from tasks.identity import USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.io import write_records
@@ -40,7 +41,6 @@ from tasks.run.shard import run_shard
 from tasks.run.state import mark_day, open_run
 from tasks.storage.layout import day_prefix
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 from tests.deployments.support import free_port
 from tests.support.faults import Interrupting
 from tests.support.helpers import record

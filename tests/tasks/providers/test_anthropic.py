@@ -15,6 +15,7 @@ from typing import Any
 import httpx2
 import pytest
 
+from tasks.catalog import load_suite
 from tasks.errors import ProviderConfigError
 from tasks.providers.anthropic_provider import AnthropicProvider, anthropic_factory
 from tasks.providers.base import CompletionRequest
@@ -23,7 +24,6 @@ from tasks.retry import RetryPolicy
 from tasks.run.plan import resolve_config
 from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 from tests.support.helpers import write_suite
 from tests.support.stub_server import Reply, StubLLMServer
 

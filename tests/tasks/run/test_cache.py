@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tasks.catalog import load_suite
 from tasks.providers.base import CompletionRequest
 from tasks.retry import RetryPolicy
 from tasks.run.cache import cache_key
 from tasks.run.plan import resolve_config
 from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 from tasks.suites.model import Suite
 from tests.support.helpers import write_suite
 from tests.support.stub_server import Reply, StubLLMServer

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tasks.catalog import load_suite
 from tasks.errors import ConfigError
 from tasks.retry import RetryPolicy
 from tasks.run.plan import plan_shards, resolve_config
@@ -15,7 +16,6 @@ from tasks.run.shard import run_shard
 from tasks.run.state import final_rows, open_run, read_run_rows, run_days
 from tasks.run.summary import summarize
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 from tasks.suites.model import Suite
 from tests.support.helpers import write_suite
 from tests.support.stub_server import Reply, StubLLMServer

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tasks.catalog import load_suite
 from tasks.records.compaction import compact_day
 from tasks.retry import RetryPolicy
 from tasks.run.plan import plan_shards, resolve_config
 from tasks.run.shard import run_shard
 from tasks.run.state import open_run, read_run_rows, run_days
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
 from tasks.suites.model import Suite
 from tests.support.helpers import write_suite
 from tests.support.stub_server import Reply, StubLLMServer
@@ -37,7 +37,7 @@ from tasks.run.plan import plan_shards, resolve_config
 from tasks.run.shard import run_shard
 from tasks.run.state import open_run
 from tasks.storage.local import LocalStore
-from tasks.suites.load import load_suite
+from tasks.catalog import load_suite
 
 store, suite = LocalStore(sys.argv[1]), load_suite(sys.argv[2])
 config = resolve_config(suite, run_id=sys.argv[4], samples=2, concurrency=4)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from flows.cli.app import main
+from tasks.catalog import load_suite
 from tasks.errors import SuiteError
-from tasks.suites.load import load_suite
 from tasks.suites.model import suite_hash
 from tests.support.helpers import write_suite
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tasks.catalog import load_suite
 from tasks.errors import SuiteError
-from tasks.suites.load import list_suites, load_suite
+from tasks.suites.load import list_suites
 
 MANIFEST = """[suite]
 version = "v1.0"

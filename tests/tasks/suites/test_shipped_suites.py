@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
+from tasks.catalog import load_suite
 from tasks.errors import SuiteError
 from tasks.providers.registry import ProviderRegistry
 from tasks.run.cells import run_cells
 from tasks.run.plan import resolve_config
 from tasks.scorers import get_scorer, registered, score
 from tasks.scorers.semantic import embeddings_available
-from tasks.suites.load import SHIPPED_SUITES_DIR, list_suites, load_suite
+from tasks.suites.load import SHIPPED_SUITES_DIR, list_suites
 from tasks.suites.model import Case, Suite
 
 SHIPPED = [p for p in list_suites() if p.parent == SHIPPED_SUITES_DIR]
