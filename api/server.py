@@ -110,9 +110,9 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
         # uvicorn's default of 127.0.0.1 (nor from FORWARDED_ALLOW_IPS in the environment).
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
-        # One process: the rate limiter's counts and the spool's single SQLite writer live in
-        # it; several workers would multiply the limit and contend for the spool
-        # (WEB_CONCURRENCY in the environment is ignored for the same reason).
+        # One process: the rate limiter counts in memory, so N workers would allow N times the
+        # per-IP limit (WEB_CONCURRENCY in the environment is ignored for the same reason).
+        # Scale out with more processes behind a proxy that enforces the limit (docs/api.md).
         workers=1,
         limit_concurrency=settings.api_max_connections,
         timeout_keep_alive=KEEP_ALIVE_S,
