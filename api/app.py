@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
 from api.flusher import SpoolFlusher
-from api.limits import BodyLimitMiddleware, RateLimitMiddleware
+from api.limits import BodyLimitMiddleware, HeaderLimitMiddleware, RateLimitMiddleware
 from api.routes import dashboard, data, drift, health, models, submit, user
 from api.spool import Spool
 from api.summaries import SummaryCache
@@ -80,13 +80,14 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
 
-    # Added innermost first: CORS is outermost so even a 429 or 413 carries its headers.
+    # Added innermost first: CORS is outermost so even a 431, 429 or 413 carries its headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.rate_limit_per_minute > 0:
         app.add_middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute,
             trusted_proxies=settings.trusted_proxies,
         )
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -16,19 +16,25 @@ from tasks.errors import AuthError
 
 ALGORITHM = "HS256"
 USER_CLAIM = "userId"
-_USER_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+# Matched with fullmatch: "$" would also match before a trailing newline, and a user id
+# "0123456789abcdef\n" would become a partition of its own that the real user never sees.
+_USER_ID_RE = re.compile(r"[0-9a-f]{16}")
 
 
+def bearer_token(authorization: str | None, *, max_bytes: int) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None when there is no header.
 
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header; None when there is no header."""
+    A token over ``max_bytes`` is refused here, before any base64 or JSON decoding of it.
+    """
     if authorization is None or not authorization.strip():
         return None
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("Authorization header must be 'Bearer <token>'")
-    return token.strip()
+    token = token.strip()
+    if len(token) > max_bytes:
+        raise AuthError(f"token is {len(token)} bytes, over the limit of {max_bytes}")
+    return token
 
 
 def verify_token(token: str, secret: str | None) -> str:
@@ -51,6 +57,6 @@ def verify_token(token: str, secret: str | None) -> str:
     except jwt.PyJWTError as exc:
         raise AuthError(f"token is invalid: {exc}") from None
     user_id = claims.get(USER_CLAIM)
-    if not isinstance(user_id, str) or not _USER_ID_RE.match(user_id):
+    if not isinstance(user_id, str) or not _USER_ID_RE.fullmatch(user_id):
         raise AuthError(f"token claim '{USER_CLAIM}' must be 16 lowercase hex characters")
     return user_id

@@ -56,10 +56,16 @@ def _unauthorized(message: str) -> HTTPException:
     )
 
 
+def _token(request: Request) -> str | None:
+    settings: Settings = request.app.state.settings
+    return bearer_token(request.headers.get("authorization"),
+                        max_bytes=settings.max_token_bytes)
+
+
 async def optional_user(request: Request, _doc: BearerDoc) -> str:
     """The token's user id, ``anonymous`` without a token; a token that is sent must be valid."""
     try:
-        token = bearer_token(request.headers.get("authorization"))
+        token = _token(request)
         if token is None:
             return USER_ANONYMOUS
         return verify_token(token, request.app.state.settings.nextauth_secret)
@@ -70,7 +76,7 @@ async def optional_user(request: Request, _doc: BearerDoc) -> str:
 async def required_user(request: Request, _doc: BearerDoc) -> str:
     """The token's user id; 401 without a valid token."""
     try:
-        token = bearer_token(request.headers.get("authorization"))
+        token = _token(request)
         if token is None:
             raise AuthError("this endpoint needs 'Authorization: Bearer <token>'")
         return verify_token(token, request.app.state.settings.nextauth_secret)

@@ -1,5 +1,5 @@
-"""Request limits as plain ASGI middleware (cheap on the hot read path): a per-client-IP rate
-limit and a request body size limit.
+"""Request limits as plain ASGI middleware (cheap on the hot read path): a request header size
+limit, a per-client-IP rate limit and a request body size limit.
 
 The client IP is the TCP peer, unless the peer is a configured trusted proxy: then it is the
 right-most ``X-Forwarded-For`` address that is not itself a trusted proxy. Anything a client can
@@ -137,6 +137,36 @@ class RateLimitMiddleware:
                 {"detail": f"rate limit exceeded: {self.limiter.limit} requests per minute; "
                            f"retry after {retry} s"},
                 [(b"retry-after", retry.encode())],
+            )
+            return
+        await self.app(scope, receive, send)
+
+
+class HeaderLimitMiddleware:
+    """431 for a request whose header lines total more than ``max_bytes``.
+
+    The HTTP parser (api/server.py) already stops buffering a head at twice this; the check here
+    gives a request over the limit an answer naming it, and holds under any other server too.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = scope.get("headers", ())
+        # As on the wire: "name: value\r\n".
+        total = sum(len(name) + len(value) + 4 for name, value in headers)
+        if total > self.max_bytes:
+            largest = max(headers, key=lambda h: len(h[1]))[0].decode("latin-1")
+            await _send_json(
+                send, 431,
+                {"detail": f"request headers total {total} bytes, over the limit of "
+                           f"{self.max_bytes} (largest: '{largest}')"},
+                [(b"connection", b"close")],
             )
             return
         await self.app(scope, receive, send)

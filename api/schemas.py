@@ -18,9 +18,17 @@ MAX_BATCH = 500
 # Path-safe ids: segments of letters, digits and ._:@+- joined by single "/". No "..", no empty
 # or absolute segments, no backslashes or control characters: an id never becomes a path it
 # should not, wherever a later version decides to use it.
-_ID_RE = re.compile(r"^[A-Za-z0-9._:@+-]+(?:/[A-Za-z0-9._:@+-]+)*$")
-_HASH_RE = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
-_TOKEN_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces
+# Every pattern is applied with fullmatch: with re.match, "^...$" also accepts a trailing newline
+# ("$" matches before a final "\n"), and "p1\n" would be stored as a prompt id of its own.
+_ID_RE = re.compile(r"[A-Za-z0-9._:@+-]+(?:/[A-Za-z0-9._:@+-]+)*")
+_HASH_RE = re.compile(r"(?:sha256:)?[0-9a-f]{64}")
+_TOKEN_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII without spaces
+
+
+def _json_pattern(regex: re.Pattern[str]) -> dict[str, str]:
+    # For /openapi.json: JSON Schema patterns are ECMA-262, where "$" (without the m flag) is the
+    # end of the input only, so "^...$" there means exactly what fullmatch means here.
+    return {"pattern": f"^(?:{regex.pattern})$"}
 
 
 def _utf8(value: str) -> str:
@@ -33,7 +41,7 @@ def _utf8(value: str) -> str:
 
 
 def _safe_id(value: str) -> str:
-    if not _ID_RE.match(value) or any(seg in (".", "..") for seg in value.split("/")):
+    if not _ID_RE.fullmatch(value) or any(seg in (".", "..") for seg in value.split("/")):
         raise ValueError(
             "must be segments of letters, digits and . _ : @ + - separated by single '/' "
             "(no '..', no leading or trailing '/')"
@@ -51,7 +59,7 @@ def _model_id(value: str) -> str:
 
 
 def _token(value: str) -> str:
-    if not _TOKEN_RE.match(value):
+    if not _TOKEN_RE.fullmatch(value):
         raise ValueError("must be printable ASCII without spaces")
     return value
 
@@ -59,16 +67,16 @@ def _token(value: str) -> str:
 Text = Annotated[str, AfterValidator(_utf8)]
 ModelId = Annotated[
     str, Field(min_length=1, max_length=MAX_ID_CHARS, examples=["openai/gpt-4o"],
-               json_schema_extra={"pattern": _ID_RE.pattern}),
+               json_schema_extra=_json_pattern(_ID_RE)),
     AfterValidator(_model_id),
 ]
 PromptId = Annotated[
     str, Field(min_length=1, max_length=MAX_ID_CHARS, examples=["cheap-001"],
-               json_schema_extra={"pattern": _ID_RE.pattern}),
+               json_schema_extra=_json_pattern(_ID_RE)),
     AfterValidator(_safe_id),
 ]
 ShortToken = Annotated[
-    str, Field(min_length=1, max_length=100, json_schema_extra={"pattern": _TOKEN_RE.pattern}),
+    str, Field(min_length=1, max_length=100, json_schema_extra=_json_pattern(_TOKEN_RE)),
     AfterValidator(_token),
 ]
 
@@ -110,7 +118,7 @@ class SubmitRequest(BaseModel):
     latency_ms: float | None = Field(None, ge=0.0, le=86_400_000.0)
     result_hash: str | None = Field(
         None, description="sha256 of model_id|prompt_id|output; recomputed and checked.",
-        examples=["sha256:" + "0" * 64], json_schema_extra={"pattern": _HASH_RE.pattern},
+        examples=["sha256:" + "0" * 64], json_schema_extra=_json_pattern(_HASH_RE),
     )
     suite_hash: ShortToken | None = None
     suite_version: ShortToken | None = None
@@ -136,7 +144,7 @@ class SubmitRequest(BaseModel):
     @field_validator("result_hash")
     @classmethod
     def _hash_shape(cls, value: str | None) -> str | None:
-        if value is not None and not _HASH_RE.match(value):
+        if value is not None and not _HASH_RE.fullmatch(value):
             raise ValueError("must be 'sha256:' followed by 64 lowercase hex digits")
         return value
 

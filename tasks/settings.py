@@ -92,6 +92,23 @@ class Settings(BaseSettings):
         2 * 1024 * 1024, ge=1024,
         validation_alias=AliasChoices("MAX_BODY_BYTES", "max_body_bytes"),
     )
+    # Total bytes of a request's header lines (names and values). The HTTP parser itself stops
+    # buffering a request head at twice this, so a huge header costs at most that much memory.
+    max_header_bytes: int = Field(
+        16 * 1024, ge=4096, le=8 * 1024 * 1024,
+        validation_alias=AliasChoices("MAX_HEADER_BYTES", "max_header_bytes"),
+    )
+    # A bearer token longer than this is refused before any JWT decoding (a NextAuth token is
+    # well under 1 KiB).
+    max_token_bytes: int = Field(
+        4096, ge=256, le=64 * 1024,
+        validation_alias=AliasChoices("MAX_TOKEN_BYTES", "max_token_bytes"),
+    )
+    # Open connections the API server accepts before answering 503: bounds its memory and file
+    # descriptors however many clients connect.
+    api_max_connections: int = Field(
+        1000, ge=1, validation_alias=AliasChoices("API_MAX_CONNECTIONS", "api_max_connections")
+    )
     # None: `{data_dir}/spool`. Must be a local disk: acknowledged submissions live here until
     # they are flushed to the object store.
     spool_dir: Path | None = Field(

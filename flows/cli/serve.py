@@ -12,13 +12,14 @@ from flows.cli.common import Host, Port, Verbose
 
 
 def serve_api(host: str, port: int, settings: Any = None) -> int:
-    """Serve the Plumbline API with uvicorn until interrupted."""
-    import uvicorn
+    """Serve the Plumbline API with uvicorn until interrupted (3 if it could not start)."""
+    from api.server import build_server
+    from tasks.settings import get_settings
 
-    from api import create_app
-
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
-    return 0
+    # The production server config: proxy headers only from TRUSTED_PROXIES, bounded headers.
+    server = build_server(settings or get_settings(), host=host, port=port)
+    server.run()
+    return 0 if server.started else 3
 
 
 def api(*, host: Host = "127.0.0.1", port: Port = 8000) -> int:

@@ -19,17 +19,20 @@ RUNS = f"{STATE}/runs"
 RESPONSE_CACHE = "cache/responses"
 
 # A user id is 16 lowercase hex (the seed's NextAuth id) or one of the two service users: it is
-# used as a path segment, so nothing else is allowed through.
-_USER_RE = re.compile(r"^(?:[0-9a-f]{16}|anonymous|scheduler)$")
+# used as a path segment, so nothing else is allowed through. The ids are checked with fullmatch:
+# "^...$" with re.match lets "0123456789abcdef\n" through ("$" matches before a final newline),
+# a partition the real user's stats and delete would never see.
+_USER_RE = re.compile(r"[0-9a-f]{16}|anonymous|scheduler")
 # A run id becomes an object key segment: nothing that could leave its folder.
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,159}$")
-_RAW_DAY_RE = re.compile(r"^raw/year=(\d{4})/month=(\d{2})/day=(\d{2})/")
-_RAW_USER_RE = re.compile(r"^raw/year=\d{4}/month=\d{2}/day=\d{2}/user=([^/]+)/")
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+-]{0,159}")
+# [0-9], not \d: \d also matches other scripts' digits, which int() would accept.
+_RAW_DAY_RE = re.compile(r"raw/year=([0-9]{4})/month=([0-9]{2})/day=([0-9]{2})/")
+_RAW_USER_RE = re.compile(r"raw/year=[0-9]{4}/month=[0-9]{2}/day=[0-9]{2}/user=([^/]+)/")
 
 
 def check_user_id(user_id: str) -> str:
     """Return ``user_id`` if it is a valid partition value, else raise ``ValueError``."""
-    if not _USER_RE.match(user_id):
+    if not _USER_RE.fullmatch(user_id):
         raise ValueError(
             f"invalid user_id {user_id!r}: expected 16 lowercase hex characters, "
             f"{USER_ANONYMOUS!r} or {USER_SCHEDULER!r}"
@@ -39,7 +42,7 @@ def check_user_id(user_id: str) -> str:
 
 def check_run_id(run_id: str) -> str:
     """Return ``run_id`` if it can name a run's state folder, else raise ``ConfigError``."""
-    if not _RUN_ID_RE.match(run_id):
+    if not _RUN_ID_RE.fullmatch(run_id):
         raise ConfigError(
             f"invalid run_id {run_id!r}: use letters, digits and . _ : @ + - "
             "(up to 160 characters, starting with a letter or digit)"
@@ -150,7 +153,7 @@ def raw_days(store_keys: list[str]) -> list[date]:
     return sorted({d for k in store_keys if (d := day_of_key(k)) is not None})
 
 
-_FOLDER_INT_RE = re.compile(r"/(?:year|month|day)=(\d+)/$")
+_FOLDER_INT_RE = re.compile(r"/(?:year|month|day)=([0-9]+)/\Z")
 
 
 def _folder_value(folder: str) -> int | None:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import bearer_token, verify_token
 from tasks.errors import AuthError
-from tests.api.conftest import SECRET, USER_A, auth, make_token, pramana_payload
+from tests.api.conftest import SECRET, USER_A, USER_B, auth, flush, make_token, pramana_payload
 
 STATS = "/api/user/me/stats"
 
@@ -53,6 +53,10 @@ def _bad_tokens() -> dict[str, str]:
         "anonymous as user id": make_token("anonymous"),
         "numeric user id": make_token(12345678),
         "no userId claim": make_token(None, sub=USER_A),
+        # Issue 16 item 8: "$" matched before a trailing newline and this token was accepted.
+        "user id with a trailing newline": make_token(USER_B + "\n"),
+        "user id with a trailing carriage return": make_token(USER_B + "\r"),
+        "user id with a trailing NUL": make_token(USER_B + "\x00"),
         "garbage": "not.a.jwt",
     }
 
@@ -106,8 +110,8 @@ def test_malformed_authorization_header(client: TestClient) -> None:
     for header in ("Basic dXNlcjpwdw==", "Bearer", "Bearer    ", "Token abc"):
         r = client.get(STATS, headers={"Authorization": header})
         assert r.status_code == 401, header
-    assert bearer_token(None) is None
-    assert bearer_token("bearer abc") == "abc"
+    assert bearer_token(None, max_bytes=4096) is None
+    assert bearer_token("bearer abc", max_bytes=4096) == "abc"
 
 
 def test_valid_token_identifies_the_user(client: TestClient) -> None:
@@ -122,3 +126,44 @@ def test_server_without_secret_refuses_tokens(app_factory) -> None:  # type: ign
         assert c.get(STATS, headers=auth(make_token())).status_code == 401
         # ...but anonymous submissions still work.
         assert c.post("/api/submit", json=pramana_payload()).json()["status"] == "accepted"
+
+
+def test_user_id_with_a_trailing_newline_never_becomes_a_folder(client: TestClient) -> None:
+    """Issue 16 item 8: a signed token with ``userId`` "fedcba9876543210\\n" was accepted and
+    created ``user=fedcba9876543210\\n/``, which the real user's stats and delete never see."""
+    forged = make_token(USER_B + "\n")
+    for path in ("/api/submit", "/api/submit/batch"):
+        body = pramana_payload() if path == "/api/submit" else {"results": [pramana_payload()]}
+        r = client.post(path, json=body, headers=auth(forged))
+        assert r.status_code == 401, r.text
+        assert "16 lowercase hex" in r.json()["detail"]
+    assert client.get(STATS, headers=auth(forged)).status_code == 401
+    assert client.delete("/api/user/me", headers=auth(forged)).status_code == 401
+    # The real user is untouched and still works.
+    assert client.post("/api/submit", json=pramana_payload(),
+                       headers=auth(make_token(USER_B))).status_code == 200
+    flush(client.app)
+    keys = [o.key for o in client.app.state.store.list("")]
+    assert keys and all(f"user={USER_B}/" in k for k in keys if k.startswith("raw/")), keys
+    assert not any(ch in k for k in keys for ch in "\n\r\x00"), keys
+
+
+def test_oversized_token_is_refused_before_decoding(app_factory) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16 item 9: a 1 MB token was accepted. Here the header limit is raised far enough to
+    let the token reach the app: it is still refused, by its size, although its signature and
+    claims are valid (so it was never decoded)."""
+    app = app_factory(max_header_bytes=2 * 1024 * 1024)
+    huge = make_token(padding="x" * (1024 * 1024))
+    with TestClient(app) as c:
+        for method, path, body in (("POST", "/api/submit", pramana_payload()),
+                                   ("GET", STATS, None)):
+            r = c.request(method, path, json=body, headers=auth(huge))
+            assert r.status_code == 401, r.text
+            assert "over the limit of 4096" in r.json()["detail"]
+        assert c.app.state.spool.pending_count() == 0
+        # Just under the limit: decoded and accepted as usual.
+        fits = make_token(padding="x" * 2800)
+        assert len(fits) <= 4096
+        assert c.get(STATS, headers=auth(fits)).status_code == 200
+    with pytest.raises(AuthError, match="over the limit of 100"):
+        bearer_token("Bearer " + "a" * 101, max_bytes=100)

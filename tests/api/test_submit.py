@@ -4,15 +4,18 @@ that reach storage, and a clear 422 for every bad field."""
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tasks.errors import ConfigError
 from tasks.identity import SOURCE_COMMUNITY
 from tasks.records.gdpr import user_keys
 from tasks.records.io import read_records
 from tasks.records.schema import output_hash
+from tasks.storage.layout import check_run_id, check_user_id, user_day_prefix
 from tasks.storage.local import LocalStore
 from tests.api.conftest import USER_A, USER_B, auth, flush, make_token, pramana_payload
 
@@ -199,3 +202,58 @@ def test_batch_is_all_or_nothing(client: TestClient) -> None:
     for empty in ({"results": []}, {"results": [pramana_payload()] * 501}, []):
         assert client.post("/api/submit/batch", json=empty).status_code in (413, 422)
     assert client.app.state.spool.pending_count() == 0
+
+
+# Issue 16 item 8: every one of these was accepted with a trailing newline ("$" matches before a
+# final "\n"), and would have been stored as an id of its own.
+ANCHORED_FIELDS: dict[str, str] = {
+    "model_id": "openai/gpt-4o",
+    "prompt_id": "cheap-001",
+    "run_id": "run-2026-11-20",
+    "suite": "cheap",
+    "suite_hash": "sha256:" + "ab" * 32,
+    "suite_version": "1.0.0",
+    "runner_version": "0.3.1",
+    "category": "reasoning",
+    "assertion_type": "contains",
+    "result_hash": "",  # filled in by pramana_payload below
+}
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r", "\x00", "\r\n"], ids=["LF", "CR", "NUL", "CRLF"])
+@pytest.mark.parametrize("field", sorted(ANCHORED_FIELDS))
+def test_trailing_control_character_is_a_422_naming_the_field(
+    client: TestClient, store: LocalStore, field: str, suffix: str
+) -> None:
+    good = {k: v for k, v in ANCHORED_FIELDS.items() if k != "result_hash"}
+    body = pramana_payload(**good)
+    if field == "result_hash":
+        body["result_hash"] += suffix
+    else:
+        # The hash is computed over the bad value, so only the field's own check can refuse it.
+        body = pramana_payload(**{**good, field: good[field] + suffix})
+    for path, payload, loc in (("/api/submit", body, ["body", field]),
+                               ("/api/submit/batch", {"results": [body]},
+                                ["body", "results", 0, field])):
+        r = client.post(path, json=payload)
+        assert r.status_code == 422, (path, r.text)
+        assert loc in [e["loc"] for e in r.json()["detail"]], r.text
+    assert client.app.state.spool.pending_count() == 0
+    # The same body without the suffix is accepted: the suffix alone was refused.
+    assert client.post("/api/submit", json=pramana_payload(**good)).status_code == 200
+    flush(client.app)
+    assert not any(ch in o.key for o in store.list("") for ch in "\n\r\x00")
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r", "\x00"], ids=["LF", "CR", "NUL"])
+def test_storage_layer_refuses_the_same_ids(suffix: str) -> None:
+    """Behind the API, the storage keys check again (a run id also comes from the Prefect form and
+    the CLI): a trailing control character never names a partition or a run folder."""
+    assert check_user_id(USER_B) == USER_B
+    with pytest.raises(ValueError, match="invalid user_id"):
+        check_user_id(USER_B + suffix)
+    with pytest.raises(ValueError, match="invalid user_id"):
+        user_day_prefix(date(2026, 11, 20), "anonymous" + suffix)
+    assert check_run_id("run-1") == "run-1"
+    with pytest.raises(ConfigError, match="invalid run_id"):
+        check_run_id("run-1" + suffix)

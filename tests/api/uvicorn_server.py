@@ -1,4 +1,5 @@
-"""Run the real API (the `plumbline api` CLI: uvicorn and the app) in a subprocess."""
+"""Run the real API in a subprocess, under the production server configuration (api/server.py, the
+same ``build_server`` that ``plumbline api`` runs): its proxy trust, parser and size limits."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class Server:
         full_env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **env}
         with open(log, "ab") as fh:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.cli", "api", "--host", "127.0.0.1",
+                [sys.executable, "-m", "api.server", "--host", "127.0.0.1",
                  "--port", str(self.port)],
                 cwd=ROOT, env=full_env, stdout=fh, stderr=subprocess.STDOUT,
             )
@@ -46,6 +47,13 @@ class Server:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"server not ready: {self.log.read_text()[-2000:]}")
+
+    def rss_kib(self) -> int:
+        """The server process's resident memory (VmRSS), in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS in /proc status")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook runs, no final flush."""
