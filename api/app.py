@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.state.spool = Spool(spool_dir)
     app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
+    app.state.health_probe = health.HealthProbe()
 
     # Added innermost first: CORS is outermost so even a 429 or 413 carries its headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
