@@ -82,9 +82,11 @@ _USER_VERSION = 1
 # What the health probe writes (and deletes in the same transaction): more than a page, so a
 # database that can no longer grow (disk full) fails the probe as it fails a submission.
 _PROBE_BYTES = 8192
-# A checkpoint is refused while another connection reads; ours is the only one, so a few short
-# retries cover an operator's sqlite3 shell that happens to be open.
-_CHECKPOINT_ATTEMPTS = 5
+_BUSY_TIMEOUT_MS = 10_000
+# A truncating checkpoint waits for other connections' reads to end (ours is the only one the
+# server opens; an operator's sqlite3 shell may hold one). It holds the connection lock meanwhile,
+# stalling submissions, so it waits less than a write would.
+_CHECKPOINT_WAIT_MS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ class Spool:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         # Deleted rows are zeroed in place: a forgotten user's id must not survive in free pages.
         self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.executescript(_SCHEMA)
@@ -415,26 +417,33 @@ class Spool:
         it again finishes the job.
         """
         with self._exclusive:
-            with self._transaction() as cur:
-                dropped = 0
-                if not keep_pending:
-                    cur.execute("DELETE FROM pending WHERE user_id = ?", (user_id,))
-                    dropped = cur.rowcount
-                cur.execute("DELETE FROM seen WHERE user_id = ?", (user_id,))
+            try:
+                with self._transaction() as cur:
+                    dropped = 0
+                    if not keep_pending:
+                        cur.execute("DELETE FROM pending WHERE user_id = ?", (user_id,))
+                        dropped = cur.rowcount
+                    cur.execute("DELETE FROM seen WHERE user_id = ?", (user_id,))
+            except sqlite3.Error as exc:
+                raise SpoolError(f"could not forget the user's submissions: {exc}") from exc
             self.truncate_log()
         return dropped
 
     def truncate_log(self) -> None:
-        """Copy the write-ahead log into the database and truncate it to zero bytes."""
-        for attempt in range(_CHECKPOINT_ATTEMPTS):
-            with self._db:
+        """Copy the write-ahead log into the database and truncate it to zero bytes; raise
+        ``SpoolError`` if another connection's read kept it from finishing."""
+        with self._db:
+            self._conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+            try:
                 busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if not busy:
-                return
-            time.sleep(0.05 * (attempt + 1))
-        raise SpoolError(
-            "could not truncate the spool's write-ahead log (another connection is reading it)"
-        )
+            except sqlite3.Error as exc:
+                raise SpoolError(f"could not truncate the spool's write-ahead log: {exc}") from exc
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        if busy:
+            raise SpoolError(
+                "could not truncate the spool's write-ahead log: another connection is reading it"
+            )
 
     # --- lifecycle -----------------------------------------------------------------------------
 

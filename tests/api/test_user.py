@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import time
 from datetime import UTC, date, datetime
@@ -12,6 +13,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from api.spool import DB_NAME
 from tasks.records.gdpr import user_keys
 from tasks.records.io import read_records, table_to_parquet
 from tasks.records.schema import SOURCE_COMMUNITY, to_table
@@ -166,3 +168,23 @@ def test_stale_leftovers_are_swept_when_the_api_starts(
     assert not stale.exists()
     assert not stale.parent.exists()  # the emptied partition is pruned with it
     assert young.exists()
+
+
+def test_a_delete_the_log_could_not_forget_is_a_503_and_a_retry_finishes_it(
+    client: TestClient, store: LocalStore, settings: Settings
+) -> None:
+    _many_pending(client, A, 10)
+    assert settings.spool_dir is not None
+    # An operator's sqlite3 shell in the middle of a read: the log cannot be truncated meanwhile.
+    reader = sqlite3.connect(settings.spool_dir / DB_NAME)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM pending").fetchone()
+    r = client.delete("/api/user/me", headers=A)
+    assert r.status_code == 503
+    assert "not finished, please retry" in r.json()["detail"]
+    assert "another connection is reading" in r.json()["detail"]
+    reader.close()
+    r = client.delete("/api/user/me", headers=A)
+    assert r.status_code == 200 and r.json()["status"] == "deleted"
+    assert _holding(settings.spool_dir, USER_A) == []
+    assert _holding(store.root, USER_A) == []
