@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,8 +21,10 @@ from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks import __version__
 from tasks.errors import SpoolError, StorageError
+from tasks.records.compaction import STALE_INTENT_AFTER
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
+from tasks.storage.base import purge_temporaries
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,19 @@ def _validation_body(exc: RequestValidationError) -> bytes:
     return json.dumps({"detail": jsonable_encoder(errors)}, ensure_ascii=True).encode()
 
 
+def _sweep_temporaries(store: ObjectStore) -> None:
+    """Remove stale leftovers of interrupted writes in the whole store (a local ``.tmp-*`` file,
+    an unfinished B2 upload): a process killed mid-write, this one's predecessor included, may
+    have left them in days no compaction will visit again."""
+    try:
+        removed = purge_temporaries(store, "", older_than=STALE_INTENT_AFTER)
+    except Exception as exc:  # an outage now is reported by health; the next start tries again
+        log.warning("could not remove stale temporary files: %s", exc)
+        return
+    if removed:
+        log.info("removed %d stale temporary file(s) left by interrupted writes", removed)
+
+
 def create_app(settings: Settings | None = None, store: ObjectStore | None = None) -> FastAPI:
     settings = settings or Settings()
     store = store if store is not None else open_store(settings)
@@ -62,6 +78,10 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
             app.state.spool = Spool(spool_dir)
         flusher = app.state.flusher = new_flusher(app.state.spool)
         flusher.start()
+        # In the background: a large store takes a while to walk, and serving need not wait.
+        threading.Thread(
+            target=_sweep_temporaries, args=(store,), name="temp-sweep", daemon=True
+        ).start()
         try:
             yield
         finally:
@@ -79,6 +99,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.state.spool = Spool(spool_dir)
     app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
+    app.state.health_probe = health.HealthProbe()
 
     # Added innermost first: CORS is outermost so even a 431, 429 or 413 carries its headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -51,15 +51,29 @@ class SpoolFlusher:
             self._wake.set()
 
     def _due(self) -> bool:
-        if self.spool.pending_count() >= self.flush_rows:
-            return True
-        age = self.spool.oldest_pending_age()
-        return age is not None and age >= self.flush_seconds
+        try:
+            pending = self.spool.pending_count()
+            age = self.spool.oldest_pending_age()
+        except Exception as exc:  # a broken spool must not kill the thread; health reports it
+            log.warning("spool flusher cannot read the spool: %s", exc)
+            return False
+        if pending == 0:
+            # Nothing waits (a GDPR delete may have dropped what a failed flush left): an old
+            # flush error no longer describes anything, and no flush would ever clear it.
+            self.last_error = None
+            return False
+        return pending >= self.flush_rows or (age is not None and age >= self.flush_seconds)
+
+    def _has_pending(self) -> bool:
+        try:
+            return self.spool.pending_count() > 0
+        except Exception:
+            return False
 
     def _run(self) -> None:
         backoff = 0.0
         retry_at = 0.0
-        due = self.spool.pending_count() > 0  # replay whatever a previous process left
+        due = self._has_pending()  # replay whatever a previous process left
         while not self._stop.is_set():
             if due and time.monotonic() >= retry_at:
                 try:
@@ -86,6 +100,5 @@ class SpoolFlusher:
             try:
                 self.spool.flush(self.store, batch_rows=self.flush_rows)
             except Exception as exc:
-                log.warning("final spool flush failed; %d row(s) stay spooled: %s",
-                            self.spool.pending_count(), exc)
+                log.warning("final spool flush failed; pending rows stay spooled: %s", exc)
 

@@ -199,12 +199,30 @@ class DeleteResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok", "degraded"]
-    version: str
-    storage: str
-    last_nightly: str | None
-    pending_submissions: int | None = None
-    flush_error: str | None = None
+    """``GET /api/health``: ``degraded`` with HTTP 503 as soon as one check fails, and
+    ``problems`` says which. No field ever holds a server path."""
+
+    status: Literal["ok", "degraded"] = Field(
+        description="`ok` when every check passes; `degraded` (HTTP 503) when storage cannot be "
+        "read or written, the spool cannot write, or the last flush to storage failed.")
+    version: str = Field(description="The Plumbline version serving this API.")
+    store: str = Field(
+        "", description="Which store holds the data: `local` or `b2:<bucket>` (never a path).")
+    storage: str = Field(
+        description="`ok`, or `error: ...` when reading the nightly status or writing and "
+        "deleting a probe object under `state/health/` failed.")
+    spool: str = Field(
+        "ok", description="`ok`, or `error: ...` when the submission spool cannot commit a write "
+        "(closed, disk full, read-only), or its last write failed.")
+    last_nightly: str | None = Field(
+        description="When the nightly flow last finished (ISO 8601); null before the first run.")
+    pending_submissions: int | None = Field(
+        None, description="Acknowledged submissions waiting in the spool for the next flush.")
+    flush_error: str | None = Field(
+        None, description="Why the last flush of the spool to storage failed; null once a flush "
+        "succeeds or nothing is waiting.")
+    problems: list[str] = Field(
+        default_factory=list, description="One line per failing check; empty when `ok`.")
 
 
 class ErrorResponse(BaseModel):

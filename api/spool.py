@@ -13,6 +13,17 @@ duplicates. Nothing acknowledged is ever dropped by a failed flush.
 
 The ``seen`` table remembers every accepted submission's dedupe key, so a resubmission is
 answered ``duplicate`` even after its row left the spool.
+
+GDPR: the database runs with ``secure_delete`` (a deleted row's bytes are overwritten with zeros,
+not left in a free page), and forgetting a user ends with ``wal_checkpoint(TRUNCATE)``, so neither
+the database file nor its write-ahead log still holds the user's id or outputs afterwards.
+
+A failed transaction is rolled back only if SQLite has not already done so itself (it does after
+``SQLITE_FULL`` and I/O errors), so the error a caller sees is the real cause ("database or disk
+is full"), never "cannot rollback - no transaction is active".
+
+Longer than 400 lines because it is one SQLite connection shared by the writer thread, the flush
+and the GDPR operations: their locking and transactions must be read in one place.
 """
 
 from __future__ import annotations
@@ -64,8 +75,19 @@ CREATE TABLE IF NOT EXISTS pending (
 );
 CREATE INDEX IF NOT EXISTS pending_batch ON pending(batch);
 CREATE INDEX IF NOT EXISTS pending_user ON pending(user_id);
+CREATE TABLE IF NOT EXISTS health_probe (n INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
-
+# Bumped when opening a database needs a one-time step. 1: VACUUM once, because pages freed
+# before ``secure_delete`` was on may still hold deleted rows' bytes.
+_USER_VERSION = 1
+# What the health probe writes (and deletes in the same transaction): more than a page, so a
+# database that can no longer grow (disk full) fails the probe as it fails a submission.
+_PROBE_BYTES = 8192
+_BUSY_TIMEOUT_MS = 10_000
+# A truncating checkpoint waits for other connections' reads to end (ours is the only one the
+# server opens; an operator's sqlite3 shell may hold one). It holds the connection lock meanwhile,
+# stalling submissions, so it waits less than a write would.
+_CHECKPOINT_WAIT_MS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +145,11 @@ def _decode(text: str) -> dict[str, Any]:
 class Spool:
     """A durable queue of community submissions in ``directory`` (a local disk)."""
 
-    def __init__(self, directory: Path | str, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, directory: Path | str, *, max_group: int = MAX_GROUP, max_bytes: int | None = None
+    ) -> None:
+        """``max_bytes`` caps the database file (SQLite's ``max_page_count``): past it every
+        write fails with "database or disk is full", exactly as on a full disk."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
@@ -133,8 +159,17 @@ class Spool:
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA busy_timeout=10000")
+        self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        # Deleted rows are zeroed in place: a forgotten user's id must not survive in free pages.
+        self._conn.execute("PRAGMA secure_delete=ON")
         self._conn.executescript(_SCHEMA)
+        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+        if version < _USER_VERSION:
+            self._conn.execute("VACUUM")
+            self._conn.execute(f"PRAGMA user_version={_USER_VERSION}")
+        if max_bytes is not None:
+            (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
+            self._conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
         self._db = threading.Lock()
         # Held for a whole flush and for GDPR operations, so that neither sees the other halfway.
         self._exclusive = threading.RLock()
@@ -145,6 +180,8 @@ class Spool:
         self._writer_start = threading.Lock()
         self._closed = False
         self._listeners: list[Callable[[], None]] = []
+        # The last group commit's error, cleared by the next one that succeeds (health reports it).
+        self.last_write_error: str | None = None
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -203,50 +240,80 @@ class Spool:
             try:
                 results = self._commit([entries for entries, _ in group])
             except Exception as exc:
-                err = SpoolError(f"could not write to the spool {self.path}: {exc}")
+                # The client is told the cause but not where the spool lives; the log says both.
+                self.last_write_error = f"{type(exc).__name__}: {exc}"
+                log.error("spool write failed (%s): %s", self.path, self.last_write_error)
+                err = SpoolError(f"could not write to the spool: {exc}")
                 for _, fut in group:
                     fut.set_exception(err)
                 continue
+            self.last_write_error = None
             for (_, fut), outcome in zip(group, results, strict=True):
                 fut.set_result(outcome)
             for callback in self._listeners:
                 callback()
 
-    def _commit(self, groups: list[list[SpoolEntry]]) -> list[list[Outcome]]:
-        now = time.time()
-        out: list[list[Outcome]] = []
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the connection lock; on any error, roll back
+        (unless SQLite already did) and re-raise the original error."""
         with self._db:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                for entries in groups:
-                    outcomes = []
-                    for entry in entries:
-                        rec = entry.record
-                        cur.execute(
-                            "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)",
-                            (entry.dedupe_key, rec["id"], rec["output_hash"], rec["user_id"]),
-                        )
-                        if cur.rowcount == 1:
-                            cur.execute(
-                                "INSERT INTO pending (user_id, model_id, ts, received, record) "
-                                "VALUES (?, ?, ?, ?, ?)",
-                                (rec["user_id"], rec["model_id"], rec["timestamp"].isoformat(),
-                                 now, _encode(rec)),
-                            )
-                            outcomes.append(Outcome("accepted", rec["id"], rec["output_hash"]))
-                        else:
-                            first_id, first_hash = cur.execute(
-                                "SELECT id, output_hash FROM seen WHERE dedupe_key = ?",
-                                (entry.dedupe_key,),
-                            ).fetchone()
-                            outcomes.append(Outcome("duplicate", first_id, first_hash))
-                    out.append(outcomes)
+                yield cur
                 cur.execute("COMMIT")  # synchronous=FULL: durable when this returns
             except BaseException:
-                cur.execute("ROLLBACK")
+                # After SQLITE_FULL or an I/O error SQLite has rolled back on its own, and a
+                # second ROLLBACK would raise "no transaction is active" in place of the cause.
+                if self._conn.in_transaction:
+                    try:
+                        cur.execute("ROLLBACK")
+                    except sqlite3.Error as exc:
+                        log.warning("spool rollback failed (after an earlier error): %s", exc)
                 raise
+
+    def _commit(self, groups: list[list[SpoolEntry]]) -> list[list[Outcome]]:
+        now = time.time()
+        out: list[list[Outcome]] = []
+        with self._transaction() as cur:
+            for entries in groups:
+                outcomes = []
+                for entry in entries:
+                    rec = entry.record
+                    cur.execute(
+                        "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)",
+                        (entry.dedupe_key, rec["id"], rec["output_hash"], rec["user_id"]),
+                    )
+                    if cur.rowcount == 1:
+                        cur.execute(
+                            "INSERT INTO pending (user_id, model_id, ts, received, record) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (rec["user_id"], rec["model_id"], rec["timestamp"].isoformat(),
+                             now, _encode(rec)),
+                        )
+                        outcomes.append(Outcome("accepted", rec["id"], rec["output_hash"]))
+                    else:
+                        first_id, first_hash = cur.execute(
+                            "SELECT id, output_hash FROM seen WHERE dedupe_key = ?",
+                            (entry.dedupe_key,),
+                        ).fetchone()
+                        outcomes.append(Outcome("duplicate", first_id, first_hash))
+                out.append(outcomes)
         return out
+
+    def probe(self) -> None:
+        """Write (and delete) a few kilobytes in one durable transaction; raise ``SpoolError``
+        with SQLite's reason when the spool cannot write (closed, disk full, read-only)."""
+        if self._closed:
+            raise SpoolError("the submission spool is closed")
+        try:
+            with self._transaction() as cur:
+                cur.execute("INSERT INTO health_probe VALUES (1, zeroblob(?))",
+                            (_PROBE_BYTES,))
+                cur.execute("DELETE FROM health_probe")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"the spool cannot write: {exc}") from exc
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -305,20 +372,13 @@ class Spool:
     def _claim(self, batch_rows: int) -> str | None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         batch = f"{stamp}_{uuid.uuid4().hex[:8]}"
-        with self._db:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
-            try:
-                cur.execute(
-                    "UPDATE pending SET batch = ? WHERE seq IN "
-                    "(SELECT seq FROM pending WHERE batch IS NULL ORDER BY seq LIMIT ?)",
-                    (batch, batch_rows),
-                )
-                claimed = cur.rowcount
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE pending SET batch = ? WHERE seq IN "
+                "(SELECT seq FROM pending WHERE batch IS NULL ORDER BY seq LIMIT ?)",
+                (batch, batch_rows),
+            )
+            claimed = cur.rowcount
         return batch if claimed else None
 
     def _write_batch(self, store: ObjectStore, batch: str) -> int:
@@ -350,21 +410,41 @@ class Spool:
 
     def forget_user(self, user_id: str, *, keep_pending: bool = False) -> int:
         """Drop the user's pending rows (unless ``keep_pending``) and dedupe keys; return rows
-        dropped. A deleted user's unflushed data must not reach the store after the delete."""
-        with self._exclusive, self._db:
-            cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+        dropped. A deleted user's unflushed data must not reach the store after the delete.
+
+        Then the write-ahead log is checkpointed and truncated: until then it would still hold
+        every copy of the user's rows it ever logged (the database file itself is clean, thanks
+        to ``secure_delete``). Raises ``SpoolError`` if the log could not be truncated; running
+        it again finishes the job.
+        """
+        with self._exclusive:
             try:
-                dropped = 0
-                if not keep_pending:
-                    cur.execute("DELETE FROM pending WHERE user_id = ?", (user_id,))
-                    dropped = cur.rowcount
-                cur.execute("DELETE FROM seen WHERE user_id = ?", (user_id,))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
+                with self._transaction() as cur:
+                    dropped = 0
+                    if not keep_pending:
+                        cur.execute("DELETE FROM pending WHERE user_id = ?", (user_id,))
+                        dropped = cur.rowcount
+                    cur.execute("DELETE FROM seen WHERE user_id = ?", (user_id,))
+            except sqlite3.Error as exc:
+                raise SpoolError(f"could not forget the user's submissions: {exc}") from exc
+            self.truncate_log()
         return dropped
+
+    def truncate_log(self) -> None:
+        """Copy the write-ahead log into the database and truncate it to zero bytes; raise
+        ``SpoolError`` if another connection's read kept it from finishing."""
+        with self._db:
+            self._conn.execute(f"PRAGMA busy_timeout={_CHECKPOINT_WAIT_MS}")
+            try:
+                busy, _, _ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            except sqlite3.Error as exc:
+                raise SpoolError(f"could not truncate the spool's write-ahead log: {exc}") from exc
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        if busy:
+            raise SpoolError(
+                "could not truncate the spool's write-ahead log: another connection is reading it"
+            )
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 GDPR operations hold the spool's exclusive lock, so no flush writes the user's rows halfway
 through: a delete also drops their not-yet-flushed submissions; an anonymize flushes them first so
-they are anonymized with the rest.
+they are anonymized with the rest. Either way the spool then truncates its write-ahead log, and
+the store operation also removes leftovers of interrupted writes (``tasks/records/gdpr.py``), so
+no copy of the user's id survives on the server. Both are safe to repeat after a 503.
 """
 
 from __future__ import annotations
@@ -13,14 +15,24 @@ from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import SettingsDep, SpoolDep, StoreDep, UserDep
 from api.schemas import DeleteResponse, ErrorResponse, UserStatsResponse
+from api.spool import Spool
+from tasks.errors import SpoolError
 from tasks.records import gdpr
 
 router = APIRouter(tags=["user"])
 
 _RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorResponse, "description": "No valid token."},
-    503: {"model": ErrorResponse, "description": "Storage unreachable; nothing was changed."},
+    503: {"model": ErrorResponse,
+          "description": "Storage or the spool failed; the operation is safe to repeat."},
 }
+
+
+def _forget(spool: Spool, user_id: str, *, keep_pending: bool = False) -> int:
+    try:
+        return spool.forget_user(user_id, keep_pending=keep_pending)
+    except SpoolError as exc:
+        raise HTTPException(503, f"not finished, please retry: {exc}") from None
 
 
 @router.get("/api/user/me/stats", response_model=UserStatsResponse, responses=_RESPONSES)
@@ -54,8 +66,8 @@ def delete_me(
                     503, f"could not flush pending submissions before anonymizing: {exc}"
                 ) from None
             rows = gdpr.anonymize_user(store, user_id)
-            spool.forget_user(user_id, keep_pending=True)
+            _forget(spool, user_id, keep_pending=True)
             return DeleteResponse(status="anonymized", rows=rows)
-        dropped = spool.forget_user(user_id)
+        dropped = _forget(spool, user_id)
         files = gdpr.delete_user(store, user_id)
         return DeleteResponse(status="deleted", files=files, pending_dropped=dropped)

@@ -21,6 +21,10 @@ A young intent means a compaction is running: other compactions leave that parti
 intent older than ``STALE_INTENT_AFTER`` belongs to a compaction that died; the next compaction
 finishes it (its merged file is complete, since puts are atomic) or drops it (no merged file).
 New files written during a compaction are not among its inputs, so they survive it.
+
+Each compaction of a day also removes that day's stale leftovers of interrupted writes (a local
+``.tmp-*`` file, an unfinished B2 upload) older than ``STALE_INTENT_AFTER``: nobody reads them,
+and they may hold a user's rows long after the user is gone.
 """
 
 from __future__ import annotations
@@ -41,13 +45,14 @@ from tasks.records.live import (
     is_intent_key,
     read_intent,
 )
-from tasks.storage.base import ObjectInfo, ObjectStore
+from tasks.storage.base import ObjectInfo, ObjectStore, purge_temporaries
 from tasks.storage.layout import day_prefix, user_of_key, user_partition
 
 log = logging.getLogger(__name__)
 
 # Long enough that no live compaction of one partition (seconds to minutes) is mistaken for a
-# dead one; short enough that a crash is repaired by the next night's run.
+# dead one, and no write still under way loses its temp file; short enough that a crash is
+# repaired by the next night's run.
 STALE_INTENT_AFTER = timedelta(hours=1)
 
 
@@ -59,12 +64,16 @@ class CompactionResult:
     rows: int  # rows in the new files
     recovered: int = 0  # intents of dead compactions finished or dropped
     skipped: int = 0  # partitions left alone: another compaction is running or got there first
+    temporaries: int = 0  # stale leftovers of interrupted writes removed
 
 
 def compact_day(
     store: ObjectStore, day: date, *, stale_after: timedelta = STALE_INTENT_AFTER
 ) -> CompactionResult:
     """Merge each user partition of ``day`` into one file; idempotent and safe to re-run."""
+    temporaries = purge_temporaries(store, day_prefix(day), older_than=stale_after)
+    if temporaries:
+        log.info("compaction: removed %d stale temporary file(s) of %s", temporaries, day)
     partitions: dict[str, list[ObjectInfo]] = {}
     for obj in store.list(day_prefix(day)):
         if user_of_key(obj.key) is not None:
@@ -79,7 +88,7 @@ def compact_day(
             merged += 1
             files_in += outcome.files_in
             rows += outcome.rows
-    return CompactionResult(day, merged, files_in, rows, recovered, skipped)
+    return CompactionResult(day, merged, files_in, rows, recovered, skipped, temporaries)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ days are found by walking the date folders (``layout.list_days``), then only the
 folder of each day is listed. Both write operations mark every affected day dirty
 (``layout.dirty_marker_key``) *before* changing anything, so a crash halfway still gets the
 summaries rebuilt, and both can simply be run again.
+
+Both also remove what interrupted writes left in the user's partitions and no listing shows (a
+local ``.tmp-*`` file from a process killed mid-flush, an unfinished B2 large-file upload):
+such leftovers can hold the user's rows. They are never the only copy of a row (a put is atomic
+and nothing deletes a source before its copy is complete), so they are deleted, never copied.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from tasks.identity import USER_ANONYMOUS
 from tasks.records.io import dedup_by_id, parquet_to_table, read_records, table_to_parquet
 from tasks.records.live import is_intent_key, live_keys
 from tasks.records.schema import conform
-from tasks.storage.base import ObjectStore
+from tasks.storage.base import ObjectStore, purge_temporaries
 from tasks.storage.layout import (
     check_user_id,
     day_of_key,
@@ -51,6 +56,14 @@ def _user_objects(store: ObjectStore, user_id: str) -> list[str]:
     ]
 
 
+def _purge_leftovers(store: ObjectStore, user_id: str) -> int:
+    """Remove every leftover of an interrupted write in the user's partitions, however young."""
+    check_user_id(user_id)
+    return sum(
+        purge_temporaries(store, user_day_prefix(day, user_id)) for day in list_days(store)
+    )
+
+
 def user_keys(store: ObjectStore, user_id: str) -> list[str]:
     """Every raw Parquet file in the user's partitions."""
     return [k for k in _user_objects(store, user_id) if k.endswith(".parquet")]
@@ -64,10 +77,11 @@ def _mark_dirty(store: ObjectStore, keys: list[str]) -> list[date]:
 
 
 def delete_user(store: ObjectStore, user_id: str) -> int:
-    """Delete every file under ``user={id}``; return how many data files were deleted."""
+    """Delete every file under ``user={id}``; return how many data files were deleted (leftovers
+    of interrupted writes included)."""
     if user_id == USER_ANONYMOUS:
         raise ValueError("the anonymous partition belongs to no one and cannot be deleted")
-    deleted = 0
+    deleted = _purge_leftovers(store, user_id)
     for _ in range(_ROUNDS):
         keys = _user_objects(store, user_id)
         if not keys:
@@ -105,6 +119,7 @@ def anonymize_user(store: ObjectStore, user_id: str) -> int:
     check_user_id(user_id)
     if user_id == USER_ANONYMOUS:
         raise ValueError("already anonymous")
+    _purge_leftovers(store, user_id)
     moved = 0
     for _ in range(_ROUNDS):
         keys = _user_objects(store, user_id)

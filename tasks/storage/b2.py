@@ -7,7 +7,11 @@ B2 gives us what the contract needs natively: an upload becomes visible only onc
   (GDPR!) is really gone rather than hidden behind a newer version;
 - transient failures (HTTP 5xx, 429, timeouts, dropped connections, an upload that b2sdk itself
   gave up on) are retried here with exponential backoff; anything else becomes a
-  ``StorageError`` naming the key.
+  ``StorageError`` naming the key;
+- an upload big enough for b2sdk to send as a *large file* (in parts) that dies halfway leaves an
+  unfinished large file: its parts hold data but no listing shows them, so
+  ``purge_temporaries`` cancels them (GDPR operations under the user's partitions, compaction
+  when they are stale).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -219,6 +223,43 @@ class B2Store:
 
         self._call("delete", key, delete_all_versions)
 
+    def purge_temporaries(self, prefix: str = "", *, older_than: timedelta | None = None) -> int:
+        """Cancel the unfinished large-file uploads below ``prefix`` (all of them, or those
+        started more than ``older_than`` ago); return how many were cancelled."""
+        cutoff_ms = (
+            None if older_than is None else (time.time() - older_than.total_seconds()) * 1000
+        )
+        from b2sdk.v2 import exception as b2exc
+
+        session = self.bucket.api.session
+
+        def cancel() -> int:
+            # The session's listing, not Bucket.list_unfinished_large_files: only the raw answer
+            # carries each upload's start time.
+            stale: list[str] = []
+            start: str | None = None
+            while True:
+                page = session.list_unfinished_large_files(
+                    self.bucket.id_, start_file_id=start, max_file_count=100,
+                    prefix=prefix or None,
+                )
+                for f in page["files"]:
+                    if cutoff_ms is None or f.get("uploadTimestamp", 0) <= cutoff_ms:
+                        stale.append(f["fileId"])
+                start = page.get("nextFileId")
+                if start is None:
+                    break
+            cancelled = 0
+            for file_id in stale:
+                try:
+                    self.bucket.cancel_large_file(file_id)
+                except b2exc.FileNotPresent:
+                    continue  # finished or cancelled since the listing
+                cancelled += 1
+            return cancelled
+
+        return self._call("cancel unfinished uploads", prefix, cancel)
+
     def exists(self, key: str) -> bool:
         from b2sdk.v2 import exception as b2exc
 
@@ -235,6 +276,9 @@ class B2Store:
 
     def describe(self) -> str:
         return f"B2 bucket {self.bucket.name}"
+
+    def public_name(self) -> str:
+        return f"b2:{self.bucket.name}"
 
     def local_path(self, key: str) -> Path | None:
         return None

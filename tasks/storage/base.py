@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -28,7 +28,8 @@ class ObjectStore(Protocol):
 
     A backend may also offer ``list_folders(prefix) -> list[str]`` (the immediate "sub-folders"
     of a prefix ending in ``/``); ``child_folders`` uses it when present, so walking the date
-    partitions never has to list every file.
+    partitions never has to list every file. Likewise ``purge_temporaries(prefix, older_than=)``
+    (see ``purge_temporaries`` below) and ``public_name()`` (see ``public_name``).
     """
 
     def put(self, key: str, data: bytes) -> None: ...
@@ -78,3 +79,29 @@ def child_folders(store: ObjectStore, prefix: str) -> list[str]:
         if "/" in (rest := o.key[len(prefix):])
     }
     return sorted(found)
+
+
+def purge_temporaries(
+    store: ObjectStore, prefix: str = "", *, older_than: timedelta | None = None
+) -> int:
+    """Remove what interrupted writes left below ``prefix``; return how many were removed.
+
+    A write killed halfway leaves bytes no listing shows: a ``.tmp-*`` file on the local store,
+    an unfinished large-file upload (its parts) on B2. They may hold a user's rows, so GDPR
+    operations remove them (``older_than=None``: all of them) and compaction removes stale ones.
+    ``older_than`` spares younger leftovers, which may belong to a write still under way. A
+    backend without such leftovers (or a test wrapper) has nothing to remove: 0.
+    """
+    native = getattr(store, "purge_temporaries", None)
+    if callable(native):
+        return int(native(prefix, older_than=older_than))
+    return 0
+
+
+def public_name(store: ObjectStore) -> str:
+    """A name for the backend safe to show anyone (``local``, ``b2:<bucket>``): unlike
+    ``describe()`` it holds no server path."""
+    native = getattr(store, "public_name", None)
+    if callable(native):
+        return str(native())
+    return type(store).__name__

@@ -95,6 +95,12 @@ def dirty_marker_key(day: date) -> str:
     return f"{DIRTY_PREFIX}{day.isoformat()}"
 
 
+def health_probe_key() -> str:
+    """A fresh key under ``state/health/`` for ``/api/health``'s write-and-delete probe (unique,
+    so probes of several API processes never delete each other's object)."""
+    return f"{STATE}/health/probe-{uuid.uuid4().hex[:12]}"
+
+
 def run_state_prefix(run_id: str) -> str:
     """``state/runs/{run_id}/``: what a run keeps so that it can be resumed and found again."""
     return f"{RUNS}/{check_run_id(run_id)}/"

@@ -1,18 +1,25 @@
-"""The embedded default store: a local folder. Writes go to a temp file, fsync, then rename."""
+"""The embedded default store: a local folder. Writes go to a temp file, fsync, then rename.
+
+Error messages name the key and the system's reason but not the folder: they reach API clients
+(a 503's body, ``/api/health``), who have no business knowing the server's paths. The exception
+chain keeps the full ``OSError`` (with its path) for the server's log.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tasks.errors import StorageError
 from tasks.storage.base import ObjectInfo, check_key
 
 # Temp files live beside their target (same filesystem, so rename is atomic) with this prefix;
-# listings skip them, so a reader never sees a half-written object.
-_TMP_PREFIX = ".tmp-"
+# listings skip them, so a reader never sees a half-written object. A process killed mid-write
+# leaves one behind: ``purge_temporaries`` finds them (GDPR operations, compaction).
+TMP_PREFIX = ".tmp-"
 # `delete` prunes empty partition folders; a concurrent `put` into the same folder can lose the
 # race (its folder vanishes between mkdir and mkstemp) and simply tries again.
 _PUT_ATTEMPTS = 20
@@ -26,8 +33,8 @@ class LocalStore:
 
     def _path(self, key: str) -> Path:
         check_key(key)
-        if any(part.startswith(_TMP_PREFIX) for part in key.split("/")):
-            raise ValueError(f"invalid object key: {key!r} (the {_TMP_PREFIX} prefix is reserved)")
+        if any(part.startswith(TMP_PREFIX) for part in key.split("/")):
+            raise ValueError(f"invalid object key: {key!r} (the {TMP_PREFIX} prefix is reserved)")
         return self.root / key
 
     def put(self, key: str, data: bytes) -> None:
@@ -35,15 +42,15 @@ class LocalStore:
         for attempt in range(_PUT_ATTEMPTS):
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+                fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
             except (FileNotFoundError, FileExistsError) as exc:
                 # mkdir saw the folder, then it was pruned before mkstemp (or mkdir's own
                 # exist_ok re-check lost the same race): go again.
                 if attempt + 1 < _PUT_ATTEMPTS:
                     continue
-                raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
+                raise StorageError(f"could not write: {_reason(exc)}", key=key) from exc
             except OSError as exc:
-                raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
+                raise StorageError(f"could not write: {_reason(exc)}", key=key) from exc
             break
         try:
             try:
@@ -59,7 +66,7 @@ class LocalStore:
                 raise
             _fsync_dir(path.parent)
         except OSError as exc:
-            raise StorageError(f"could not write to {self.root}: {exc}", key=key) from exc
+            raise StorageError(f"could not write: {_reason(exc)}", key=key) from exc
 
     def get(self, key: str) -> bytes:
         try:
@@ -68,13 +75,13 @@ class LocalStore:
             self._check_root(key)
             raise KeyError(key) from None
         except OSError as exc:
-            raise StorageError(f"could not read from {self.root}: {exc}", key=key) from exc
+            raise StorageError(f"could not read: {_reason(exc)}", key=key) from exc
 
     def _check_root(self, key: str | None = None) -> None:
         # A missing root is an empty store (a fresh install); a root that is a file is a broken
         # store, and must not pass for "no data yet" (health checks would say ok).
         if self.root.exists() and not self.root.is_dir():
-            raise StorageError(f"the data folder {self.root} is not a folder", key=key)
+            raise StorageError("the data folder (PLUMBLINE_DATA_DIR) is not a folder", key=key)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         # Walk only below the deepest folder the prefix names, so a date-partitioned prefix
@@ -88,7 +95,7 @@ class LocalStore:
 
         def _raise(exc: OSError) -> None:
             if not isinstance(exc, FileNotFoundError):  # a folder pruned while we walked
-                raise StorageError(f"could not list {self.root}: {exc}", key=prefix) from exc
+                raise StorageError(f"could not list: {_reason(exc)}", key=prefix) from exc
 
         for dirpath, dirnames, filenames in os.walk(start, onerror=_raise):
             rel_dir = os.path.relpath(dirpath, self.root)
@@ -96,11 +103,11 @@ class LocalStore:
             # Prune folders the prefix excludes, so listing one day never walks its siblings.
             dirnames[:] = sorted(
                 d for d in dirnames
-                if not d.startswith(_TMP_PREFIX)
+                if not d.startswith(TMP_PREFIX)
                 and ((rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/"))
             )
             for name in filenames:
-                if name.startswith(_TMP_PREFIX):
+                if name.startswith(TMP_PREFIX):
                     continue
                 key = rel_dir + name
                 if not key.startswith(prefix):
@@ -122,12 +129,12 @@ class LocalStore:
             with os.scandir(start) as entries:
                 names = [
                     e.name for e in entries
-                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(_TMP_PREFIX)
+                    if e.is_dir(follow_symlinks=False) and not e.name.startswith(TMP_PREFIX)
                 ]
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
-            raise StorageError(f"could not list {self.root}: {exc}", key=prefix) from exc
+            raise StorageError(f"could not list: {_reason(exc)}", key=prefix) from exc
         return sorted(f"{prefix}{name}/" for name in names)
 
     def delete(self, key: str) -> None:
@@ -137,15 +144,64 @@ class LocalStore:
         except IsADirectoryError:
             return  # a "folder" is not an object
         except OSError as exc:
-            raise StorageError(f"could not delete from {self.root}: {exc}", key=key) from exc
-        # Drop now-empty partition folders so listings stay fast; never the root itself.
-        parent = path.parent
-        while parent != self.root and parent.is_relative_to(self.root):
+            raise StorageError(f"could not delete: {_reason(exc)}", key=key) from exc
+        self._prune(path.parent)
+
+    def _prune(self, folder: Path) -> None:
+        # Drop now-empty partition folders so listings stay fast (and a deleted user's id does not
+        # live on as a folder name); never the root itself.
+        while folder != self.root and folder.is_relative_to(self.root):
             try:
-                parent.rmdir()
+                folder.rmdir()
             except OSError:
                 break
-            parent = parent.parent
+            folder = folder.parent
+
+    def purge_temporaries(self, prefix: str = "", *, older_than: timedelta | None = None) -> int:
+        """Delete the temp files interrupted writes left below ``prefix``; return how many.
+
+        ``older_than`` spares files modified more recently (a write may still be under way);
+        ``None`` deletes them all, which makes a concurrent write into the same folder fail
+        (it raises, nothing is lost): GDPR operations accept that to leave nothing behind.
+        """
+        folder, _, _ = prefix.rpartition("/")
+        if folder:
+            check_key(folder)
+        start = self.root / folder if folder else self.root
+        cutoff = None if older_than is None else time.time() - older_than.total_seconds()
+        removed = 0
+
+        def _raise(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):  # a folder pruned while we walked
+                raise StorageError(f"could not list: {_reason(exc)}", key=prefix) from exc
+
+        for dirpath, dirnames, filenames in os.walk(start, onerror=_raise):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            dirnames[:] = [
+                d for d in dirnames
+                if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")
+            ]
+            here = 0
+            for name in filenames:
+                if not name.startswith(TMP_PREFIX) or not (rel_dir + name).startswith(prefix):
+                    continue
+                path = Path(dirpath, name)
+                try:
+                    if cutoff is not None and path.stat().st_mtime > cutoff:
+                        continue
+                    path.unlink()
+                except FileNotFoundError:
+                    continue  # the write finished (renamed it) or gave up meanwhile
+                except OSError as exc:
+                    raise StorageError(
+                        f"could not delete a temporary file: {_reason(exc)}", key=rel_dir + name
+                    ) from exc
+                here += 1
+            if here:
+                removed += here
+                self._prune(Path(dirpath))
+        return removed
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -153,8 +209,16 @@ class LocalStore:
     def describe(self) -> str:
         return f"local folder {self.root}"
 
+    def public_name(self) -> str:
+        return "local"
+
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+
+def _reason(exc: OSError) -> str:
+    """The system's reason without the path ("No space left on device")."""
+    return exc.strerror or type(exc).__name__
 
 
 def _fsync_dir(path: Path) -> None:

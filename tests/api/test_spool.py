@@ -199,3 +199,65 @@ def test_a_cancelled_submission_does_not_stop_the_writer(spool: Spool) -> None:
     spool._queue.put(([entry(1)], cancelled))
     assert spool.append([entry(2)])[0].status == "accepted"
     assert [r["prompt_id"] for r in spool.pending_records()] == ["p2"]
+
+
+def _spool_bytes(folder: Path, needle: bytes) -> dict[str, int]:
+    """How often ``needle`` occurs in each file of the spool folder (db, -wal, -shm)."""
+    return {f.name: f.read_bytes().count(needle) for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+def test_forget_user_leaves_no_copy_in_the_database_or_its_log(
+    spool: Spool, store: LocalStore
+) -> None:
+    user, other = "0123456789abcdef", "fedcba9876543210"
+    for i in range(0, 600, 2):  # many commits: the log holds many page images with the id
+        spool.append([entry(i, user=user), entry(i + 1, user=other)])
+    spool.flush(store, batch_rows=100)  # flushed rows were deleted from the db: free pages
+    for i in range(600, 800, 2):
+        spool.append([entry(i, user=user), entry(i + 1, user=other)])
+    before = _spool_bytes(spool.directory, user.encode())
+    assert before["submissions.sqlite3-wal"] > 1000  # the issue saw 1,858 copies
+    assert spool.forget_user(user) == 100
+    after = _spool_bytes(spool.directory, user.encode())
+    assert set(after.values()) == {0}, after
+    assert (spool.directory / "submissions.sqlite3-wal").stat().st_size == 0
+    # The other user's rows are intact and still flush.
+    assert spool.pending_count() == 100
+    assert spool.flush(store) == 100
+
+
+def test_a_full_spool_reports_the_real_error_and_loses_nothing_acknowledged(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    # max_bytes is SQLite's max_page_count: past it SQLite raises SQLITE_FULL, as on a full disk,
+    # and rolls the transaction back itself; a second ROLLBACK used to hide the cause.
+    spool = Spool(tmp_path / "s", max_bytes=96 * 1024)
+    acked = {o.id for o in spool.append([entry(i) for i in range(5)])}
+    big = [SpoolEntry(f"big-{i}", {**entry(100 + i).record, "output": "x" * 20_000})
+           for i in range(10)]
+    with pytest.raises(SpoolError) as err:
+        spool.append(big)
+    assert "database or disk is full" in str(err.value)
+    assert "cannot rollback" not in str(err.value)
+    assert str(tmp_path) not in str(err.value)  # the client's message holds no server path
+    assert spool.last_write_error is not None and "full" in spool.last_write_error
+    # Filled up to the last page by small submissions: the health probe fails the same way.
+    i = 1000
+    while True:
+        try:
+            acked |= {o.id for o in spool.append([entry(i)])}
+        except SpoolError as exc:
+            assert "database or disk is full" in str(exc)
+            break
+        i += 1
+    with pytest.raises(SpoolError, match="database or disk is full"):
+        spool.probe()
+    # Nothing of a failed group was kept (not even its dedupe keys), nothing acknowledged lost.
+    assert spool.pending_count() == len(acked)
+    assert spool.flush(store) == len(acked)
+    assert stored_ids(store) == Counter(dict.fromkeys(acked, 1))
+    # The flush freed the pending rows' pages: writes fit again and clear the error.
+    assert spool.append(big[:1])[0].status == "accepted"
+    assert spool.last_write_error is None
+    spool.probe()
+    spool.close()

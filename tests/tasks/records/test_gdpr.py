@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
+import tempfile
+import time
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -13,10 +18,13 @@ import pytest
 from tasks.identity import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_ANONYMOUS, USER_SCHEDULER
 from tasks.records.compaction import compact_day
 from tasks.records.gdpr import anonymize_user, delete_user, user_keys, user_stats
-from tasks.records.io import parquet_to_table, read_records, write_records
+from tasks.records.io import parquet_to_table, read_records, table_to_parquet, write_records
 from tasks.records.live import live_keys
+from tasks.records.schema import to_table
 from tasks.storage import LocalStore, ObjectStore
-from tasks.storage.layout import RAW, day_prefix, dirty_marker_key
+from tasks.storage.b2 import B2Store
+from tasks.storage.layout import RAW, day_prefix, dirty_marker_key, user_day_prefix
+from tasks.storage.local import TMP_PREFIX
 from tests.support.b2 import make_b2_store
 from tests.support.faults import Crash, Interrupting
 from tests.support.helpers import record
@@ -222,3 +230,80 @@ def test_user_stats_counts_once_during_an_unfinished_compaction(store: LocalStor
     with pytest.raises(Crash):
         compact_day(_DiesAfterMerging(store, ALICE), DAYS[0])
     assert user_stats(store, ALICE).count == 6
+
+
+# -- leftovers of interrupted writes (issue 16, item 6) ----------------------------------------
+
+
+def _killed_write(store: ObjectStore, user: str, day: date, n: int = 6) -> bytes:
+    """What a write killed halfway leaves in ``user``'s partition of ``day``, holding ``n`` of
+    the user's rows: a local temp file named as ``LocalStore.put`` names it, or on B2 an
+    unfinished large-file upload with one part. Returns the bytes it holds."""
+    rows = [
+        record(timestamp=datetime(day.year, day.month, day.day, 9, i, tzinfo=UTC), user_id=user,
+               source=SOURCE_COMMUNITY, prompt_id=f"lost-{i}", run_id=f"cli-{user}")
+        for i in range(n)
+    ]
+    data = table_to_parquet(to_table(rows))
+    folder = user_day_prefix(day, user)
+    if isinstance(store, LocalStore):
+        (store.root / folder).mkdir(parents=True, exist_ok=True)
+        fd, _ = tempfile.mkstemp(prefix=TMP_PREFIX, dir=store.root / folder)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    else:
+        assert isinstance(store, B2Store)
+        api = store.bucket.api
+        started = api.services.large_file.start_large_file(
+            store.bucket.id_, f"{folder}community_killed.parquet", "b2/x-auto", {})
+        api.session.upload_part(started.file_id, 1, len(data), hashlib.sha1(data).hexdigest(),
+                                io.BytesIO(data))
+    return data
+
+
+def _leftovers_of(store: ObjectStore, user: str) -> list[str]:
+    """Every leftover anywhere in the store that names or holds ``user``'s id."""
+    if isinstance(store, LocalStore):
+        return [
+            str(p.relative_to(store.root)) for p in store.root.rglob("*")
+            if user in str(p) or (p.is_file() and user.encode() in p.read_bytes())
+        ]
+    assert isinstance(store, B2Store)
+    return [f.file_name for f in store.bucket.list_unfinished_large_files() if user in f.file_name]
+
+
+def test_delete_user_removes_leftovers_of_killed_writes(any_store: ObjectStore) -> None:
+    ids = _world(any_store)
+    _killed_write(any_store, ALICE, DAYS[0])
+    _killed_write(any_store, BOB, DAYS[1])  # bob's leftover is not alice's business
+    assert _leftovers_of(any_store, ALICE)  # the check sees them when they are there
+    assert delete_user(any_store, ALICE) == 6 + 1  # six data files and the leftover
+    assert _leftovers_of(any_store, ALICE) == []
+    assert _leftovers_of(any_store, BOB)
+    remaining = _all_rows(any_store).column("id").to_pylist()
+    assert sorted(remaining) == sorted(ids[BOB] + ids["others"])
+
+
+def test_anonymize_deletes_leftovers_without_copying_them(any_store: ObjectStore) -> None:
+    ids = _world(any_store)
+    _killed_write(any_store, ALICE, DAYS[1])
+    assert anonymize_user(any_store, ALICE) == 6  # the leftover's rows were never stored
+    assert _leftovers_of(any_store, ALICE) == []
+    assert _every_file_mentions(any_store, ALICE) == []
+    assert sorted(_all_rows(any_store).column("id").to_pylist()) == sorted(
+        i for v in ids.values() for i in v)
+
+
+def test_compaction_removes_stale_leftovers_and_spares_a_write_under_way(
+    store: LocalStore,
+) -> None:
+    _world(store)
+    _killed_write(store, BOB, DAYS[1])
+    stale = next((store.root / user_day_prefix(DAYS[1], BOB)).glob(f"{TMP_PREFIX}*"))
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    _killed_write(store, ALICE, DAYS[1])  # young: may be a write still under way
+    young = next((store.root / user_day_prefix(DAYS[1], ALICE)).glob(f"{TMP_PREFIX}*"))
+    result = compact_day(store, DAYS[1])
+    assert result.temporaries == 1
+    assert not stale.exists() and young.exists()
