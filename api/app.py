@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.flusher import SpoolFlusher
 from api.limits import BodyLimitMiddleware, HeaderLimitMiddleware, RateLimitMiddleware
-from api.routes import dashboard, data, drift, health, models, submit, user
+from api.routes import dashboard, data, docs, drift, health, models, submit, user
 from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks import __version__
@@ -93,6 +93,10 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         version=__version__,
         description="Summaries of scheduled LLM evaluations, and community submissions.",
         lifespan=lifespan,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: api/routes/docs.py serves
+        # both pages with the bundles shipped in a package instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -139,4 +143,5 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.include_router(submit.router)
     app.include_router(user.router)
     app.include_router(dashboard.router)
+    app.include_router(docs.router)
     return app
