@@ -17,6 +17,7 @@ from tasks.summaries.aggregate import (
     read_daily,
     summary_days,
 )
+from tasks.summaries.evidence import EvidenceRules
 from tests.support.helpers import record
 
 DAY1 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -36,7 +37,7 @@ def _write(store: LocalStore, ts: datetime, n: int = 4, user: str = "scheduler",
 def test_summary_row_per_day_model_suite_prompt(store: LocalStore) -> None:
     _write(store, DAY1, n=4)
     _write(store, DAY1, n=2, model_id="fake/drifting")
-    _write(store, DAY1, n=1, error="HTTP 503", passed=None, score=None)
+    _write(store, DAY1, n=1, error="HTTP 503", passed=None, score=None, run_id="run-2")
     written = aggregate_changed(store)
     assert written == {date(2026, 11, 1): 2}
     daily = read_daily(store).sort("model_id")
@@ -57,7 +58,7 @@ def test_only_changed_days_are_reaggregated(store: LocalStore) -> None:
     assert store.exists(AGGREGATE_MANIFEST_KEY)
     assert plan(store).days == []  # nothing changed: a night aggregates nothing
     assert aggregate_changed(store) == {}
-    _write(store, DAY2, n=3)
+    _write(store, DAY2, n=3, run_id="run-2")
     assert plan(store).changed == [date(2026, 11, 2)]
     assert aggregate_changed(store) == {date(2026, 11, 2): 1}
     rows = read_daily(store, [date(2026, 11, 2)])["rows"].to_list()
@@ -79,14 +80,15 @@ def test_gdpr_delete_marks_day_dirty_and_rows_disappear(store: LocalStore) -> No
 
 
 def test_dirty_marker_alone_forces_reaggregation(store: LocalStore) -> None:
+    rules = EvidenceRules(allow_anonymous=True)  # anonymized rows still count
     _write(store, DAY1, n=2, user=USER, source="community")
-    aggregate_changed(store)
+    aggregate_changed(store, rules=rules)
     anonymize_user(store, USER)
-    aggregate_changed(store)
+    aggregate_changed(store, rules=rules)
     store.put(dirty_marker_key(DAY1.date()), b"")
-    assert plan(store).days == [DAY1.date()]
-    assert aggregate_changed(store) == {DAY1.date(): 1}
-    assert plan(store).days == []
+    assert plan(store, rules).days == [DAY1.date()]
+    assert aggregate_changed(store, rules=rules) == {DAY1.date(): 1}
+    assert plan(store, rules).days == []
 
 
 def test_day_whose_raw_data_is_gone_loses_its_summary(store: LocalStore) -> None:
