@@ -24,7 +24,7 @@ from datetime import date
 
 import polars as pl
 
-from tasks.drift.config import EVIDENCE_PROJECT
+from tasks.drift.config import EVIDENCE_COMMUNITY, EVIDENCE_PROJECT
 from tasks.records.io import read_records
 from tasks.records.live import live_keys
 from tasks.storage.base import ObjectInfo, ObjectStore
@@ -56,6 +56,8 @@ AGG_INPUT_COLUMNS = [
 ]
 
 GROUP_KEYS = ["date", "evidence", "model_id", "suite", "prompt_id"]
+# What one kind of evidence is grouped by (its rows are aggregated apart, then labelled).
+ROW_KEYS = ["date", "model_id", "suite", "prompt_id"]
 
 # Per-row value lists kept in each summary row for the distribution tests.
 VALUE_LIST_COLUMNS = ["latency_values", "score_values", "output_len_values", "output_hashes"]
@@ -84,13 +86,13 @@ def scan_keys(store: ObjectStore, keys: list[str]) -> pl.LazyFrame:
 
 
 def aggregate_frame(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """The per day × evidence × model × suite × prompt summary of labelled rows
+    """The per day × model × suite × prompt summary of one kind of evidence's rows
     (``evidence.project_rows`` / ``community_rows``), with ``cells``: the distinct (run, sample)
     tags of each group, fewer than ``rows`` only when a cell may have been written twice."""
     answered = pl.col("error").is_null()
     latency = pl.col("latency_ms").filter(answered & pl.col("latency_ms").is_not_null())
     return (
-        rows.group_by(GROUP_KEYS)
+        rows.group_by(ROW_KEYS)
         .agg(
             rows=pl.len().cast(pl.Int64),
             cells=pl.col("cell").n_unique().cast(pl.Int64),
@@ -119,7 +121,7 @@ def aggregate_frame(rows: pl.LazyFrame) -> pl.LazyFrame:
             .then(pl.col("passes") / pl.col("scored"))
             .otherwise(None)
         )
-        .sort(GROUP_KEYS)
+        .sort(ROW_KEYS)
     )
 
 
@@ -136,26 +138,33 @@ def counted_rows(
 def summarize(
     store: ObjectStore, keys: list[str], rules: EvidenceRules | None = None
 ) -> pl.DataFrame:
-    """The summary rows of raw files (every day in them), each project cell counted once."""
+    """The summary rows of raw files (every day in them): the project's, each cell counted once,
+    then the community's, each labelled with its ``evidence``."""
     project, community = counted_rows(store, keys, rules or EvidenceRules())
-    frames = [f for f in (project, community) if f is not None]
-    if not frames:
-        return pl.DataFrame()
-    # The streaming engine runs the group-by in parallel morsels with bounded memory; on a
-    # 10 M-row history it is ~2x faster than the in-memory engine (tests/bench/bench_nightly.py).
-    summary = aggregate_frame(pl.concat(frames)).collect(engine="streaming")
+    parts = []
     if project is not None:
+        # The streaming engine runs the group-by in parallel morsels with bounded memory; on a
+        # 10 M-row history it is ~2x faster than the in-memory engine
+        # (tests/bench/bench_nightly.py).
+        summary = aggregate_frame(project).collect(engine="streaming")
         # De-duplicating every cell up front would cost a group-by over all rows (~25 % of the
         # night); counting tags per group costs ~5 %, and only the groups it flags (normally
         # none) are aggregated again, exactly.
-        flagged = summary.filter((pl.col("evidence") == EVIDENCE_PROJECT)
-                                 & (pl.col("cells") < pl.col("rows"))).select(GROUP_KEYS)
+        flagged = summary.filter(pl.col("cells") < pl.col("rows")).select(ROW_KEYS)
         if flagged.height:
-            suspects = project.join(flagged.lazy(), on=GROUP_KEYS, how="semi")
+            suspects = project.join(flagged.lazy(), on=ROW_KEYS, how="semi")
             fixed = aggregate_frame(one_row_per_cell(suspects)).collect()
-            summary = pl.concat([summary.join(flagged, on=GROUP_KEYS, how="anti"), fixed]) \
-                .sort(GROUP_KEYS)
-    return summary.drop("cells")
+            summary = pl.concat([summary.join(flagged, on=ROW_KEYS, how="anti"), fixed]) \
+                .sort(ROW_KEYS)
+        parts.append(summary.with_columns(evidence=pl.lit(EVIDENCE_PROJECT)))
+    if community is not None:
+        summary = aggregate_frame(community).collect(engine="streaming")
+        parts.append(summary.with_columns(evidence=pl.lit(EVIDENCE_COMMUNITY)))
+    if not parts:
+        return pl.DataFrame()
+    summary = pl.concat(parts, how="vertical_relaxed")
+    return summary.select(*GROUP_KEYS, *(c for c in summary.columns
+                                         if c not in GROUP_KEYS and c != "cells"))
 
 
 def _write_summary(store: ObjectStore, day: date, summary: pl.DataFrame) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 import polars as pl
 
-from tasks.drift.config import EVIDENCE_COMMUNITY, EVIDENCE_PROJECT
 from tasks.records.schema import (
     SOURCE_COMMUNITY,
     SOURCE_ON_DEMAND,
@@ -81,23 +80,24 @@ def split_keys(keys: list[str], rules: EvidenceRules) -> tuple[list[str], list[s
     return project, community
 
 
-def _prepared(raw: pl.LazyFrame, evidence: str) -> pl.LazyFrame:
+def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
+    # No evidence column per row: each kind is aggregated on its own and labelled after, so the
+    # group-by keeps its four keys.
     return raw.with_columns(
         date=pl.date(pl.col("year"), pl.col("month"), pl.col("day")),
         suite=pl.col("suite").fill_null(""),
-        evidence=pl.lit(evidence),
     )
 
 
 def project_rows(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """The project partition's rows, labelled; cells are not de-duplicated here (see
-    ``aggregate.aggregate_days``: a duplicate is rare, so it is found first and fixed after).
+    """The project partition's rows that count; cells are not de-duplicated here (see
+    ``aggregate.summarize``: a duplicate is rare, so it is found first and fixed after).
 
     ``cell`` is a 64-bit tag of (run, sample): within a summary group, fewer distinct tags than
     rows means a cell may have been written twice (a hash collision only costs an exact check).
     """
     return (
-        _prepared(raw.filter(pl.col("source").is_in(PROJECT_SOURCES)), EVIDENCE_PROJECT)
+        _prepared(raw.filter(pl.col("source").is_in(PROJECT_SOURCES)))
         .with_columns(cell=pl.col("run_id").hash() + pl.col("sample_idx").cast(pl.UInt64))
     )
 
@@ -116,13 +116,13 @@ def one_row_per_cell(rows: pl.LazyFrame) -> pl.LazyFrame:
 def community_rows(raw: pl.LazyFrame, rules: EvidenceRules) -> pl.LazyFrame:
     """The community partitions' rows that count: at most ``cap_per_user_day`` per contributor,
     model and day, the earliest first."""
-    rows = _prepared(raw.filter(pl.col("source").is_in(COMMUNITY_SOURCES)), EVIDENCE_COMMUNITY)
+    rows = _prepared(raw.filter(pl.col("source").is_in(COMMUNITY_SOURCES)))
     if not rules.allow_anonymous:
         # The partitions were skipped already; this also drops a stray anonymous row elsewhere.
         rows = rows.filter(pl.col("user_id").is_not_null() & (pl.col("user_id") != USER_ANONYMOUS))
     return (
         rows.sort("timestamp", "id")
         .filter(pl.int_range(pl.len()).over(CAP_KEYS) < rules.cap_per_user_day)
-        # Same columns as the project's rows, so both concatenate into one aggregation.
+        # The same columns as the project's rows, for the same aggregation.
         .with_columns(cell=pl.lit(0, pl.UInt64))
     )
