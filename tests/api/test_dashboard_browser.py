@@ -4,6 +4,10 @@ The browser is driven over the Chrome DevTools Protocol (one browser for the mod
 test): the page's own JavaScript fetches the API, renders, and reacts to real mouse clicks and key
 presses. Skipped, with the reason, when no Chromium is installed (CI installs Debian's
 ``chromium``).
+
+Longer than 400 lines: the browser harness (uvicorn in a thread, a DevTools tab, one Chromium for
+the module) and the tests that share it live together; a second module would start a second
+browser.
 """
 
 from __future__ import annotations
