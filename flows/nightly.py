@@ -3,8 +3,10 @@
 Only days whose raw data changed since the last night (or that a GDPR operation marked dirty)
 are compacted and re-aggregated; those days are mapped over batches, so the work spreads across
 workers when the flow runs on a work pool. The drift stage is one vectorised task over the
-windows; publishing writes ``summaries/latest/`` and, when a model drifts, emits a Prefect event,
-calls the optional webhook and leaves a markdown report as an artifact.
+windows, run once per kind of evidence (the project's runs give the verdicts; community
+submissions get their own, labelled); publishing writes ``summaries/latest/`` and, when a model's
+project verdict drifts, emits a Prefect event, calls the optional webhook and leaves a markdown
+report as an artifact.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.compaction import compact_day_task
-from tasks.drift.config import DriftConfig, Window
-from tasks.drift.report import DriftReport, compute_drift
+from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig, Window
+from tasks.drift.report import EvidenceReports, compute_reports
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.summaries.aggregate import (
@@ -27,11 +29,13 @@ from tasks.summaries.aggregate import (
     aggregate_days,
     batches,
     commit,
+    last_day_of,
     plan,
     raw_fingerprints,
     read_daily,
     summary_days,
 )
+from tasks.summaries.evidence import EvidenceRules
 from tasks.summaries.notify import notify_drift
 from tasks.summaries.publish import (
     HISTORY_COLUMNS,
@@ -47,56 +51,70 @@ HISTORY_DAYS = 90
 
 
 @task(name="aggregate-days", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
-def aggregate_days_task(store: ObjectStore, days: list[date]) -> dict[date, int]:
-    return aggregate_days(store, days)
+def aggregate_days_task(
+    store: ObjectStore, days: list[date], rules: EvidenceRules
+) -> dict[date, int]:
+    return aggregate_days(store, days, rules)
 
 
 @task(name="drift", cache_policy=NO_CACHE)
-def drift_task(store: ObjectStore, as_of: date | None, config: DriftConfig) -> DriftReport | None:
+def drift_task(
+    store: ObjectStore, as_of: date | None, config: DriftConfig
+) -> EvidenceReports | None:
     days = summary_days(store)
     if not days:
         return None
-    end = as_of or days[-1]
+    # The windows end on the project's last day: a community row dated later (the API takes
+    # timestamps up to a day ahead) must not empty the project's recent window.
+    end = as_of or last_day_of(store, EVIDENCE_PROJECT) or days[-1]
     window = Window.ending(end, config)
     daily = read_daily(store, window.days())
-    return compute_drift(daily, end, config)
+    return compute_reports(daily, end, config)
 
 
 @task(name="publish", cache_policy=NO_CACHE)
-def publish_task(store: ObjectStore, report: DriftReport | None) -> dict[str, Any]:
+def publish_task(
+    store: ObjectStore, reports: EvidenceReports | None, rules: EvidenceRules
+) -> dict[str, Any]:
     chart_rows = read_daily(store, columns=["date", "model_id", "rows"])
     published = {"chart": publish_chart(store, chart_rows)}
-    if report is None:
+    if reports is None:
         return published
+    report = reports.project
     last_seen: dict[str, date] = {}
     if not chart_rows.is_empty():
         for model_id, seen in chart_rows.group_by("model_id").agg(
                 last=pl.col("date").max()).iter_rows():
             last_seen[model_id] = seen
-    published.update(publish_drift(store, report, last_seen))
+    published.update(publish_drift(store, report, last_seen, reports.community, rules))
     recent_days = [d for d in summary_days(store) if (report.window.as_of - d).days < HISTORY_DAYS]
     history = publish_history(store, read_daily(store, recent_days, columns=HISTORY_COLUMNS))
     published["history"] = f"{len(history)} file(s)"
-    create_markdown_artifact(markdown=render_report(report), key="drift-report",
+    create_markdown_artifact(markdown=render_report(report, community=reports.community),
+                             key="drift-report",
                              description=f"Plumbline drift report for {report.window.as_of}")
     return published
 
 
 @task(name="notify", cache_policy=NO_CACHE)
-def notify_task(report: DriftReport, webhook_url: str | None) -> dict[str, Any]:
+def notify_task(reports: EvidenceReports, webhook_url: str | None) -> dict[str, Any]:
+    # The project's verdicts only: community evidence is published, labelled, never alarmed on.
+    report = reports.project
     return notify_drift(report.models, report.window.to_json(), webhook_url)
 
 
-def _compact_and_aggregate(store: ObjectStore, todo: AggregationPlan) -> dict[date, int]:
+def _compact_and_aggregate(
+    store: ObjectStore, todo: AggregationPlan, rules: EvidenceRules
+) -> dict[date, int]:
     present = set(todo.fingerprints)
     for fut in [compact_day_task.submit(store, d) for d in todo.days if d in present]:
         fut.result()
     # Compaction renamed files: the manifest records the listing the aggregation actually read.
     fingerprints = raw_fingerprints(store)
     written: dict[date, int] = {}
-    for fut in [aggregate_days_task.submit(store, b) for b in batches(todo.days)]:
+    for fut in [aggregate_days_task.submit(store, b, rules) for b in batches(todo.days)]:
         written.update(fut.result())
-    commit(store, todo, fingerprints)
+    commit(store, todo, fingerprints, rules)
     return written
 
 
@@ -107,32 +125,39 @@ def execute(
     baseline_days: int = 28,
     as_of: date | None = None,
     webhook_url: str | None = None,
+    rules: EvidenceRules | None = None,
 ) -> dict[str, Any]:
     """The flow's body, given its store (tests call it inside a flow of their own)."""
     logger = get_run_logger()
-    todo = plan(store)
+    rules = rules or EvidenceRules()
+    todo = plan(store, rules)
     logger.info("nightly: %d raw day(s) in %s; %d to aggregate (%d changed, %d dirty, %d gone)",
                 len(todo.fingerprints), store.describe(), len(todo.days), len(todo.changed),
                 len(todo.dirty), len(todo.removed))
-    written = _compact_and_aggregate(store, todo)
+    written = _compact_and_aggregate(store, todo, rules)
     config = DriftConfig(recent_days=recent_days, baseline_days=baseline_days)
-    report = drift_task(store, as_of, config)
-    published = publish_task(store, report)
+    reports = drift_task(store, as_of, config)
+    published = publish_task(store, reports, rules)
     verdicts: dict[str, str] = {}
+    community: dict[str, str] = {}
     notified: dict[str, Any] = {}
-    if report is not None:
-        verdicts = {m["model_id"]: m["verdict"] for m in report.models}
-        notified = notify_task(report, webhook_url)
-        logger.info("nightly: %d tests; verdicts %s", report.tests.height, verdicts)
+    if reports is not None:
+        verdicts = {m["model_id"]: m["verdict"] for m in reports.project.models}
+        community = {m["model_id"]: m["verdict"] for m in reports.community.models}
+        notified = notify_task(reports, webhook_url)
+        logger.info("nightly: %d tests; verdicts %s; community evidence %s",
+                    reports.project.tests.height, verdicts, community or "none")
     status = publish_status(
         store, days=len(todo.fingerprints), aggregated_days=len(todo.days),
         summary_rows=sum(written.values()),
-        as_of=report.window.as_of.isoformat() if report else None,
+        as_of=reports.project.window.as_of.isoformat() if reports else None,
         drifting=[m for m, v in verdicts.items() if v == "drifting"],
+        community_drifting=[m for m, v in community.items() if v == "drifting"],
     )
     return {"days": len(todo.fingerprints), "aggregated_days": len(todo.days),
             "summary_rows": sum(written.values()), "verdicts": verdicts,
-            "notified": notified, **published, "status": status}
+            "community_verdicts": community, "notified": notified, **published,
+            "status": status}
 
 
 @flow(name="nightly", log_prints=True)
@@ -151,6 +176,7 @@ def nightly(
         baseline_days=baseline_days or settings.drift_baseline_days,
         as_of=as_of,
         webhook_url=settings.drift_webhook_url,
+        rules=EvidenceRules.from_settings(settings),
     )
 
 

@@ -140,6 +140,19 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PLUMBLINE_DRIFT_BASELINE_DAYS", "drift_baseline_days"),
     )
 
+    # --- community evidence (docs/drift.md, "Evidence") ---
+    # Community rows one contributor counts per model and day, the earliest first; 0 counts none.
+    community_cap_per_user_day: int = Field(
+        50, ge=0, le=1_000_000,
+        validation_alias=AliasChoices("COMMUNITY_CAP_PER_USER_DAY", "community_cap_per_user_day"),
+    )
+    # Anonymous rows cannot be told apart by sender, so the cap cannot protect against one of
+    # them: they count (all together as one contributor) only when the operator says so.
+    community_allow_anonymous: bool = Field(
+        False,
+        validation_alias=AliasChoices("COMMUNITY_ALLOW_ANONYMOUS", "community_allow_anonymous"),
+    )
+
     @field_validator("trusted_proxies")
     @classmethod
     def _check_proxies(cls, value: list[str]) -> list[str]:

@@ -1,4 +1,9 @@
-"""``GET /api/models`` and ``GET /api/models/{model_id}/history``: materialized summaries."""
+"""``GET /api/models`` and ``GET /api/models/{model_id}/history``: materialized summaries.
+
+A history is found by its model's exact id: ``layout.history_key`` is injective, so
+``fake__stable`` can never be served ``fake/stable``'s file (the old ``/`` → ``__`` slugs made
+them one file, and their files are never read).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
 
 from api.deps import IfNoneMatch, SummariesDep
-from api.schemas import MAX_ID_CHARS, ErrorResponse
+from api.schemas import MAX_ID_CHARS, ErrorResponse, ModelId
 from api.summaries import summary_response
 from tasks.storage.layout import history_key, latest_key
 from tasks.summaries.payloads import MODELS, HistoryPayload, ModelsPayload
 
 router = APIRouter(tags=["models"])
+
+# The same rule as a submission's model_id: an id the API would never store is a 422, not a 404.
+_MODEL_ID = TypeAdapter(ModelId)
 
 # The routes serve the stored bytes as they are; their response models only document them.
 _READ_RESPONSES: dict[int | str, dict[str, object]] = {
@@ -42,7 +51,8 @@ async def models(summaries: SummariesDep, if_none_match: IfNoneMatch = None) -> 
     "/api/models/{model_id:path}/history",
     response_model=HistoryPayload,
     responses={**_READ_RESPONSES,
-               200: {"description": "The nightly flow's `history/{slug}.json` of this model."},
+               200: {"description": "The nightly flow's `model-history/{slug}.json` of "
+                                    "this model: its project days and its community days."},
                422: {"model": ErrorResponse, "description": "Bad model id."}},
 )
 async def history(
@@ -50,9 +60,13 @@ async def history(
     summaries: SummariesDep,
     if_none_match: IfNoneMatch = None,
 ) -> Response:
-    """One model's daily history (model ids contain '/', e.g. ``openai/gpt-4o``)."""
+    """One model's daily history (model ids contain '/', e.g. ``openai/gpt-4o``): ``days`` from
+    the project's own runs, ``community_days`` from community submissions."""
     try:
-        key = history_key(model_id)
+        key = history_key(_MODEL_ID.validate_python(model_id))
+    except ValidationError as exc:
+        reason = "; ".join(e["msg"] for e in exc.errors(include_url=False))
+        raise HTTPException(422, f"invalid model_id {model_id!r}: {reason}") from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     try:

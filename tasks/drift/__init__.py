@@ -17,7 +17,9 @@ The modules, imported in one direction (each only imports those above it):
 - ``config``: ``DriftConfig`` and the recent/baseline ``Window``;
 - ``verdicts``: the bands, the night's BH adjustment, the verdict rules and reasons;
 - ``metrics``: the window's groups and the tests per metric;
-- ``report``: ``compute_drift``, which wires metrics → adjust → verdicts, and ``DriftReport``.
+- ``report``: ``compute_drift``, which wires metrics → adjust → verdicts for one kind of evidence,
+  ``DriftReport``, and ``compute_reports``: the project's report (the verdicts) and the
+  community's (its own tests, BH family and verdicts, labelled) over one window.
 
 docs/drift.md explains the choices and reports the false-positive rate and power measured on
 simulated histories with known truth (``tests/tasks/drift/test_drift_simulation.py``).

@@ -1,4 +1,5 @@
-"""The drift stage's settings and its recent/baseline window."""
+"""The drift stage's settings, its recent/baseline window, and the kinds of evidence a verdict is
+computed from."""
 
 from __future__ import annotations
 
@@ -8,6 +9,14 @@ from typing import Any
 
 # The levels every test runs at, in the order of ``DriftConfig.level_shares``.
 LEVELS = ("model", "suite", "prompt")
+
+# Two kinds of evidence, never mixed in one verdict (docs/drift.md, "Evidence"): rows the
+# project's own runs produced (scheduled and on-demand: the canary) and rows the community
+# submitted. Each gets its own aggregation, its own tests and Benjamini–Hochberg family, and its
+# own verdict; a model's verdict is the project's.
+EVIDENCE_PROJECT = "project"
+EVIDENCE_COMMUNITY = "community"
+EVIDENCE_KINDS = (EVIDENCE_PROJECT, EVIDENCE_COMMUNITY)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The drift stage's entry point, ``compute_drift``, and the report it returns."""
+"""The drift stage's entry point, ``compute_drift``, and the report it returns: one report per kind
+of evidence, each with its own tests, Benjamini–Hochberg family and verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any
 
 import polars as pl
 
-from tasks.drift.config import LEVELS, DriftConfig, Window
+from tasks.drift.config import (
+    EVIDENCE_COMMUNITY,
+    EVIDENCE_PROJECT,
+    LEVELS,
+    DriftConfig,
+    Window,
+)
 from tasks.drift.metrics import (
     consistency_tests,
     distribution_tests,
@@ -20,13 +27,15 @@ from tasks.drift.verdicts import DRIFTING, adjust, model_verdicts
 
 @dataclass
 class DriftReport:
-    """Everything the publish stage writes: the window, every test, a verdict per model."""
+    """Everything the publish stage writes for one kind of evidence: the window, every test, a
+    verdict per model."""
 
     window: Window
     config: DriftConfig
     tests: pl.DataFrame
     models: list[dict[str, Any]]
     consistency_daily: pl.DataFrame = field(repr=False)
+    evidence: str = EVIDENCE_PROJECT
 
     @property
     def drifting(self) -> list[dict[str, Any]]:
@@ -48,29 +57,47 @@ RESULT_SCHEMA: dict[str, Any] = {**TEST_SCHEMA, "p_adjusted": pl.Float64, "bh_we
                                  "watch_grade": pl.Boolean}
 
 
+def of_evidence(daily: pl.DataFrame, evidence: str) -> pl.DataFrame:
+    """The daily summary rows of one kind of evidence (summaries without an ``evidence`` column
+    predate the split and are taken as they are)."""
+    if "evidence" not in daily.columns or daily.is_empty():
+        return daily
+    mine = pl.col("evidence") == evidence
+    # Filtering copies every value list: skip it when every row is of this kind already.
+    return daily if daily.select(mine.fill_null(False).all()).item() else daily.filter(mine)
+
+
 def compute_drift(
-    daily: pl.DataFrame, as_of: date | None = None, config: DriftConfig | None = None
+    daily: pl.DataFrame, as_of: date | None = None, config: DriftConfig | None = None,
+    evidence: str = EVIDENCE_PROJECT,
 ) -> DriftReport:
-    """Every drift test of a night over daily summaries (``tasks.summaries.aggregate`` rows)."""
+    """Every drift test of a night over daily summaries (``tasks.summaries.aggregate`` rows), for
+    the rows of one kind of ``evidence`` only (the project's by default): another kind's rows
+    never enter these tests, their BH family, or these verdicts."""
     config = config or DriftConfig()
+    mine = of_evidence(daily, evidence)
     if as_of is None:
-        if daily.is_empty():
+        # The last day of this evidence: rows of another kind (a community submission dated
+        # tomorrow) must not move this kind's window.
+        dated = mine if not mine.is_empty() else daily
+        if dated.is_empty():
             raise ValueError("no daily summaries and no as_of date: nothing to compare")
-        as_of = daily["date"].max()  # type: ignore[assignment]
+        as_of = dated["date"].max()  # type: ignore[assignment]
     assert as_of is not None
+    daily = mine
     window = Window.ending(as_of, config)
     empty = pl.DataFrame(schema=RESULT_SCHEMA)
     if daily.is_empty():
-        return DriftReport(window, config, empty, [], pl.DataFrame())
+        return DriftReport(window, config, empty, [], pl.DataFrame(), evidence)
     groups = group_window(daily, window)
     if groups.frame.is_empty():
-        return DriftReport(window, config, empty, [], pl.DataFrame())
+        return DriftReport(window, config, empty, [], pl.DataFrame(), evidence)
     parts = pass_rate_tests(groups, config) + distribution_tests(groups, config)
     consistency_parts, consistency_daily = consistency_tests(groups, window, config)
     parts += consistency_parts
     if not parts:
         return DriftReport(window, config, empty, model_verdicts(groups.frame, empty, config),
-                           consistency_daily)
+                           consistency_daily, evidence)
     tests = pl.concat([
         p.select([pl.col(c).cast(t) if c in p.columns else pl.lit(None, t).alias(c)
                   for c, t in TEST_SCHEMA.items()]) for p in parts])
@@ -79,4 +106,22 @@ def compute_drift(
                                                  return_dtype=pl.Int8)
     tests = tests.sort(level_order, "model_id", "suite", "prompt_id", "metric", nulls_last=False)
     return DriftReport(window, config, tests, model_verdicts(groups.frame, tests, config),
-                       consistency_daily)
+                       consistency_daily, evidence)
+
+
+@dataclass
+class EvidenceReports:
+    """A night's two reports: the project's (the verdicts) and the community's (labelled)."""
+
+    project: DriftReport
+    community: DriftReport
+
+
+def compute_reports(
+    daily: pl.DataFrame, as_of: date | None = None, config: DriftConfig | None = None
+) -> EvidenceReports:
+    """The project's and the community's reports over the same window, ending ``as_of`` (default:
+    the project's last day, so community rows cannot move the project's window)."""
+    project = compute_drift(daily, as_of, config, EVIDENCE_PROJECT)
+    community = compute_drift(daily, project.window.as_of, config, EVIDENCE_COMMUNITY)
+    return EvidenceReports(project, community)

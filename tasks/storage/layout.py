@@ -125,17 +125,85 @@ def response_cache_key(digest: str) -> str:
     return f"{RESPONSE_CACHE}/{digest[:2]}/{digest}.json"
 
 
+# A model id becomes one segment of a key by percent-encoding every UTF-8 byte outside
+# [a-z0-9._-] ("%" and uppercase letters included), plus a leading "." (so no slug is ".", "..",
+# hidden, or ".tmp-": the local store's temp prefix). Injective and reversible, so two ids never
+# share a key (the old "/" -> "__" mapping made `fake/stable` and `fake__stable` one file), and
+# it stays injective where keys are compared case-insensitively (macOS and Windows folders):
+# the only capitals a slug holds are the hex digits of its escapes, always uppercase.
+_SLUG_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
+_SLUG_RE = re.compile(r"(?:[a-z0-9_-]|%[0-9A-F]{2})(?:[a-z0-9._-]|%[0-9A-F]{2})*")
+# A slug is a file name with ".json" appended: well under the 255 bytes file systems allow.
+MAX_SLUG_CHARS = 240
+MODEL_HISTORY = f"{LATEST}/model-history"
+# Where history files lived under the old, non-injective slug: never read, removed by the
+# nightly's publish (tasks.summaries.publish.publish_history).
+LEGACY_HISTORY_PREFIX = f"{LATEST}/history/"
+
+
 def model_slug(model_id: str) -> str:
-    """A model id as one safe path segment: ``openai/gpt-4o`` → ``openai__gpt-4o``."""
-    slug = model_id.replace("/", "__")
-    if not re.fullmatch(r"[A-Za-z0-9._:@-]+(?:__[A-Za-z0-9._:@-]+)*", slug) or ".." in slug:
-        raise ValueError(f"invalid model_id {model_id!r}")
+    """A model id as one safe, reversible key segment: ``openai/gpt-4o`` → ``openai%2Fgpt-4o``.
+
+    Raises ``ValueError`` for an empty id, one that is not valid Unicode (a lone surrogate), or
+    one whose slug would be longer than ``MAX_SLUG_CHARS``.
+    """
+    try:
+        raw = model_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"invalid model_id {model_id!r}: not valid Unicode") from None
+    if not raw:
+        raise ValueError("invalid model_id '': empty")
+    slug = "".join(
+        chr(b) if b in _SLUG_SAFE and not (i == 0 and b == ord(".")) else f"%{b:02X}"
+        for i, b in enumerate(raw)
+    )
+    if len(slug) > MAX_SLUG_CHARS:
+        raise ValueError(
+            f"invalid model_id {model_id!r}: {len(slug)} characters once encoded for storage "
+            f"(capital letters and symbols take 3 each), at most {MAX_SLUG_CHARS}")
     return slug
 
 
+def model_id_of_slug(slug: str) -> str:
+    """The model id a slug encodes (the inverse of ``model_slug``).
+
+    Raises ``ValueError`` for a string ``model_slug`` never produces (so every id has exactly one
+    slug, and a stray file name is never mistaken for one).
+    """
+    if len(slug) > MAX_SLUG_CHARS or not _SLUG_RE.fullmatch(slug):
+        raise ValueError(f"not a model slug: {slug!r}")
+    raw = bytearray()
+    i = 0
+    while i < len(slug):
+        if slug[i] == "%":
+            raw.append(int(slug[i + 1:i + 3], 16))
+            i += 3
+        else:
+            raw.append(ord(slug[i]))
+            i += 1
+    try:
+        model_id = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"not a model slug: {slug!r} (not UTF-8)") from None
+    if model_slug(model_id) != slug:  # an escape of a byte that needs none: not canonical
+        raise ValueError(f"not a model slug: {slug!r} (not in canonical form)")
+    return model_id
+
+
 def history_key(model_id: str) -> str:
-    """``summaries/latest/history/{slug}.json``: one model's daily history."""
-    return f"{LATEST}/history/{model_slug(model_id)}.json"
+    """``summaries/latest/model-history/{slug}.json``: one model's daily history."""
+    return f"{MODEL_HISTORY}/{model_slug(model_id)}.json"
+
+
+def model_of_history_key(key: str) -> str | None:
+    """The model id of a history key, or None if ``key`` is not one."""
+    prefix = f"{MODEL_HISTORY}/"
+    if not key.startswith(prefix) or not key.endswith(".json"):
+        return None
+    try:
+        return model_id_of_slug(key[len(prefix):-len(".json")])
+    except ValueError:
+        return None
 
 
 def day_of_key(key: str) -> date | None:

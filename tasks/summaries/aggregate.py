@@ -1,4 +1,9 @@
-"""Daily aggregation with Polars: raw rows → one summary row per day × model × suite × prompt.
+"""Daily aggregation with Polars: raw rows → one summary row per day × evidence × model × suite ×
+prompt.
+
+Evidence (``project`` or ``community``) is kept apart from the start: each kind has its own
+summary rows, and which rows count as which is ``tasks.summaries.evidence``'s rule (a project
+cell once, a community contributor capped per model and day, anonymous rows only when allowed).
 
 Incremental: a small manifest (``state/aggregate_manifest.json``) fingerprints each day's raw
 listing (keys and sizes); a night re-aggregates only the days whose fingerprint changed, the days
@@ -19,6 +24,7 @@ from datetime import date
 
 import polars as pl
 
+from tasks.drift.config import EVIDENCE_COMMUNITY, EVIDENCE_PROJECT
 from tasks.records.io import read_records
 from tasks.records.live import live_keys
 from tasks.storage.base import ObjectInfo, ObjectStore
@@ -32,19 +38,33 @@ from tasks.storage.layout import (
     day_prefix,
     dirty_marker_key,
 )
+from tasks.summaries.evidence import (
+    EvidenceRules,
+    community_rows,
+    one_row_per_cell,
+    project_rows,
+    split_keys,
+)
 
-# The raw columns aggregation reads; `output` is never among them (its length is stored).
+# The raw columns aggregation reads; `output` is never among them (its length is stored). Polars
+# reads only those a query uses: `timestamp` and `id` only to order the rare rows of a capped
+# contributor or a duplicated cell.
 AGG_INPUT_COLUMNS = [
     "model_id", "suite", "prompt_id", "passed", "score", "latency_ms", "input_tokens",
     "output_tokens", "cost_usd", "output_hash", "output_len", "error", "year", "month", "day",
+    "source", "user_id", "run_id", "sample_idx", "timestamp", "id",
 ]
 
-GROUP_KEYS = ["date", "model_id", "suite", "prompt_id"]
+GROUP_KEYS = ["date", "evidence", "model_id", "suite", "prompt_id"]
+# What one kind of evidence is grouped by (its rows are aggregated apart, then labelled).
+ROW_KEYS = ["date", "model_id", "suite", "prompt_id"]
 
 # Per-row value lists kept in each summary row for the distribution tests.
 VALUE_LIST_COLUMNS = ["latency_values", "score_values", "output_len_values", "output_hashes"]
 
-MANIFEST_VERSION = 1
+# 2: summaries gained the evidence dimension and count a project cell once; a manifest of
+# version 1 (or of other evidence rules) means a full rebuild.
+MANIFEST_VERSION = 2
 
 # Days aggregated per Polars query: one scan over a few days amortises the query setup, and
 # bounding it keeps memory flat however long the history (a 90-day rebuild never holds 90 days).
@@ -65,16 +85,17 @@ def scan_keys(store: ObjectStore, keys: list[str]) -> pl.LazyFrame:
     return pl.from_arrow(table).lazy()  # type: ignore[union-attr]
 
 
-def aggregate_frame(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """The per day × model × suite × prompt summary of a frame of raw rows."""
+def aggregate_frame(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """The per day × model × suite × prompt summary of one kind of evidence's rows
+    (``evidence.project_rows`` / ``community_rows``), with ``cells``: the distinct (run, sample)
+    tags of each group, fewer than ``rows`` only when a cell may have been written twice."""
     answered = pl.col("error").is_null()
     latency = pl.col("latency_ms").filter(answered & pl.col("latency_ms").is_not_null())
     return (
-        raw.with_columns(date=pl.date(pl.col("year"), pl.col("month"), pl.col("day")),
-                         suite=pl.col("suite").fill_null(""))
-        .group_by(GROUP_KEYS)
+        rows.group_by(ROW_KEYS)
         .agg(
             rows=pl.len().cast(pl.Int64),
+            cells=pl.col("cell").n_unique().cast(pl.Int64),
             errors=(~answered).sum().cast(pl.Int64),
             scored=pl.col("passed").is_not_null().sum().cast(pl.Int64),
             passes=pl.col("passed").cast(pl.Int64).sum(),
@@ -100,8 +121,50 @@ def aggregate_frame(raw: pl.LazyFrame) -> pl.LazyFrame:
             .then(pl.col("passes") / pl.col("scored"))
             .otherwise(None)
         )
-        .sort(GROUP_KEYS)
+        .sort(ROW_KEYS)
     )
+
+
+def counted_rows(
+    store: ObjectStore, keys: list[str], rules: EvidenceRules
+) -> tuple[pl.LazyFrame | None, pl.LazyFrame | None]:
+    """The labelled project rows and counted community rows of raw files (None: no such files)."""
+    ours, theirs = split_keys(keys, rules)
+    project = project_rows(scan_keys(store, ours)) if ours else None
+    community = community_rows(scan_keys(store, theirs), rules) if theirs else None
+    return project, community
+
+
+def summarize(
+    store: ObjectStore, keys: list[str], rules: EvidenceRules | None = None
+) -> pl.DataFrame:
+    """The summary rows of raw files (every day in them): the project's, each cell counted once,
+    then the community's, each labelled with its ``evidence``."""
+    project, community = counted_rows(store, keys, rules or EvidenceRules())
+    parts = []
+    if project is not None:
+        # The streaming engine runs the group-by in parallel morsels with bounded memory; on a
+        # 10 M-row history it is ~2x faster than the in-memory engine
+        # (tests/bench/bench_nightly.py).
+        summary = aggregate_frame(project).collect(engine="streaming")
+        # De-duplicating every cell up front would cost a group-by over all rows (~25 % of the
+        # night); counting tags per group costs ~5 %, and only the groups it flags (normally
+        # none) are aggregated again, exactly.
+        flagged = summary.filter(pl.col("cells") < pl.col("rows")).select(ROW_KEYS)
+        if flagged.height:
+            suspects = project.join(flagged.lazy(), on=ROW_KEYS, how="semi")
+            fixed = aggregate_frame(one_row_per_cell(suspects)).collect()
+            summary = pl.concat([summary.join(flagged, on=ROW_KEYS, how="anti"), fixed]) \
+                .sort(ROW_KEYS)
+        parts.append(summary.with_columns(evidence=pl.lit(EVIDENCE_PROJECT)))
+    if community is not None:
+        summary = aggregate_frame(community).collect(engine="streaming")
+        parts.append(summary.with_columns(evidence=pl.lit(EVIDENCE_COMMUNITY)))
+    if not parts:
+        return pl.DataFrame()
+    summary = pl.concat(parts, how="vertical_relaxed")
+    return summary.select(*GROUP_KEYS, *(c for c in summary.columns
+                                         if c not in GROUP_KEYS and c != "cells"))
 
 
 def _write_summary(store: ObjectStore, day: date, summary: pl.DataFrame) -> None:
@@ -116,10 +179,13 @@ def _day_keys(store: ObjectStore, day: date) -> list[str]:
     return live_keys(store, day_prefix(day))
 
 
-def aggregate_days(store: ObjectStore, days: Sequence[date]) -> dict[date, int]:
+def aggregate_days(
+    store: ObjectStore, days: Sequence[date], rules: EvidenceRules | None = None
+) -> dict[date, int]:
     """Aggregate the given raw days in one lazy scan, writing one summary file per day.
 
-    A day without raw data has its summary removed. Returns the summary rows written per day.
+    A day without raw data (or none that counts) has its summary removed. Returns the summary
+    rows written per day.
     """
     keys: list[str] = []
     empty: list[date] = []
@@ -135,22 +201,24 @@ def aggregate_days(store: ObjectStore, days: Sequence[date]) -> dict[date, int]:
         written[day] = 0
     if not keys:
         return written
-    # The streaming engine runs the group-by in parallel morsels with bounded memory; on a
-    # 10 M-row history it is ~2x faster than the in-memory engine (tests/bench/bench_nightly.py).
-    summary = aggregate_frame(scan_keys(store, keys)).collect(engine="streaming")
-    for (day,), part in summary.partition_by("date", as_dict=True, maintain_order=True).items():
-        _write_summary(store, day, part)
-        written[day] = part.height
+    summary = summarize(store, keys, rules)
+    if summary.height:
+        for (day,), part in summary.partition_by("date", as_dict=True,
+                                                 maintain_order=True).items():
+            _write_summary(store, day, part)
+            written[day] = part.height
     for day in days:
-        if day not in written:  # files listed but holding no rows
+        if day not in written:  # files listed but holding no rows that count
             store.delete(daily_summary_key(day))
             written[day] = 0
     return written
 
 
-def aggregate_day(store: ObjectStore, day: date) -> pl.DataFrame:
+def aggregate_day(
+    store: ObjectStore, day: date, rules: EvidenceRules | None = None
+) -> pl.DataFrame:
     """Aggregate one raw day into ``summaries/daily/.../part-0.parquet`` (empty day: removed)."""
-    aggregate_days(store, [day])
+    aggregate_days(store, [day], rules)
     return read_daily(store, [day])
 
 
@@ -185,6 +253,16 @@ def summary_days(store: ObjectStore) -> list[date]:
     return sorted(days)
 
 
+def last_day_of(store: ObjectStore, evidence: str) -> date | None:
+    """The last day whose summary holds rows of ``evidence`` (None: no such day). Reads one
+    small column of the newest summaries until one has such rows (normally the first)."""
+    for day in reversed(summary_days(store)):
+        kinds = read_daily(store, [day], columns=["evidence"])
+        if not kinds.is_empty() and (kinds["evidence"] == evidence).any():
+            return day
+    return None
+
+
 # --- incremental planning ---------------------------------------------------------------------
 
 def fingerprint(objects: Iterable[ObjectInfo]) -> str:
@@ -206,21 +284,26 @@ def raw_fingerprints(store: ObjectStore) -> dict[date, str]:
     return {day: fingerprint(objs) for day, objs in sorted(by_day.items())}
 
 
-def load_manifest(store: ObjectStore) -> dict[date, str]:
-    """The fingerprints of the days as last aggregated (empty when none or unreadable)."""
+def load_manifest(store: ObjectStore, rules: EvidenceRules | None = None) -> dict[date, str]:
+    """The fingerprints of the days as last aggregated (empty when none, unreadable, or
+    aggregated under other evidence rules: then every day is aggregated again)."""
     try:
         doc = json.loads(store.get(AGGREGATE_MANIFEST_KEY))
     except KeyError:
         return {}
     except ValueError:
         return {}  # a corrupt manifest only costs a full rebuild
-    if doc.get("version") != MANIFEST_VERSION:
+    if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
+        return {}
+    if doc.get("rules") != (rules or EvidenceRules()).to_json():
         return {}
     return {date.fromisoformat(d): str(fp) for d, fp in doc.get("days", {}).items()}
 
 
-def save_manifest(store: ObjectStore, fingerprints: dict[date, str]) -> None:
-    doc = {"version": MANIFEST_VERSION,
+def save_manifest(
+    store: ObjectStore, fingerprints: dict[date, str], rules: EvidenceRules | None = None
+) -> None:
+    doc = {"version": MANIFEST_VERSION, "rules": (rules or EvidenceRules()).to_json(),
            "days": {d.isoformat(): fp for d, fp in sorted(fingerprints.items())}}
     store.put(AGGREGATE_MANIFEST_KEY, json.dumps(doc, separators=(",", ":")).encode())
 
@@ -250,25 +333,30 @@ class AggregationPlan:
         return sorted(set(self.changed) | set(self.dirty) | set(self.removed))
 
 
-def plan(store: ObjectStore) -> AggregationPlan:
+def plan(store: ObjectStore, rules: EvidenceRules | None = None) -> AggregationPlan:
     """Compare the raw listing with the manifest: which days need aggregating tonight."""
     current = raw_fingerprints(store)
-    previous = load_manifest(store)
+    previous = load_manifest(store, rules)
     changed = [d for d, fp in current.items() if previous.get(d) != fp]
-    removed = sorted(d for d in previous if d not in current)
+    # Summaries are listed too: a manifest that was unusable (another version, other rules) must
+    # not leave the summary of a day whose raw data is gone behind.
+    removed = sorted(d for d in set(previous) | set(summary_days(store)) if d not in current)
     return AggregationPlan(changed, dirty_days(store), removed, current)
 
 
-def commit(store: ObjectStore, done: AggregationPlan, fingerprints: dict[date, str]) -> None:
+def commit(
+    store: ObjectStore, done: AggregationPlan, fingerprints: dict[date, str],
+    rules: EvidenceRules | None = None,
+) -> None:
     """Record the aggregated days in the manifest, then drop the dirty markers they consumed.
 
     Markers go last: a crash in between re-aggregates a day once more, never skips one.
     """
-    manifest = load_manifest(store)
+    manifest = load_manifest(store, rules)
     for day in done.days:
         manifest.pop(day, None)
     manifest.update({d: fp for d, fp in fingerprints.items() if d in set(done.days)})
-    save_manifest(store, manifest)
+    save_manifest(store, manifest, rules)
     for day in done.dirty:
         store.delete(dirty_marker_key(day))
 
@@ -279,12 +367,13 @@ def batches(days: Sequence[date], size: int = DEFAULT_DAYS_PER_BATCH) -> list[li
 
 
 def aggregate_changed(
-    store: ObjectStore, days_per_batch: int = DEFAULT_DAYS_PER_BATCH
+    store: ObjectStore, days_per_batch: int = DEFAULT_DAYS_PER_BATCH,
+    rules: EvidenceRules | None = None,
 ) -> dict[date, int]:
     """One incremental aggregation without Prefect: plan, aggregate what changed, commit."""
-    todo = plan(store)
+    todo = plan(store, rules)
     written: dict[date, int] = {}
     for batch in batches(todo.days, days_per_batch):
-        written.update(aggregate_days(store, batch))
-    commit(store, todo, todo.fingerprints)
+        written.update(aggregate_days(store, batch, rules))
+    commit(store, todo, todo.fingerprints, rules)
     return written

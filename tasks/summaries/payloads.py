@@ -2,6 +2,9 @@
 dumps them, the read API declares them in ``/openapi.json``, the CLI and the dashboard read them.
 
 Field names are the wire format: the dashboard's JavaScript reads them as they are spelled here.
+Fields added later have defaults, so a file written by an older nightly still reads; the fields
+a model always had keep their meaning: the verdict and figures of the project's own runs, never
+of community submissions (those sit beside them, labelled ``evidence: "community"``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ Timestamp = Annotated[
 ]
 Verdict = Literal["stable", "watch", "drifting", "insufficient_data"]
 ConsistencyBand = Literal["stable", "watch", "drifting"]
+Evidence = Literal["project", "community"]
 
 
 class _Payload(BaseModel):
@@ -84,28 +88,81 @@ class DriftWindow(_Payload):
 
 # --- models.json ------------------------------------------------------------------------------
 
+# The verdict figures of one kind of evidence, spelled once for the model and its community part.
+RowsRecent = Annotated[int, Field(description="Rows in the recent window.")]
+RowsBaseline = Annotated[int, Field(description="Rows in the baseline window.")]
+PassRateRecent = Annotated[float | None, Field(
+    description="Passes over scored rows in the recent window; null when nothing was scored.")]
+PassRateBaseline = Annotated[float | None, Field(
+    description="Passes over scored rows in the baseline window; null when nothing was scored.")]
+Consistency = Annotated[float | None, Field(
+    description="Share of prompts whose set of outputs did not change from the previous day, on "
+    "the recent window's worst day; null without two consecutive days.")]
+Band = Annotated[ConsistencyBand | None, Field(
+    description="``stable`` ≥ 95 %, ``watch`` 80–95 %, ``drifting`` < 80 %.")]
+VerdictField = Annotated[Verdict, Field(
+    description="The night's answer to \"did this model change?\".")]
+Reasons = Annotated[list[str], Field(
+    description="Human-readable evidence, strongest first (at most five).")]
+SignificantTests = Annotated[int, Field(
+    description="Tests significant after Benjamini–Hochberg (within this evidence's own tests).")]
+Suites = Annotated[list[str], Field(description="Suites with rows in either window, sorted.")]
+
+
+class CommunitySummary(_Payload):
+    """A model's verdict from community submissions alone: its own tests and Benjamini–Hochberg
+    family, each contributor capped per model and day. Never part of the model's ``verdict``."""
+
+    evidence: Literal["community"] = Field(
+        "community", description="Which rows this verdict comes from: community submissions.")
+    rows_recent: RowsRecent
+    rows_baseline: RowsBaseline
+    pass_rate_recent: PassRateRecent
+    pass_rate_baseline: PassRateBaseline
+    consistency: Consistency
+    consistency_band: Band
+    verdict: VerdictField
+    reasons: Reasons
+    significant_tests: SignificantTests
+    suites: Suites
+
+
 class ModelSummary(_Payload):
-    """One model's verdict and the figures behind it."""
+    """One model's verdict and the figures behind it, from the project's own runs (scheduled and
+    on-demand); what community submissions say is in ``community``."""
 
     model_id: str = Field(description="``provider/model``.", examples=["openai/gpt-4o"])
-    last_seen: dt.date | None = Field(description="Last day with rows for this model.")
-    rows_recent: int = Field(description="Rows in the recent window.")
-    rows_baseline: int = Field(description="Rows in the baseline window.")
-    pass_rate_recent: float | None = Field(
-        description="Passes over scored rows in the recent window; null when nothing was scored.")
-    pass_rate_baseline: float | None = Field(
-        description="Passes over scored rows in the baseline window; null when nothing was "
-        "scored.")
-    consistency: float | None = Field(
-        description="Share of prompts whose set of outputs did not change from the previous day, "
-        "on the recent window's worst day; null without two consecutive days.")
-    consistency_band: ConsistencyBand | None = Field(
-        description="``stable`` ≥ 95 %, ``watch`` 80–95 %, ``drifting`` < 80 %.")
-    verdict: Verdict = Field(description="The night's answer to \"did this model change?\".")
-    reasons: list[str] = Field(
-        description="Human-readable evidence, strongest first (at most five).")
-    significant_tests: int = Field(description="Tests significant after Benjamini–Hochberg.")
-    suites: list[str] = Field(description="Suites with rows in either window, sorted.")
+    last_seen: dt.date | None = Field(
+        description="Last day with rows for this model (any evidence).")
+    evidence: Literal["project"] = Field(
+        "project", description="Which rows the fields below come from: the project's own runs.")
+    rows_recent: RowsRecent
+    rows_baseline: RowsBaseline
+    pass_rate_recent: PassRateRecent
+    pass_rate_baseline: PassRateBaseline
+    consistency: Consistency
+    consistency_band: Band
+    verdict: VerdictField
+    reasons: Reasons
+    significant_tests: SignificantTests
+    suites: Suites
+    community: CommunitySummary | None = Field(
+        None, description="The community's own verdict; null without counted community rows.")
+
+
+class EvidenceRulesSummary(_Payload):
+    """Which rows the night counted, and as what (docs/drift.md, "Evidence")."""
+
+    verdict_evidence: Literal["project"] = Field(
+        "project", description="The evidence a model's ``verdict`` comes from.")
+    project_sources: list[str] = Field(
+        description="Row sources that are the project's own runs.")
+    community_cap_per_user_day: int = Field(
+        description="Community rows one contributor counts per model and day "
+        "(``COMMUNITY_CAP_PER_USER_DAY``).")
+    community_anonymous_counted: bool = Field(
+        description="Whether anonymous community rows count (``COMMUNITY_ALLOW_ANONYMOUS``), "
+        "all together as one contributor.")
 
 
 class ModelsPayload(_Payload):
@@ -114,6 +171,8 @@ class ModelsPayload(_Payload):
     generated_at: Timestamp = Field(description="When the nightly flow wrote this file.")
     window: DriftWindow
     models: list[ModelSummary] = Field(description="Sorted by model id.")
+    evidence_rules: EvidenceRulesSummary | None = Field(
+        None, description="The rules the night counted rows by; null in older files.")
 
 
 # --- drift.json -------------------------------------------------------------------------------
@@ -135,6 +194,9 @@ class DriftSettings(_Payload):
 class DriftTest(_Payload):
     """One statistical test of the night, for one model, suite or prompt."""
 
+    evidence: Evidence = Field(
+        "project", description="The rows tested: the project's own runs, or community "
+        "submissions (each kind is its own Benjamini–Hochberg family).")
     model_id: str
     suite: str | None = Field(description="Null for a model-level test.")
     prompt_id: str | None = Field(description="Null for a model- or suite-level test.")
@@ -173,16 +235,20 @@ class DriftPayload(_Payload):
     window: DriftWindow
     config: DriftSettings
     tests: list[DriftTest] = Field(
-        description="Model-level tests first, then suite, then prompt; each by model, suite, "
-        "prompt and metric.")
+        description="The tests of the project's own runs (the verdicts' evidence): model-level "
+        "first, then suite, then prompt; each by model, suite, prompt and metric.")
+    community_tests: list[DriftTest] = Field(
+        default_factory=list,
+        description="The tests of community submissions, in the same order; their own family.")
 
 
-# --- history/{slug}.json ----------------------------------------------------------------------
+# --- model-history/{slug}.json ----------------------------------------------------------------
 
 class HistoryDay(_Payload):
-    """One model's figures on one day."""
+    """One model's figures on one day, from one kind of evidence."""
 
     date: dt.date
+    evidence: Evidence = Field("project", description="Which rows the figures come from.")
     rows: int
     pass_rate: float | None = Field(description="Passes over scored rows; null if none scored.")
     score_mean: float | None
@@ -197,10 +263,12 @@ class HistoryDay(_Payload):
 
 
 class HistoryPayload(_Payload):
-    """``history/{slug}.json``: one model's days, oldest first (the last 90 days)."""
+    """``model-history/{slug}.json``: one model's days, oldest first (the last 90 days)."""
 
     model_id: str
-    days: list[HistoryDay]
+    days: list[HistoryDay] = Field(description="From the project's own runs.")
+    community_days: list[HistoryDay] = Field(
+        default_factory=list, description="From community submissions that count.")
 
 
 # --- nightly.json -----------------------------------------------------------------------------
@@ -220,6 +288,9 @@ class NightlyStatus(BaseModel):
         None, description="Last day of the drift windows; null without data.")
     drifting: list[str] = Field(
         default_factory=list, description="Models with a ``drifting`` verdict.")
+    community_drifting: list[str] = Field(
+        default_factory=list,
+        description="Models whose community evidence alone says ``drifting`` (not notified).")
 
 
 P = TypeVar("P", bound=BaseModel)

@@ -1,9 +1,11 @@
 """Materialized summaries the read API serves: ``summaries/latest/*.json``.
 
 ``chart.json`` (the seed's chart), ``models.json`` (a verdict per model), ``drift.json`` (every
-test of the night), ``history/{slug}.json`` (one model's days) and ``nightly.json`` (when the
-nightly run finished), each the JSON of its model in ``tasks.summaries.payloads``. Every file is
-written atomically by the store, so a reader sees last night's file or tonight's, never half of one.
+test of the night), ``model-history/{slug}.json`` (one model's days) and ``nightly.json`` (when
+the nightly run finished), each the JSON of its model in ``tasks.summaries.payloads``. Every file
+is written atomically by the store, so a reader sees last night's file or tonight's, never half of
+one. The project's evidence fills the fields every reader knows; the community's sits beside it,
+labelled (``evidence``), from its own report.
 """
 
 from __future__ import annotations
@@ -16,20 +18,29 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel
 
-from tasks.drift.metrics import daily_consistency
+from tasks.drift.config import EVIDENCE_COMMUNITY, EVIDENCE_PROJECT
+from tasks.drift.metrics import daily_consistency, prompt_changes
 from tasks.drift.report import DriftReport
 from tasks.storage.base import ObjectStore
-from tasks.storage.layout import LATEST, history_key, latest_key
+from tasks.storage.layout import (
+    LEGACY_HISTORY_PREFIX,
+    MODEL_HISTORY,
+    history_key,
+    latest_key,
+)
+from tasks.summaries.evidence import PROJECT_SOURCES, EvidenceRules
 from tasks.summaries.payloads import (
     CHART,
     DRIFT,
     MODELS,
     NIGHTLY_STATUS,
     ChartPayload,
+    CommunitySummary,
     DriftPayload,
     DriftSettings,
     DriftTest,
     DriftWindow,
+    EvidenceRulesSummary,
     HistoryDay,
     HistoryPayload,
     ModelsPayload,
@@ -37,12 +48,13 @@ from tasks.summaries.payloads import (
     NightlyStatus,
 )
 
-HISTORY_PREFIX = f"{LATEST}/history/"
+HISTORY_PREFIX = f"{MODEL_HISTORY}/"
 logger = logging.getLogger("plumbline.publish")
 
 # The columns of the daily summaries the publish stage reads (never the per-row score or
 # output-length lists, which only the drift stage needs).
-HISTORY_COLUMNS = ["date", "model_id", "suite", "prompt_id", "rows", "scored", "passes",
+HISTORY_COLUMNS = ["date", "evidence", "model_id", "suite", "prompt_id", "rows", "scored",
+                   "passes",
                    "score_values", "latency_values", "output_len_values", "distinct_outputs",
                    "cost_usd", "output_hashes"]
 
@@ -98,25 +110,44 @@ def _window(report: DriftReport) -> DriftWindow:
     return DriftWindow.model_validate(report.window, from_attributes=True)
 
 
-def models_payload(report: DriftReport, last_seen: dict[str, date]) -> ModelsPayload:
-    """``models.json``: per model its windows, pass rates, consistency and verdict.
+_NO_ROWS = {
+    "rows_recent": 0, "rows_baseline": 0, "pass_rate_recent": None, "pass_rate_baseline": None,
+    "consistency": None, "consistency_band": None, "verdict": "insufficient_data",
+    "significant_tests": 0, "suites": [],
+}
 
-    Models seen before the windows but not in them are listed as ``insufficient_data``.
+
+def models_payload(
+    report: DriftReport, last_seen: dict[str, date], community: DriftReport | None = None,
+    rules: EvidenceRules | None = None,
+) -> ModelsPayload:
+    """``models.json``: per model its windows, pass rates, consistency and verdict from the
+    project's ``report``, and the ``community`` report's verdict beside it.
+
+    Models seen before the windows, or only in community rows, are listed too: their project
+    verdict is ``insufficient_data``.
     """
     by_id = {m["model_id"]: m for m in report.models}
+    community_by_id = {m["model_id"]: m for m in community.models} if community else {}
     models = []
-    for model_id in sorted(set(last_seen) | set(by_id)):
+    for model_id in sorted(set(last_seen) | set(by_id) | set(community_by_id)):
         m = by_id.get(model_id) or {
-            "rows_recent": 0, "rows_baseline": 0,
-            "pass_rate_recent": None, "pass_rate_baseline": None, "consistency": None,
-            "consistency_band": None, "verdict": "insufficient_data",
-            "reasons": ["no rows in the recent or baseline window"], "significant_tests": 0,
-            "suites": [],
-        }
+            **_NO_ROWS, "reasons": ["no rows of the project's own runs in the recent or "
+                                    "baseline window"]}
+        c = community_by_id.get(model_id)
         models.append(ModelSummary.model_validate({
             "model_id": model_id, "last_seen": last_seen.get(model_id),
-            **{k: v for k, v in m.items() if k != "model_id"}}))
-    return ModelsPayload(generated_at=datetime.now(UTC), window=_window(report), models=models)
+            **{k: v for k, v in m.items() if k != "model_id"},
+            "community": CommunitySummary.model_validate(
+                {k: v for k, v in c.items() if k != "model_id"}) if c else None,
+        }))
+    rules = rules or EvidenceRules()
+    return ModelsPayload(
+        generated_at=datetime.now(UTC), window=_window(report), models=models,
+        evidence_rules=EvidenceRulesSummary(
+            project_sources=list(PROJECT_SOURCES),
+            community_cap_per_user_day=rules.cap_per_user_day,
+            community_anonymous_counted=rules.allow_anonymous))
 
 
 def drift_tests_frame(report: DriftReport) -> pl.DataFrame:
@@ -126,30 +157,39 @@ def drift_tests_frame(report: DriftReport) -> pl.DataFrame:
     return t.with_columns(
         [pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in floats]
     ).with_columns(
+        evidence=pl.lit(report.evidence),
         suite=pl.when(pl.col("suite") == "").then(None).otherwise(pl.col("suite")),
         ci_recent=pl.when(pl.col("ci_low").is_not_null())
         .then(pl.concat_list("ci_low", "ci_high")),
     ).select(DRIFT_TEST_FIELDS)
 
 
-def drift_json_bytes(report: DriftReport) -> bytes:
-    """``drift.json`` (a ``DriftPayload``); the test list is serialised by Polars straight from
-    the frame, since a night can hold 100k tests (the tests check it against ``DriftTest``)."""
+def _tests_json(report: DriftReport | None) -> bytes:
+    tests = drift_tests_frame(report) if report is not None else pl.DataFrame()
+    return tests.write_json().encode() if tests.height else b"[]"
+
+
+def drift_json_bytes(report: DriftReport, community: DriftReport | None = None) -> bytes:
+    """``drift.json`` (a ``DriftPayload``): the project's tests, then the community's; the test
+    lists are serialised by Polars straight from the frames, since a night can hold 100k tests
+    (the tests check them against ``DriftTest``)."""
     payload = DriftPayload(
         generated_at=datetime.now(UTC), window=_window(report),
         config=DriftSettings.model_validate(report.config, from_attributes=True), tests=[])
-    head = dump_json(payload.model_dump(mode="json", exclude={"tests"}))
-    tests = drift_tests_frame(report)
-    body = tests.write_json().encode() if tests.height else b"[]"
-    return head[:-1] + b',"tests":' + body + b"}"
+    head = dump_json(payload.model_dump(mode="json", exclude={"tests", "community_tests"}))
+    return (head[:-1] + b',"tests":' + _tests_json(report)
+            + b',"community_tests":' + _tests_json(community) + b"}")
 
 
 def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
-    """Per model × day: rows, pass rate, score mean, latency p50/p95, distinct outputs, mean
-    output length, cost and day-over-day consistency."""
+    """Per model × evidence × day: rows, pass rate, score mean, latency p50/p95, distinct outputs,
+    mean output length, cost and day-over-day consistency."""
     if daily.is_empty():
         return pl.DataFrame()
-    per_day = daily.group_by("model_id", "date").agg(
+    if "evidence" not in daily.columns:  # summaries from before the split
+        daily = daily.with_columns(evidence=pl.lit(EVIDENCE_PROJECT))
+    keys = ["model_id", "evidence", "date"]
+    per_day = daily.group_by(keys).agg(
         rows=pl.col("rows").sum(),
         passes=pl.col("passes").sum(),
         scored=pl.col("scored").sum(),
@@ -162,15 +202,18 @@ def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.col("cost_usd").sum()),
     )
     latency = (
-        daily.select("model_id", "date", "latency_values").explode("latency_values")
-        .group_by("model_id", "date")
+        daily.select(*keys, "latency_values").explode("latency_values")
+        .group_by(keys)
         .agg(latency_p50_ms=pl.col("latency_values").quantile(0.5, "linear"),
              latency_p95_ms=pl.col("latency_values").quantile(0.95, "linear"))
     )
-    consistency = daily_consistency(daily).select("model_id", "date", "consistency")
+    # A prompt of the project and the same prompt of the community are two prompts here.
+    prompt = ["evidence", "model_id", "suite", "prompt_id"]
+    consistency = daily_consistency(daily, ("model_id", "evidence"),
+                                    prompt_changes(daily, prompt)).select(*keys, "consistency")
     return (
-        per_day.join(latency, on=["model_id", "date"], how="left")
-        .join(consistency, on=["model_id", "date"], how="left")
+        per_day.join(latency, on=keys, how="left")
+        .join(consistency, on=keys, how="left")
         .with_columns(
             pass_rate=pl.when(pl.col("scored") > 0).then(pl.col("passes") / pl.col("scored")),
             score_mean=pl.when(pl.col("score_n") > 0)
@@ -179,39 +222,48 @@ def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
             .then(pl.col("len_sum") / pl.col("len_n")),
         )
         .select("model_id", *HistoryDay.model_fields)
-        .sort("model_id", "date")
+        .sort("model_id", "evidence", "date")
     )
 
 
 def publish_history(store: ObjectStore, daily: pl.DataFrame) -> list[str]:
-    """One ``history/{slug}.json`` per model; files of models no longer present are removed."""
+    """One ``model-history/{slug}.json`` per model (its project days and its community days);
+    files of models no longer present, and every file under the old non-injective
+    ``history/`` slugs, are removed. Returns the keys written."""
     frame = history_frames(daily)
-    keys = []
+    keys: list[str] = []
     if not frame.is_empty():
         for (model_id,), part in frame.partition_by("model_id", as_dict=True).items():
             try:
                 key = history_key(str(model_id))
             except ValueError:
-                # An id that cannot be a file name (the submit API refuses those) must not
-                # cost the other models their history.
-                logger.warning("no history file for model id %r: not a safe key", model_id)
+                # An id that cannot be a key (empty, or too long once encoded: the submit API
+                # refuses those) must not cost the other models their history.
+                logger.warning("no history file for model id %r: not a storable key", model_id)
                 continue
-            days = part.drop("model_id").to_dicts()
-            store.put(key, dump_json(HistoryPayload.model_validate(
-                {"model_id": model_id, "days": days})))
+            days = part.drop("model_id")
+            store.put(key, dump_json(HistoryPayload.model_validate({
+                "model_id": model_id,
+                "days": days.filter(pl.col("evidence") == EVIDENCE_PROJECT).to_dicts(),
+                "community_days": days.filter(pl.col("evidence") == EVIDENCE_COMMUNITY)
+                .to_dicts()})))
             keys.append(key)
-    for obj in store.list(HISTORY_PREFIX):
-        if obj.key not in keys:
-            store.delete(obj.key)
+    written = set(keys)
+    for prefix in (HISTORY_PREFIX, LEGACY_HISTORY_PREFIX):
+        for obj in store.list(prefix):
+            if obj.key not in written:
+                store.delete(obj.key)
     return keys
 
 
 def publish_drift(
-    store: ObjectStore, report: DriftReport, last_seen: dict[str, date]
+    store: ObjectStore, report: DriftReport, last_seen: dict[str, date],
+    community: DriftReport | None = None, rules: EvidenceRules | None = None,
 ) -> dict[str, str]:
-    """Write ``models.json`` and ``drift.json`` for the night's report."""
-    store.put(latest_key(DRIFT), drift_json_bytes(report))
-    models_key = put_json(store, MODELS, models_payload(report, last_seen))
+    """Write ``models.json`` and ``drift.json`` for the night's project ``report`` and, beside
+    it, the ``community`` report."""
+    store.put(latest_key(DRIFT), drift_json_bytes(report, community))
+    models_key = put_json(store, MODELS, models_payload(report, last_seen, community, rules))
     return {"models": models_key, "drift": latest_key(DRIFT)}
 
 
@@ -219,13 +271,32 @@ def _fmt(value: Any, pattern: str = "{:.2f}") -> str:
     return "–" if value is None else pattern.format(value)
 
 
-def render_report(report: DriftReport, models: list[dict[str, Any]] | None = None) -> str:
-    """The night's drift report as markdown (the Prefect artifact)."""
+_VERDICT_ORDER = {"drifting": 0, "watch": 1, "insufficient_data": 2, "stable": 3}
+
+
+def _verdict_rows(models: list[dict[str, Any]]) -> list[str]:
+    return [
+        f"| `{m['model_id']}` | **{m['verdict']}** | {_fmt(m['pass_rate_baseline'])} → "
+        f"{_fmt(m['pass_rate_recent'])} | {_fmt(m['consistency'], '{:.0%}')} "
+        f"({m['consistency_band'] or '–'}) | {m['rows_recent']}/{m['rows_baseline']} |"
+        for m in sorted(models, key=lambda m: (_VERDICT_ORDER.get(m["verdict"], 9),
+                                               m["model_id"]))
+    ]
+
+
+def render_report(
+    report: DriftReport, models: list[dict[str, Any]] | None = None,
+    community: DriftReport | None = None,
+) -> str:
+    """The night's drift report as markdown (the Prefect artifact): the project's verdicts, then
+    the community's, labelled as such."""
     w = report.window
     models = models if models is not None else report.models
     counts: dict[str, int] = {}
     for m in models:
         counts[m["verdict"]] = counts.get(m["verdict"], 0) + 1
+    header = ("| model | verdict | pass rate (baseline → recent) | consistency "
+              "| rows (recent/baseline) |\n| --- | --- | --- | --- | --- |")
     lines = [
         f"# Plumbline drift report — {w.as_of.isoformat()}",
         "",
@@ -233,23 +304,22 @@ def render_report(report: DriftReport, models: list[dict[str, Any]] | None = Non
         f"baseline {w.baseline_start} → {w.baseline_end} ({w.baseline_days} days). "
         f"{report.tests.height} tests, Benjamini–Hochberg at α = {report.config.alpha}.",
         "",
-        "Verdicts: " + (", ".join(f"{v} {n}" for v, n in sorted(counts.items())) or "none"),
+        "Verdicts from the project's own runs (scheduled and on-demand): "
+        + (", ".join(f"{v} {n}" for v, n in sorted(counts.items())) or "none"),
         "",
-        "| model | verdict | pass rate (baseline → recent) | consistency "
-        "| rows (recent/baseline) |",
-        "| --- | --- | --- | --- | --- |",
+        header,
+        *_verdict_rows(models),
     ]
-    order = {"drifting": 0, "watch": 1, "insufficient_data": 2, "stable": 3}
-    for m in sorted(models, key=lambda m: (order.get(m["verdict"], 9), m["model_id"])):
-        lines.append(
-            f"| `{m['model_id']}` | **{m['verdict']}** | {_fmt(m['pass_rate_baseline'])} → "
-            f"{_fmt(m['pass_rate_recent'])} | {_fmt(m['consistency'], '{:.0%}')} "
-            f"({m['consistency_band'] or '–'}) | {m['rows_recent']}/{m['rows_baseline']} |"
-        )
     flagged = [m for m in models if m.get("reasons") and m["verdict"] != "stable"]
     if flagged:
         lines += ["", "## Why"]
         for m in flagged:
             lines.append(f"- `{m['model_id']}` ({m['verdict']}):")
             lines += [f"  - {r}" for r in m["reasons"]]
+    if community is not None and community.models:
+        lines += ["", "## Community evidence",
+                  "",
+                  "Verdicts from community submissions alone (their own tests, each contributor "
+                  "capped per model and day); not part of the verdicts above, never notified.",
+                  "", header, *_verdict_rows(community.models)]
     return "\n".join(lines) + "\n"

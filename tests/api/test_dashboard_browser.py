@@ -96,6 +96,21 @@ def _history(model_id: str) -> dict[str, Any]:
     return {"model_id": model_id, "days": days}
 
 
+# Community submissions say fake/stable moved; the project's own runs say it did not.
+COMMUNITY = {
+    "evidence": "community", "rows_recent": 350, "rows_baseline": 1400,
+    "pass_rate_recent": 0.41, "pass_rate_baseline": 0.9, "consistency": 0.97,
+    "consistency_band": "stable", "verdict": "drifting",
+    "reasons": ["smoke: pass rate 0.90 → 0.41, adjusted p=1e-09"], "significant_tests": 1,
+    "suites": ["smoke"],
+}
+
+
+def _community_days() -> list[dict[str, Any]]:
+    return [{**day, "evidence": "community", "rows": 50, "pass_rate": 0.41}
+            for day in _history("fake/stable")["days"][-3:]]
+
+
 def _drift_tests() -> list[dict[str, Any]]:
     def test(model_id: str, metric: str, significant: bool, p: float, **kw: Any) -> dict[str, Any]:
         return {
@@ -150,13 +165,20 @@ def write_summaries(store: LocalStore) -> None:
             "consistency": None if few else hist[-1]["consistency"],
             "consistency_band": None if few else ("drifting" if drifting else "stable"),
             "verdict": verdict, "suites": ["smoke"],
+            "community": COMMUNITY if model_id == "fake/stable" else None,
         })
     put(latest_key("models.json"), json.dumps(
         {"generated_at": now, "window": _window(), "models": models}).encode())
+    community_test = {**_drift_tests()[0], "evidence": "community", "model_id": "fake/stable",
+                      "recent_value": 0.41, "baseline_value": 0.9, "p_adjusted": 1e-9}
     put(latest_key("drift.json"), json.dumps(
-        {"generated_at": now, "window": _window(), "tests": _drift_tests()}).encode())
+        {"generated_at": now, "window": _window(), "tests": _drift_tests(),
+         "community_tests": [community_test]}).encode())
     for model_id in VERDICTS:
-        put(history_key(model_id), json.dumps(_history(model_id)).encode())
+        history = _history(model_id)
+        if model_id == "fake/stable":
+            history["community_days"] = _community_days()
+        put(history_key(model_id), json.dumps(history).encode())
     put(latest_key(NIGHTLY_STATUS), json.dumps({"finished_at": now}).encode())
 
 
@@ -468,6 +490,47 @@ def test_clicking_a_model_shows_its_history_and_drift(
     assert "1,460 ms" in detail and "830 ms" in detail
     assert "None: 1 test run for this model" in stable_detail
     assert "anthropic/claude-sonnet-4-5" in linked and "Watch" in linked
+    assert tab.errors == []
+
+
+def test_community_evidence_is_labelled_and_apart_from_the_verdict(
+    tab: Tab, store: LocalStore, tmp_path: Path
+) -> None:
+    """Issue 16, item 2: the community says fake/stable drifts, the project's runs say stable.
+    The model's verdict stays the project's; the community's shows beside it, labelled."""
+    write_summaries(store)
+    with serve(_app(store, tmp_path)) as base:
+        tab.open(base + "/")
+        row = tab.js("(() => { const r = document.querySelector("
+                     "  'tr[data-model-id=\"fake/stable\"]');"
+                     " return [r.querySelector('.badge').dataset.verdict,"
+                     "  r.querySelector('.evidence-community').innerText,"
+                     "  r.querySelector('.evidence-community .badge').dataset.verdict]; })()")
+        others = tab.js("document.querySelectorAll('#models-table .evidence-community').length")
+        tab.click('button.model-button[data-model-id="fake/stable"]')
+        tab.wait_for("document.getElementById('detail').dataset.state === 'ready'")
+        heading = tab.js("document.getElementById('detail-heading').innerText")
+        community = tab.js("document.getElementById('community').innerText")
+        project_drift = tab.js("document.getElementById('drift-tests').innerText")
+        community_rows = tab.js("document.querySelectorAll('#community tr.community-drift-row')"
+                                ".length")
+        project_rows = tab.js("document.querySelectorAll('#detail tr.drift-row').length")
+        tab.screenshot(_artifact(tmp_path, "dashboard-community.png"))
+        tab.click('button.model-button[data-model-id="openai/gpt-4o"]')
+        tab.wait_for("document.getElementById('detail').dataset.modelId === 'openai/gpt-4o'"
+                     " && document.getElementById('detail').dataset.state === 'ready'")
+        none = tab.js("document.getElementById('community').innerText")
+    assert row[0] == "stable"  # the model's verdict: its own runs
+    assert row[2] == "drifting" and "COMMUNITY" in row[1].upper()
+    assert others == 1
+    assert "Stable" in heading and "Drifting" not in heading
+    assert "Community evidence" in community and "Drifting" in community
+    assert "41.0%" in community and "350 / 1,400" in community
+    assert "Never part of the model's verdict" in community
+    assert "1 of 1 tests significant" in community and community_rows == 1
+    assert "None: 1 test run for this model" in project_drift and project_rows == 0
+    assert "Show community submissions per day as a table" in community
+    assert "No community submissions are counted for this model." in none
     assert tab.errors == []
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from tasks.errors import StorageError
 from tasks.storage.base import ObjectInfo
-from tasks.storage.layout import history_key
+from tasks.storage.layout import LEGACY_HISTORY_PREFIX, history_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.publish import put_json
 from tests.support.helpers import DelegatingStore
@@ -73,6 +73,24 @@ def test_history_of_a_model_with_a_slash(client: TestClient, store: LocalStore) 
         r = client.get(f"/api/models/{bad}")
         assert r.status_code == 422, bad
         assert "invalid model_id" in r.json()["detail"]
+
+
+def test_history_is_found_by_the_exact_model_id(client: TestClient, store: LocalStore) -> None:
+    """Issue 16, item 1: `fake__stable` was served `fake/stable`'s file (one slug for both).
+    Keys are injective now, and a file left under an old slug is never read."""
+    history = {"model_id": "fake/stable", "days": [], "community_days": []}
+    store.put(history_key("fake/stable"), json.dumps(history).encode())
+    store.put(f"{LEGACY_HISTORY_PREFIX}fake__stable.json", json.dumps(history).encode())
+    assert client.get("/api/models/fake/stable/history").json() == history
+    # (".tmp-x" would name a temp file under a slug that kept it: the store refuses such keys.)
+    for lookalike in ("fake__stable", "Fake/Stable", "fake_stable", "fake/stable/x", ".tmp-x"):
+        r = client.get(f"/api/models/{lookalike}/history")
+        assert r.status_code == 404, lookalike
+        assert "no history" in r.json()["detail"]
+    # An id no submission could carry is refused, not looked up.
+    for bad in ("fake%20stable", "fake%25stable", "fake%5Cstable"):
+        r = client.get(f"/api/models/{bad}/history")
+        assert r.status_code == 422 and "invalid model_id" in r.json()["detail"], bad
 
 
 class RemoteStore(DelegatingStore):

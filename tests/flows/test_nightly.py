@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tasks.storage.layout import history_key, latest_key
+from api import create_app
+from tasks.records.schema import output_hash
+from tasks.settings import Settings
+from tasks.storage.layout import MODEL_HISTORY, history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.payloads import ModelsPayload, NightlyStatus
 from tasks.summaries.publish import MODELS, NIGHTLY_STATUS
@@ -71,3 +75,70 @@ def test_nightly_flow_publishes_verdicts_and_notifies(
     # The next night finds nothing new and aggregates nothing, but still publishes.
     again = nightly()
     assert again["aggregated_days"] == 0 and again["verdicts"] == out["verdicts"]
+
+
+def _forged(i: int) -> dict[str, Any]:
+    """One of the issue's forged results: fake__stable, failing, each a distinct submission."""
+    body = {"model_id": "fake__stable", "prompt_id": f"cheap-{i % 8:03d}",
+            "output": "wrong", "score": 0.0, "assertion_result": {"passed": False},
+            "timestamp": f"{TODAY.isoformat()}T12:00:00.{i:06d}+00:00"}
+    body["result_hash"] = output_hash(body["model_id"], body["prompt_id"], body["output"])
+    return body
+
+
+@pytest.mark.prefect
+def test_anonymous_lookalike_submissions_cannot_rewrite_a_models_history(
+    prefect_harness: None, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16, item 1 (and 2): 210 anonymous results for `fake__stable` used to land in
+    `fake/stable`'s history file. Now fake/stable's history, verdict and figures stay exactly
+    as they were; fake__stable gets a history of its own, labelled community, and counts only
+    when the operator allows anonymous rows (then capped like one contributor)."""
+    from flows.nightly import nightly
+
+    store = LocalStore(data_dir)
+    build_demo_history(store, TODAY)
+    nightly()
+    settings = Settings(data_dir=data_dir, spool_dir=tmp_path / "spool",
+                        rate_limit_per_minute=0, spool_flush_seconds=3600)
+    app = create_app(settings, store)
+    with TestClient(app) as client:
+        history = client.get("/api/models/fake/stable/history")
+        assert history.status_code == 200
+        before = {m["model_id"]: m for m in client.get("/api/models").json()["models"]}
+
+        r = client.post("/api/submit/batch", json={"results": [_forged(i) for i in range(210)]})
+        assert r.status_code == 200 and r.json()["accepted"] == 210
+        assert app.state.spool.flush(store) == 210
+        # Before any nightly: the lookalike is not served fake/stable's file.
+        assert client.get("/api/models/fake__stable/history").status_code == 404
+
+        def after_night() -> dict[str, Any]:
+            out = nightly()
+            assert client.get("/api/models/fake/stable/history").content == history.content
+            models = {m["model_id"]: m for m in client.get("/api/models").json()["models"]}
+            assert models["fake/stable"] == before["fake/stable"]
+            assert out["verdicts"] == {"fake/drifting": "drifting", "fake/stable": "stable"}
+            files = [o.key for o in store.list(f"{MODEL_HISTORY}/")]
+            assert out["history"] == f"{len(files)} file(s)"  # the count is the files there
+            return {"out": out, "models": models, "files": files}
+
+        # Default: anonymous rows do not count at all.
+        night = after_night()
+        assert len(night["files"]) == 2 and "fake__stable" not in night["models"]
+        assert client.get("/api/models/fake__stable/history").status_code == 404
+
+        # Allowed: fake__stable gets its own community history; 50 of the 210 count.
+        monkeypatch.setenv("COMMUNITY_ALLOW_ANONYMOUS", "true")
+        night = after_night()
+        assert len(night["files"]) == 3
+        own = client.get("/api/models/fake__stable/history").json()
+        assert own["model_id"] == "fake__stable" and own["days"] == []
+        (day,) = own["community_days"]
+        assert day == {**day, "date": TODAY.isoformat(), "evidence": "community", "rows": 50,
+                       "pass_rate": 0.0}
+        entry = night["models"]["fake__stable"]
+        assert entry["verdict"] == "insufficient_data" and entry["rows_recent"] == 0
+        assert entry["community"]["evidence"] == "community"
+        assert entry["community"]["rows_recent"] == 50
+        assert night["out"]["community_verdicts"] == {"fake__stable": "insufficient_data"}

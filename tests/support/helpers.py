@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from tasks.identity import SOURCE_SCHEDULED, USER_SCHEDULER
+from tasks.identity import SOURCE_COMMUNITY, SOURCE_SCHEDULED, USER_SCHEDULER
+from tasks.records.io import write_records
 from tasks.records.schema import make_record
 from tasks.storage.base import ObjectInfo, ObjectStore
 
@@ -39,6 +40,24 @@ def record(**overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return make_record(**fields)
+
+
+def community_record(day: date, user_id: str, i: int, **overrides: Any) -> dict[str, Any]:
+    """The ``i``-th community submission of ``user_id`` on ``day``, as the submit API stores it
+    (run id "community", sample 0; a second apart, over 8 prompts)."""
+    fields: dict[str, Any] = {
+        "timestamp": datetime.combine(day, time(12, 0), tzinfo=UTC) + timedelta(seconds=i),
+        "user_id": user_id, "source": SOURCE_COMMUNITY, "run_id": "community",
+        "sample_idx": 0, "prompt_id": f"case-{i % 8}",
+    }
+    return record(**{**fields, **overrides})
+
+
+def write_community(store: ObjectStore, day: date, user_id: str, n: int,
+                    **overrides: Any) -> None:
+    """``n`` community submissions of ``user_id`` on ``day`` (one raw file)."""
+    rows = [community_record(day, user_id, i, **overrides) for i in range(n)]
+    write_records(store, rows, user_id=user_id, source=SOURCE_COMMUNITY)
 
 
 def write_suite(folder: Path, cases: list[dict[str, Any]] | list[str], **meta: Any) -> Path:

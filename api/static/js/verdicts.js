@@ -1,5 +1,6 @@
 // A model's verdict: its label, how worrying it is (the order of the table and the charts), and
-// its badge (always a word as well as a colour).
+// its badge (always a word as well as a colour). A model's verdict comes from the project's own
+// runs; the community's verdict is a separate badge that always says "Community".
 
 import { h } from "./dom.js";
 
@@ -17,6 +18,12 @@ export function verdictLabel(key) { return VERDICTS[key] ? VERDICTS[key].label :
 export function badge(verdict) {
   const key = verdictOf(verdict);
   return h("span", { class: `badge badge-${key}`, "data-verdict": key, text: verdictLabel(key) });
+}
+
+/** The community's own verdict, labelled so it is never read as the model's verdict. */
+export function communityBadge(verdict) {
+  return h("span", { class: "evidence evidence-community", "data-evidence": "community" },
+    h("span", { class: "evidence-label", text: "Community" }), " ", badge(verdict));
 }
 
 /** The model rows of `/api/models`, most worrying first, then by id. */

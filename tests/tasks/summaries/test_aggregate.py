@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+from tasks.catalog import load_suite
+from tasks.providers.fake import FakeProvider, default_drift_date
+from tasks.providers.registry import ProviderRegistry
 from tasks.records.gdpr import anonymize_user, delete_user
 from tasks.records.io import write_records
+from tasks.records.live import read_day
+from tasks.run.plan import resolve_config
+from tasks.run.shard import run_shard
 from tasks.storage.layout import AGGREGATE_MANIFEST_KEY, daily_summary_key, dirty_marker_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import (
@@ -17,7 +24,9 @@ from tasks.summaries.aggregate import (
     read_daily,
     summary_days,
 )
-from tests.support.helpers import record
+from tasks.summaries.evidence import EvidenceRules
+from tests.support.demo import build_demo_history
+from tests.support.helpers import record, write_community
 
 DAY1 = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
 DAY2 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
@@ -36,7 +45,7 @@ def _write(store: LocalStore, ts: datetime, n: int = 4, user: str = "scheduler",
 def test_summary_row_per_day_model_suite_prompt(store: LocalStore) -> None:
     _write(store, DAY1, n=4)
     _write(store, DAY1, n=2, model_id="fake/drifting")
-    _write(store, DAY1, n=1, error="HTTP 503", passed=None, score=None)
+    _write(store, DAY1, n=1, error="HTTP 503", passed=None, score=None, run_id="run-2")
     written = aggregate_changed(store)
     assert written == {date(2026, 11, 1): 2}
     daily = read_daily(store).sort("model_id")
@@ -57,7 +66,7 @@ def test_only_changed_days_are_reaggregated(store: LocalStore) -> None:
     assert store.exists(AGGREGATE_MANIFEST_KEY)
     assert plan(store).days == []  # nothing changed: a night aggregates nothing
     assert aggregate_changed(store) == {}
-    _write(store, DAY2, n=3)
+    _write(store, DAY2, n=3, run_id="run-2")
     assert plan(store).changed == [date(2026, 11, 2)]
     assert aggregate_changed(store) == {date(2026, 11, 2): 1}
     rows = read_daily(store, [date(2026, 11, 2)])["rows"].to_list()
@@ -79,14 +88,15 @@ def test_gdpr_delete_marks_day_dirty_and_rows_disappear(store: LocalStore) -> No
 
 
 def test_dirty_marker_alone_forces_reaggregation(store: LocalStore) -> None:
+    rules = EvidenceRules(allow_anonymous=True)  # anonymized rows still count
     _write(store, DAY1, n=2, user=USER, source="community")
-    aggregate_changed(store)
+    aggregate_changed(store, rules=rules)
     anonymize_user(store, USER)
-    aggregate_changed(store)
+    aggregate_changed(store, rules=rules)
     store.put(dirty_marker_key(DAY1.date()), b"")
-    assert plan(store).days == [DAY1.date()]
-    assert aggregate_changed(store) == {DAY1.date(): 1}
-    assert plan(store).days == []
+    assert plan(store, rules).days == [DAY1.date()]
+    assert aggregate_changed(store, rules=rules) == {DAY1.date(): 1}
+    assert plan(store, rules).days == []
 
 
 def test_day_whose_raw_data_is_gone_loses_its_summary(store: LocalStore) -> None:
@@ -105,3 +115,63 @@ def test_corrupt_manifest_means_full_rebuild(store: LocalStore) -> None:
     aggregate_changed(store)
     store.put(AGGREGATE_MANIFEST_KEY, b"{not json")
     assert plan(store).days == [DAY1.date()]
+
+
+# --- issue 16, item 4: a cell written twice counts once ---------------------------------------
+
+def test_two_overlapping_runs_with_one_run_id_count_each_cell_once(store: LocalStore) -> None:
+    """Two `run-suite` runs of one backfill run id, both finding 0 cells done, wrote 96 rows
+    for the 48 cells of a day: the day's summary counts 48, exactly as if one run had."""
+    today = date(2026, 11, 30)
+    build_demo_history(store, today)
+    aggregate_changed(store)
+    once = read_daily(store, [today])
+    suite = load_suite("smoke")
+    registry = ProviderRegistry(instances={"fake": FakeProvider(default_drift_date(today))})
+    config = resolve_config(suite, source="scheduled",
+                            as_of=datetime.combine(today, time(6, 0), tzinfo=UTC),
+                            run_id=f"demo-smoke-{today.isoformat()}")
+    for model in ("fake/stable", "fake/drifting"):
+        run_shard(suite, model, suite.cases, config, store, registry)  # the second run
+    assert read_day(store, today).num_rows == 96
+    assert plan(store).changed == [today]
+    aggregate_changed(store)
+    twice = read_daily(store, [today])
+    assert twice["rows"].sum() == 48
+    # The same figures (a value list's order is the order rows were read in, and means nothing).
+    lists = [pl.col(c).list.sort() for c in ("latency_values", "score_values",
+                                              "output_len_values")]
+    assert_frame_equal(twice.with_columns(lists), once.with_columns(lists))
+
+
+def test_a_duplicated_cell_counts_its_success(store: LocalStore) -> None:
+    def cell(hour: int, error: str | None, **kw: object) -> dict[str, object]:
+        return record(timestamp=DAY1.replace(hour=hour), error=error,
+                      passed=None if error else True, score=None if error else 1.0,
+                      latency_ms=100.0 * hour, output=None if error else f"ok {hour}", **kw)
+
+    rows = [
+        # prompt case-1: failed, then succeeded (a resume), then failed again (a rival run)
+        cell(6, "HTTP 503"), cell(7, None), cell(8, "timeout"),
+        # prompt case-2: two failures; the latest counts
+        cell(6, "HTTP 503", prompt_id="case-2"), cell(9, "timeout", prompt_id="case-2"),
+        # prompt case-3: two successes; the first written counts
+        cell(10, None, prompt_id="case-3"), cell(11, None, prompt_id="case-3"),
+        # prompt case-4: no duplicate, another sample of the same run
+        cell(6, None, prompt_id="case-4"), cell(6, None, prompt_id="case-4", sample_idx=1),
+    ]
+    write_records(store, rows[:5], user_id="scheduler", source="scheduled")
+    write_records(store, rows[5:], user_id="scheduler", source="scheduled")
+    # Community rows all share run id "community" and sample 0: they are not cells.
+    write_community(store, DAY1.date(), USER, 3)
+    aggregate_changed(store)
+    daily = read_daily(store).sort("evidence", "prompt_id")
+    got = {(r["evidence"], r["prompt_id"]): r for r in daily.iter_rows(named=True)}
+    one = got[("project", "case-1")]
+    assert (one["rows"], one["errors"], one["passes"], one["latency_values"]) == (1, 0, 1, [700.0])
+    two = got[("project", "case-2")]
+    assert (two["rows"], two["errors"], two["scored"]) == (1, 1, 0)
+    three = got[("project", "case-3")]
+    assert (three["rows"], three["latency_values"]) == (1, [1000.0])
+    assert got[("project", "case-4")]["rows"] == 2
+    assert sum(r["rows"] for (ev, _), r in got.items() if ev == "community") == 3

@@ -7,7 +7,13 @@ import json
 import pytest
 
 from tasks.errors import PlumblineError
-from tasks.summaries.payloads import ModelsPayload, NightlyStatus, parse_summary
+from tasks.summaries.payloads import (
+    DriftPayload,
+    HistoryPayload,
+    ModelsPayload,
+    NightlyStatus,
+    parse_summary,
+)
 from tests.support.helpers import models_json
 
 
@@ -38,3 +44,22 @@ def test_nightly_status_tolerates_fields_it_does_not_know() -> None:
     assert status.finished_at.isoformat() == "2026-11-22T03:00:00+00:00"
     with pytest.raises(PlumblineError, match="finished_at"):
         parse_summary(NightlyStatus, b'{"days": 3}', "nightly.json")
+
+
+def test_files_written_before_the_evidence_split_still_read() -> None:
+    """A models.json, drift.json or history of an older nightly has no evidence fields: the
+    fields it has keep their meaning (the project's), the new ones take their defaults."""
+    models = parse_summary(ModelsPayload, models_json(), "models.json")
+    assert models.models[0].evidence == "project" and models.models[0].community is None
+    assert models.evidence_rules is None
+    drift = parse_summary(DriftPayload, json.dumps({
+        "generated_at": "2026-11-30T02:00:00+00:00", "window": json.loads(models_json())["window"],
+        "config": {"alpha": 0.05, "min_cliffs_delta": 0.147, "min_rate_difference": 0.01,
+                   "min_consistency_drop": 0.05, "level_shares": [0.6, 0.2, 0.2]},
+        "tests": []}).encode(), "drift.json")
+    assert drift.community_tests == []
+    history = parse_summary(HistoryPayload, b'{"model_id": "fake/stable", "days": []}', "h.json")
+    assert history.community_days == []
+    # A community summary can never pass for the model's own verdict: its label is fixed.
+    with pytest.raises(PlumblineError, match=r"models\.0\.evidence"):
+        parse_summary(ModelsPayload, models_json(evidence="community"), "models.json")

@@ -8,7 +8,7 @@ from datetime import date
 import polars as pl
 from pydantic import BaseModel
 
-from tasks.drift.report import compute_drift
+from tasks.drift.report import compute_drift, compute_reports
 from tasks.providers.fake import default_drift_date
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
@@ -35,6 +35,7 @@ from tasks.summaries.publish import (
     render_report,
 )
 from tests.support.demo import build_demo_history
+from tests.support.helpers import write_community
 
 TODAY = date(2026, 11, 30)
 
@@ -163,3 +164,44 @@ def test_nightly_status_keeps_its_timestamp_spelling(store: LocalStore) -> None:
     doc = _json(store, latest_key(NIGHTLY_STATUS))
     assert doc["finished_at"].endswith("+00:00")  # datetime.isoformat(), not pydantic's "Z"
     assert doc["as_of"] is None and doc["drifting"] == []
+
+
+def test_community_evidence_is_published_labelled_in_every_file(store: LocalStore) -> None:
+    """With community rows beside the project's, every file still validates (strictly) and
+    round-trips byte for byte, and each community figure carries its label."""
+    build_demo_history(store, TODAY)
+    for offset in range(35):
+        day = date.fromordinal(TODAY.toordinal() - offset)
+        for user in ("0000000000000001", "0000000000000002"):
+            write_community(store, day, user, 8, model_id="fake/stable", passed=offset > 6)
+    aggregate_changed(store)
+    daily = read_daily(store)
+    reports = compute_reports(daily)
+    publish_chart(store, daily)
+    publish_drift(store, reports.project, {"fake/stable": TODAY, "fake/drifting": TODAY},
+                  reports.community)
+    publish_history(store, read_daily(store, columns=HISTORY_COLUMNS))
+    for key, model in [(latest_key(MODELS), ModelsPayload),
+                       (history_key("fake/stable"), HistoryPayload),
+                       (history_key("fake/drifting"), HistoryPayload)]:
+        data = store.get(key)
+        assert dump_json(model.model_validate_json(data, strict=True)) == data, key
+    models = {m["model_id"]: m for m in _json(store, latest_key(MODELS))["models"]}
+    assert models["fake/stable"]["verdict"] == "stable"
+    assert models["fake/stable"]["community"]["evidence"] == "community"
+    assert models["fake/stable"]["community"]["verdict"] == "drifting"
+    assert models["fake/drifting"]["community"] is None
+    hist = _json(store, history_key("fake/stable"))
+    assert len(hist["days"]) == len(hist["community_days"]) == 35
+    assert {d["evidence"] for d in hist["days"]} == {"project"}
+    assert {d["evidence"] for d in hist["community_days"]} == {"community"}
+    assert hist["days"][-1]["rows"] == 24 and hist["community_days"][-1]["rows"] == 16
+    assert hist["community_days"][-1]["pass_rate"] == 0.0
+    assert hist["days"][-1]["pass_rate"] > 0.5
+    data = store.get(latest_key(DRIFT))
+    drift = DriftPayload.model_validate_json(data, strict=True)
+    assert drift.model_dump(mode="json") == json.loads(data)
+    assert {t.evidence for t in drift.tests} == {"project"}
+    assert {t.evidence for t in drift.community_tests} == {"community"}
+    # The chart counts both kinds: it is the seed's "submissions per day".
+    assert _json(store, latest_key(CHART))["total_submissions"] == 35 * (48 + 16)

@@ -1,11 +1,12 @@
 // The model view: one model's summary, its daily history (pass rate and median latency charts,
-// plus the numbers as a table) and its significant drift tests.
+// plus the numbers as a table) and its significant drift tests, all from the project's own runs;
+// then, labelled and apart, what community submissions say (their verdict, days and tests).
 
 import { loadHistory } from "../api.js";
 import { lineChart } from "../charts.js";
 import { $, h } from "../dom.js";
 import { dateOnly, dayNum, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
-import { badge, sortModels } from "../verdicts.js";
+import { badge, communityBadge, sortModels } from "../verdicts.js";
 
 const METRIC_NAMES = {
   pass_rate: "Pass rate", score: "Score", score_mean: "Score", latency_ms: "Latency",
@@ -33,19 +34,26 @@ function recentWindow(summaries) {
   return { start: end - w.recent_days + 1, end };
 }
 
-function driftSection(modelId, drift) {
-  const section = h("section", { "aria-labelledby": "drift-heading", id: "drift-tests" },
-    h("h3", { id: "drift-heading", text: "Significant drift tests" }));
-  if (!drift || !Array.isArray(drift.tests)) {
+// The ids of the project's drift section; the community's section uses its own.
+const PROJECT_DRIFT = { section: "drift-tests", heading: "drift-heading", none: "drift-none",
+  row: "drift-row", title: "Significant drift tests" };
+const COMMUNITY_DRIFT = { section: "community-drift-tests", heading: "community-drift-heading",
+  none: "community-drift-none", row: "community-drift-row",
+  title: "Significant tests of community submissions" };
+
+function driftSection(modelId, tests, ids = PROJECT_DRIFT) {
+  const section = h("section", { "aria-labelledby": ids.heading, id: ids.section },
+    h("h3", { id: ids.heading, text: ids.title }));
+  if (!Array.isArray(tests)) {
     section.append(h("p", { class: "empty",
       text: "No drift report yet (it is written by the nightly run)." }));
     return section;
   }
-  const mine = drift.tests.filter((t) => t.model_id === modelId);
+  const mine = tests.filter((t) => t.model_id === modelId);
   const sig = mine.filter((t) => t.significant === true)
     .sort((a, b) => (a.p_adjusted ?? 1) - (b.p_adjusted ?? 1));
   if (!sig.length) {
-    section.append(h("p", { class: "empty", id: "drift-none",
+    section.append(h("p", { class: "empty", id: ids.none,
       text: `None: ${mine.length} test${mine.length === 1 ? "" : "s"} run for this model, ` +
         "none significant after Benjamini–Hochberg correction." }));
     return section;
@@ -59,7 +67,7 @@ function driftSection(modelId, drift) {
       columns.map((t, i) => h("th", { scope: "col", class: i >= 4 ? "num" : null, text: t })))),
     h("tbody", {}, sig.map((t) => {
       const f = metricFormatter(t.metric);
-      return h("tr", { class: "drift-row", "data-metric": t.metric },
+      return h("tr", { class: ids.row, "data-metric": t.metric },
         h("td", { text: t.suite || "all suites" }),
         h("td", { text: t.prompt_id || "all prompts" }),
         h("td", { text: nameOf(METRIC_NAMES, t.metric), title: t.metric ?? null }),
@@ -76,10 +84,10 @@ function driftSection(modelId, drift) {
   return section;
 }
 
-function historyTable(days) {
+function historyTable(days, label = "Show daily history as a table") {
   const columns = ["Date", "Rows", "Pass rate", "Score", "Latency p50", "Latency p95", "Distinct outputs",
     "Cost (USD)", "Consistency"];
-  return h("details", { class: "data-table" }, h("summary", { text: "Show daily history as a table" }),
+  return h("details", { class: "data-table" }, h("summary", { text: label }),
     h("div", { class: "table-scroll" }, h("table", {},
       h("thead", {}, h("tr", {},
         columns.map((t, i) => h("th", { scope: "col", class: i ? "num" : null, text: t })))),
@@ -102,7 +110,7 @@ function historySection(modelId, result, win) {
   if (!days.length) {
     section.append(h("p", { class: "empty", id: "history-empty",
       text: result.ok || result.status === 404
-        ? "No daily history for this model yet."
+        ? "No daily history from the project's own runs for this model yet."
         : `Could not load the history (${result.status ? `HTTP ${result.status}` : "network error"}).` }));
     return section;
   }
@@ -135,11 +143,43 @@ function summaryFacts(summary) {
   const fact = (term, value) => h("div", {}, h("dt", { text: term }), h("dd", { text: value }));
   const band = summary.consistency_band ? ` (${summary.consistency_band})` : "";
   return h("dl", { class: "detail-meta" },
+    fact("Evidence", "Project runs (scheduled, on-demand)"),
     fact("Pass rate now", fmtPct(summary.pass_rate_recent)),
     fact("Baseline", fmtPct(summary.pass_rate_baseline)),
     fact("Consistency", `${fmtPct(summary.consistency)}${band}`),
     fact("Rows recent / baseline", `${fmtInt(summary.rows_recent)} / ${fmtInt(summary.rows_baseline)}`),
     fact("Last seen", dateOnly(summary.last_seen)));
+}
+
+/** What community submissions say about the model: labelled, apart from its verdict. */
+function communitySection(modelId, summary, result, drift) {
+  const c = summary && summary.community && typeof summary.community === "object" ? summary.community : null;
+  const days = result.ok && result.data && Array.isArray(result.data.community_days)
+    ? result.data.community_days : [];
+  const section = h("section", { "aria-labelledby": "community-heading", id: "community",
+    "data-evidence": "community" },
+    h("h3", { id: "community-heading" }, "Community evidence ", c ? communityBadge(c.verdict) : null),
+    h("p", { class: "hint", text: "From community submissions alone: their own tests and verdict, each " +
+      "contributor counted at most a capped number of times per model and day. Never part of the " +
+      "model's verdict above." }));
+  if (!c && !days.length) {
+    section.append(h("p", { class: "empty", id: "community-none",
+      text: "No community submissions are counted for this model." }));
+    return section;
+  }
+  if (c) {
+    const fact = (term, value) => h("div", {}, h("dt", { text: term }), h("dd", { text: value }));
+    section.append(h("dl", { class: "detail-meta", id: "community-facts" },
+      fact("Pass rate now", fmtPct(c.pass_rate_recent)),
+      fact("Baseline", fmtPct(c.pass_rate_baseline)),
+      fact("Rows recent / baseline", `${fmtInt(c.rows_recent)} / ${fmtInt(c.rows_baseline)}`)),
+    Array.isArray(c.reasons) && c.reasons.length && c.verdict !== "stable"
+      ? h("ul", { class: "reasons" }, c.reasons.map((r) => h("li", { text: String(r) })))
+      : null);
+  }
+  if (days.length) section.append(historyTable(days, "Show community submissions per day as a table"));
+  section.append(driftSection(modelId, drift && drift.community_tests, COMMUNITY_DRIFT));
+  return section;
 }
 
 // Each open bumps the token: a history that arrives after another model was picked is dropped.
@@ -176,7 +216,9 @@ export async function renderDetail(modelId, summaries, focus) {
   }
   const result = await loadHistory(modelId);
   if (token !== detailToken) return;
+  const drift = summaries.drift;
   body.replaceChildren(meta, historySection(modelId, result, recentWindow(summaries)),
-    driftSection(modelId, summaries.drift));
+    driftSection(modelId, drift && drift.tests),
+    communitySection(modelId, summary, result, drift));
   panel.dataset.state = "ready";
 }

@@ -3,7 +3,7 @@
 
 import { $, h } from "../dom.js";
 import { dateOnly, fmtInt, fmtPct, fmtTime, isNum } from "../format.js";
-import { VERDICTS, badge, sortModels, verdictLabel, verdictOf } from "../verdicts.js";
+import { VERDICTS, badge, communityBadge, sortModels, verdictLabel, verdictOf } from "../verdicts.js";
 
 function timeEl(iso) {
   const t = fmtTime(iso);
@@ -66,6 +66,15 @@ function passDelta(recent, baseline) {
     text: `${pp < 0 ? "▼" : "▲"} ${Math.abs(pp).toFixed(1)} pp` });
 }
 
+// The community's verdict of a model, as the cell's contents (a list of nodes).
+function communityCell(c) {
+  if (!c || typeof c !== "object") {
+    return [h("span", { title: "No community submissions counted for this model", text: "—" })];
+  }
+  return [communityBadge(c.verdict),
+    h("span", { class: "sub", text: `${fmtInt(c.rows_recent)} / ${fmtInt(c.rows_baseline)} rows` })];
+}
+
 /** The models table; `onSelect(modelId)` runs when a model's button is pressed. */
 export function renderModels(summaries, onSelect) {
   const host = $("models");
@@ -104,17 +113,19 @@ export function renderModels(summaries, onSelect) {
       cell({ class: "num", "data-label": "Rows (recent / baseline)" },
         `${fmtInt(m.rows_recent)} / ${fmtInt(m.rows_baseline)}`),
       cell({ class: "date", "data-label": "Last seen" }, dateOnly(m.last_seen)),
+      cell({ class: "community", "data-label": "Community" }, ...communityCell(m.community)),
     );
   });
 
   const w = summaries.models.window || {};
   const columns = [["Model"], ["Verdict"], ["Pass rate now", "num"], ["Baseline", "num"],
-    ["Consistency", "num"], ["Rows (recent / baseline)", "num"], ["Last seen"]];
+    ["Consistency", "num"], ["Rows (recent / baseline)", "num"], ["Last seen"], ["Community"]];
   host.replaceChildren(h("div", { class: "table-scroll" },
     h("table", { class: "models-table", id: "models-table" },
       h("caption", { text: `Most worrying first. Pass rate over the last ${w.recent_days ?? "?"} days ` +
         `against the ${w.baseline_days ?? "?"} days before; consistency is the share of prompts ` +
-        "whose outputs did not change." }),
+        "whose outputs did not change. Verdicts and figures come from the project's own runs; " +
+        "community submissions have their own verdict (Community), never mixed in." }),
       h("thead", {}, h("tr", {}, columns.map(([text, cls]) => h("th", { scope: "col", class: cls, text })))),
       h("tbody", {}, rows))));
 }
