@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from flows.cli.submit_client import SubmitReport
 
 MAX_ERRORS_SHOWN = 20
-# In a pipe or a log, a line at least this many results apart (and one per batch of 500).
+# In a pipe or a log, a line each time at least this many more results are done (one per batch
+# of 500, one per 100 results one by one).
 LINE_EVERY = 100
 
 
