@@ -1,5 +1,6 @@
-"""Shared by the ``plumbline submit`` tests: many results as a run writes them, the real API
-in-process with faults in front of it (the network edge), and what a store or spool holds."""
+"""Shared by the ``plumbline submit`` tests: results as a run writes them (a few in a store, or
+many), the real API in-process with faults in front of it (the network edge), and what a store or
+spool holds."""
 
 from __future__ import annotations
 
@@ -15,14 +16,19 @@ import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
 from api import create_app
-from tasks.records.io import parquet_to_table
+from tasks.catalog import load_suite
+from tasks.identity import USER_SCHEDULER
+from tasks.records.io import parquet_to_table, write_records
 from tasks.records.schema import to_table
+from tasks.run.plan import resolve_config
+from tasks.run.state import mark_day, open_run
 from tasks.settings import Settings
 from tasks.storage.local import LocalStore
 from tests.support.faults import Crash
 from tests.support.helpers import record
 
 SECRET = "test-nextauth-secret-0123456789abcdef"
+RUN_ID = "smoke-20261101T060000Z-abc123"
 MODELS = ("fake/stable", "fake/drifting")
 # When the results were produced: a run pinned with as_of gives all its rows one timestamp.
 WHEN = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -137,3 +143,27 @@ def real_api(tmp_path: Path, answer: Callable[[str, int], Reply] = passes, *,
     front = Faults(app, answer, crash_after)
     with TestClient(front) as client:
         yield InProcessApi(client, front, app)
+
+
+def store_run(store: LocalStore, rows: list[dict[str, Any]]) -> None:
+    """Rows as the runner leaves them: each run opened (its manifest), a day marker, the rows."""
+    suite = load_suite("smoke")
+    for run_id in sorted({r["run_id"] for r in rows}):
+        mine = [r for r in rows if r["run_id"] == run_id]
+        open_run(store, suite, resolve_config(suite, run_id=run_id, source="scheduled"))
+        for day in {r["timestamp"].date() for r in mine}:
+            mark_day(store, run_id, day)
+        write_records(store, mine, user_id=USER_SCHEDULER, source="scheduled")
+
+
+def sample_rows() -> list[dict[str, Any]]:
+    """Four rows of one run: two results, a second sample of the first, a failed call."""
+    return [
+        record(prompt_id="c1", output="6", run_id=RUN_ID),
+        record(prompt_id="c2", output="Paris", passed=False, score=0.0, run_id=RUN_ID),
+        # The same model, prompt and output again, as another sample: a result of its own.
+        record(prompt_id="c1", output="6", sample_idx=1, run_id=RUN_ID),
+        # A failed call: no output to compare, so nothing to submit.
+        record(prompt_id="c3", output=None, error="TimeoutError: 30 s", passed=None,
+               score=None, run_id=RUN_ID),
+    ]

@@ -1,5 +1,6 @@
-"""``plumbline submit``: records → payloads → the real API (in-process) in batches, with faults in
-front of it: 429s, a smaller body limit, refused items, an older API, a lost answer."""
+"""``plumbline submit``'s client against the real API (in-process) with faults in front of
+it: batches, 429s, a smaller body limit, refused items, a refused token, an older API; and the
+command itself against the real server."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import httpx
 import pyarrow.parquet as pq
 import pytest
 
-from api.schemas import MAX_BATCH, SubmitRequest
+from api.schemas import MAX_BATCH
 from api.server import build_server
 from flows.cli.app import main
 from flows.cli.submit import progress_view
@@ -30,77 +31,30 @@ from flows.cli.submit_client import (
     submit,
 )
 from flows.cli.submit_resume import ProgressFile
-from flows.cli.submit_source import (
-    IDENTITY_FIELDS,
-    PAYLOAD_FIELDS,
-    RUNNER_VERSION,
-    load_results,
-    records_for_run,
-    to_payload,
-)
-from tasks.catalog import load_suite
-from tasks.errors import SubmitError
-from tasks.identity import USER_SCHEDULER
-from tasks.records.compaction import compact_day
-from tasks.records.io import write_records
+from flows.cli.submit_source import RUNNER_VERSION, to_payload
 from tasks.records.schema import to_table
 from tasks.retry import parse_retry_after
-from tasks.run.plan import resolve_config
-from tasks.run.shard import run_shard
-from tasks.run.state import mark_day, open_run
 from tasks.settings import Settings
-from tasks.storage.layout import day_prefix
 from tasks.storage.local import LocalStore
 from tests.api.conftest import USER_A, make_token
 from tests.deployments.support import free_port
-from tests.flows.cli.submit_support import SECRET, many_records, real_api, times_stored
-from tests.support.faults import Crash, Interrupting
+from tests.flows.cli.submit_support import (
+    RUN_ID,
+    SECRET,
+    many_records,
+    real_api,
+    sample_rows,
+    store_run,
+    times_stored,
+)
 from tests.support.helpers import record
 
-RUN_ID = "smoke-20261101T060000Z-abc123"
 API = "http://testserver"
-
-
-def store_run(store: LocalStore, rows: list[dict[str, Any]]) -> None:
-    """Rows as the runner leaves them: each run opened (its manifest), a day marker, the rows."""
-    suite = load_suite("smoke")
-    for run_id in sorted({r["run_id"] for r in rows}):
-        mine = [r for r in rows if r["run_id"] == run_id]
-        open_run(store, suite, resolve_config(suite, run_id=run_id, source="scheduled"))
-        for day in {r["timestamp"].date() for r in mine}:
-            mark_day(store, run_id, day)
-        write_records(store, mine, user_id=USER_SCHEDULER, source="scheduled")
-
-
-def _rows() -> list[dict[str, Any]]:
-    return [
-        record(prompt_id="c1", output="6", run_id=RUN_ID),
-        record(prompt_id="c2", output="Paris", passed=False, score=0.0, run_id=RUN_ID),
-        # The same model, prompt and output again, as another sample: a result of its own.
-        record(prompt_id="c1", output="6", sample_idx=1, run_id=RUN_ID),
-        # A failed call: no output to compare, so nothing to submit.
-        record(prompt_id="c3", output=None, error="TimeoutError: 30 s", passed=None,
-               score=None, run_id=RUN_ID),
-    ]
 
 
 def _reply(status: int, body: Any = None, **headers: str) -> tuple[int, dict[str, str], bytes]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return status, {"content-type": "application/json", **headers}, data
-
-
-# --- the payload ----------------------------------------------------------------------------
-
-def test_a_record_is_the_pramana_payload_plus_its_run_and_sample() -> None:
-    payload = to_payload(_rows()[2])
-    assert payload is not None
-    assert set(payload) == {*PAYLOAD_FIELDS, *IDENTITY_FIELDS}
-    assert (payload["run_id"], payload["sample_idx"]) == (RUN_ID, 1)
-    assert payload["runner_version"] == RUNNER_VERSION
-    SubmitRequest.model_validate(payload)  # what the API accepts, field by field
-    # A payload read from a file is sent with those fields only (never a user_id of its own).
-    passthrough = to_payload({**payload, "user_id": "someone", "_line": 3})
-    assert passthrough == payload
 
 
 def test_batches_hold_at_most_the_apis_items_and_the_byte_budget() -> None:
@@ -142,7 +96,7 @@ def test_one_by_one_counts_accepted_and_skipped_and_waits_out_429(tmp_path: Path
     slept: list[float] = []
     token = make_token()
     with real_api(tmp_path, throttle_first) as api:
-        report = submit(_rows(), API, token=token, client=api.client, sleep=slept.append,
+        report = submit(sample_rows(), API, token=token, client=api.client, sleep=slept.append,
                         one_by_one=True)
         assert (report.accepted, report.duplicate, report.failed, report.skipped) == (3, 0, 0, 1)
         assert report.errors == []
@@ -157,7 +111,7 @@ def test_one_by_one_counts_accepted_and_skipped_and_waits_out_429(tmp_path: Path
         assert stored["c2", 0]["timestamp"] == datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
         assert json.loads(stored["c1", 0]["metadata_json"])["runner_version"] == RUNNER_VERSION
 
-        again = submit(_rows(), API, token=token, client=api.client, one_by_one=True)
+        again = submit(sample_rows(), API, token=token, client=api.client, one_by_one=True)
         assert (again.accepted, again.duplicate) == (0, 3)
 
 
@@ -260,7 +214,7 @@ def test_server_errors_are_retried_with_backoff_then_counted_as_failed() -> None
         return httpx.Response(201, json={"status": "accepted"})
 
     slept: list[float] = []
-    rows = _rows()[:2]
+    rows = sample_rows()[:2]
     report = submit(rows, "http://api.test/", client=httpx.Client(
         transport=httpx.MockTransport(flaky)), sleep=slept.append, one_by_one=True)
     assert (report.accepted, report.failed) == (1, 1)
@@ -293,167 +247,6 @@ def test_retry_after_accepts_seconds_and_http_dates_and_caps_them() -> None:
     assert wait("-3") == 0.0
 
 
-# --- resuming -------------------------------------------------------------------------------
-
-def test_a_batch_stored_but_never_acknowledged_is_sent_again_and_stored_once(
-    tmp_path: Path,
-) -> None:
-    rows = many_records(1200)
-    folder = tmp_path / "progress"
-    # The client dies right after the API answered the second batch: stored, not recorded.
-    with real_api(tmp_path, crash_after=2) as api:
-        progress = ProgressFile.open(folder, source="bulk", api_url=API, token=None)
-        with pytest.raises(Crash):
-            submit(rows, API, client=api.client, progress=progress)
-        progress.close()
-        assert len(api.pending()) == 1000
-
-        progress = ProgressFile.open(folder, source="bulk", api_url=API, token=None)
-        assert progress.resumed and len(progress.acked) == 500
-        report = submit(rows, API, client=api.client, progress=progress)
-        # Batch 1 skipped; batch 2 sent again (the API says duplicate); batch 3 new.
-        assert (report.resumed, report.duplicate, report.accepted) == (500, 500, 200)
-        assert report.requests == 2
-        stored = times_stored(api.pending())
-        assert len(stored) == 1200 and set(stored.values()) == {1}
-        progress.finish()
-    assert list(folder.iterdir()) == []
-
-
-def test_results_without_a_timestamp_are_the_same_results_when_sent_again(
-    tmp_path: Path,
-) -> None:
-    bare = []
-    for i in range(5):
-        payload = to_payload(record(prompt_id=f"q{i}", output="same"))
-        assert payload is not None
-        bare.append({k: v for k, v in payload.items()
-                     if k in PAYLOAD_FIELDS and k != "timestamp"})
-    folder = tmp_path / "progress"
-    with real_api(tmp_path, crash_after=1) as api:
-        progress = ProgressFile.open(folder, source="pramana.jsonl", api_url=API, token=None)
-        base = progress.base_timestamp
-        with pytest.raises(Crash):
-            submit(bare, API, client=api.client, progress=progress)
-        progress.close()
-        progress = ProgressFile.open(folder, source="pramana.jsonl", api_url=API, token=None)
-        assert progress.base_timestamp == base and progress.acked == set()
-        report = submit(bare, API, client=api.client, progress=progress)
-        progress.close()
-        assert (report.accepted, report.duplicate) == (0, 5)
-        stamps = sorted(r["timestamp"] for r in api.pending())
-        assert stamps == [base + timedelta(microseconds=i) for i in range(5)]
-
-
-def test_the_progress_file_survives_a_torn_line_and_believes_only_its_own_shape(
-    tmp_path: Path,
-) -> None:
-    folder = tmp_path / "progress"
-    first = ProgressFile.open(folder, source="s", api_url="http://a/", token="t")
-    first.record(["a" * 32, "b" * 32])
-    # While it runs, another upload of the same source to the same API must wait.
-    with pytest.raises(SubmitError, match="another `plumbline submit` of s to http://a"):
-        ProgressFile.open(folder, source="s", api_url="http://a", token="t")
-    first.close()
-    path = first.path
-    with path.open("a") as fh:  # a line not written here, then a kill mid-line
-        fh.write(json.dumps({"acked": ["../../etc/passwd"]}) + "\n")
-        fh.write('{"acked": ["cccccccccccccccccccc')
-    again = ProgressFile.open(folder, source="s", api_url="http://a", token="t")
-    assert again.resumed and again.acked == {"a" * 32, "b" * 32}
-    again.record(["d" * 32])
-    again.close()
-    assert ProgressFile.open(folder, source="s", api_url="http://a",
-                             token="t").acked == {"a" * 32, "b" * 32, "d" * 32}
-    # Another user (token), another API or another source: another file.
-    other = ProgressFile.open(folder, source="s", api_url="http://a", token="u")
-    assert other.path != path and not other.resumed
-    other.close()
-    # A file whose header is not this upload's is not believed: it starts over.
-    stranger = ProgressFile.open(folder, source="s2", api_url="http://a", token="t")
-    stranger.close()
-    stranger.path.write_text(path.read_text())
-    reopened = ProgressFile.open(folder, source="s2", api_url="http://a", token="t")
-    assert not reopened.resumed and reopened.acked == set()
-    reopened.close()
-    fresh = ProgressFile.open(folder, source="s", api_url="http://a", token="t", restart=True)
-    assert not fresh.resumed and fresh.acked == set()
-    fresh.finish()
-    assert not path.exists()
-    # The token names the file through a hash only; it is never written down.
-    secret = ProgressFile.open(folder, source="s", api_url="http://a", token="s3cret-token")
-    secret.record(["e" * 32])
-    secret.close()
-    assert "s3cret" not in secret.path.name and "s3cret" not in secret.path.read_text()
-
-
-# --- reading results --------------------------------------------------------------------------
-
-def test_results_come_from_a_run_id_a_parquet_or_a_jsonl_file(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path / "data")
-    rows = _rows()
-    other = record(prompt_id="c9", output="x", run_id="other-run")
-    store_run(store, [*rows, other])
-    got = load_results(RUN_ID, store)
-    assert sorted(r["prompt_id"] for r in got) == ["c1", "c1", "c2", "c3"]
-    # A custom run id (no date in it) is found the same way: through its run state.
-    assert [r["prompt_id"] for r in load_results("other-run", store)] == ["c9"]
-    with pytest.raises(SubmitError, match="no rows of run 'nope'"):
-        load_results("nope", store)
-
-    parquet = tmp_path / "run.parquet"
-    pq.write_table(to_table(rows), parquet)
-    assert len(load_results(str(parquet))) == 4
-
-    jsonl = tmp_path / "pramana.jsonl"
-    payload = to_payload(rows[0])
-    assert payload is not None
-    jsonl.write_text(json.dumps(payload) + "\n\n" + json.dumps(payload) + "\n")
-    loaded = load_results(str(jsonl))
-    assert [to_payload(r) for r in loaded] == [payload, payload]
-
-    jsonl.write_text(json.dumps(payload) + "\n{not json\n")
-    with pytest.raises(SubmitError, match=r"pramana.jsonl:2: not JSON"):
-        load_results(str(jsonl))
-    with pytest.raises(SubmitError, match="no such file"):
-        load_results(str(tmp_path / "missing.parquet"))
-    bad = dict(payload, output=None)
-    with pytest.raises(SubmitError, match="line 3: payload lacks output"):
-        to_payload({**bad, "_line": 3})
-
-
-def test_a_run_is_found_through_its_state_once_even_while_its_day_is_compacted(
-    tmp_path: Path,
-) -> None:
-    store = LocalStore(tmp_path / "data")
-    suite = load_suite("smoke")
-    as_of = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
-    config = resolve_config(suite, run_id="submit-me", samples=2, as_of=as_of)
-    open_run(store, suite, config)
-    for model in ("fake/stable", "fake/drifting"):
-        run_shard(suite, model, suite.cases, config, store, flush_rows=3)  # many small files
-    # Another run in the same partition: its rows are not this run's.
-    neighbour = resolve_config(suite, run_id="neighbour", samples=1, as_of=as_of)
-    open_run(store, suite, neighbour)
-    run_shard(suite, "fake/stable", suite.cases, neighbour, store)
-
-    def compact() -> None:
-        compact_day(store, as_of.date())
-
-    # Ops 0-1 read the run's state, op 2 lists the day's files; the compaction merges them
-    # away just after that listing, before they are read.
-    racing = Interrupting(store, 2, compact, after=True)
-    rows = records_for_run(racing, "submit-me")  # type: ignore[arg-type]
-    assert any("compacted_" in o.key for o in store.list(day_prefix(as_of.date())))
-    assert len(rows) == 2 * len(suite.cases) * 2
-    assert len({r["id"] for r in rows}) == len(rows)
-    assert {r["run_id"] for r in rows} == {"submit-me"}
-    assert {(r["model_id"], r["prompt_id"], r["sample_idx"]) for r in rows} == {
-        (m, c.id, s) for m in ("fake/stable", "fake/drifting") for c in suite.cases
-        for s in range(2)
-    }
-
-
 # --- the command ------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -478,7 +271,7 @@ def live_api(tmp_path: Path) -> Iterator[str]:
 def test_cli_submits_a_stored_run_to_a_live_api(
     data_dir: Path, live_api: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    store_run(LocalStore(data_dir), _rows())
+    store_run(LocalStore(data_dir), sample_rows())
     token = make_token()
     assert main(["submit", RUN_ID, "--api-url", live_api, "--token", token]) == 0
     out = capsys.readouterr().out
@@ -543,4 +336,3 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_elsewhere(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "1200/1200" in captured.err and "1200 accepted" in captured.err
-
