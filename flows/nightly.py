@@ -9,7 +9,7 @@ calls the optional webhook and leaves a markdown report as an artifact.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
@@ -33,6 +33,7 @@ from tasks.summaries.aggregate import (
     summary_days,
 )
 from tasks.summaries.notify import notify_drift
+from tasks.summaries.payloads import ProviderCalls
 from tasks.summaries.publish import (
     HISTORY_COLUMNS,
     publish_chart,
@@ -74,12 +75,56 @@ def publish_task(store: ObjectStore, report: DriftReport | None) -> dict[str, An
                 last=pl.col("date").max()).iter_rows():
             last_seen[model_id] = seen
     published.update(publish_drift(store, report, last_seen))
+    # As models.json counts them: a model seen only before the windows is insufficient_data.
+    verdicts = {m["model_id"]: m["verdict"] for m in report.models}
+    counts: dict[str, int] = {}
+    for model_id in set(last_seen) | set(verdicts):
+        verdict = verdicts.get(model_id, "insufficient_data")
+        counts[verdict] = counts.get(verdict, 0) + 1
+    published["verdict_counts"] = dict(sorted(counts.items()))
     recent_days = [d for d in summary_days(store) if (report.window.as_of - d).days < HISTORY_DAYS]
     history = publish_history(store, read_daily(store, recent_days, columns=HISTORY_COLUMNS))
     published["history"] = f"{len(history)} file(s)"
     create_markdown_artifact(markdown=render_report(report), key="drift-report",
                              description=f"Plumbline drift report for {report.window.as_of}")
     return published
+
+
+def night_counts(
+    daily: pl.DataFrame, aggregated: list[date], recent: list[date]
+) -> dict[str, Any]:
+    """What the night counted, for ``nightly.json``: raw rows in the re-aggregated days, and per
+    provider the rows and failed calls of the recent window (``daily``: the daily summaries'
+    ``date``, ``model_id``, ``rows`` and ``errors`` of those days)."""
+    if daily.is_empty():
+        return {"rows_aggregated": 0, "provider_calls": {}}
+    rows_aggregated = daily.filter(pl.col("date").is_in(aggregated))["rows"].sum()
+    per_provider = (
+        daily.filter(pl.col("date").is_in(recent))
+        .group_by(provider=pl.col("model_id").str.split("/").list.first())
+        .agg(rows=pl.col("rows").sum(), errors=pl.col("errors").sum())
+        .sort("provider")
+    )
+    return {
+        "rows_aggregated": int(rows_aggregated or 0),
+        "provider_calls": {
+            str(p): ProviderCalls(rows=int(r or 0), errors=int(e or 0))
+            for p, r, e in per_provider.iter_rows()
+        },
+    }
+
+
+@task(name="count", cache_policy=NO_CACHE)
+def count_task(
+    store: ObjectStore, aggregated: list[date], report: DriftReport | None
+) -> dict[str, Any]:
+    recent: list[date] = []
+    if report is not None:
+        w = report.window
+        recent = [w.recent_start + timedelta(days=i) for i in range(w.recent_days)]
+    daily = read_daily(store, sorted(set(aggregated) | set(recent)),
+                       columns=["date", "model_id", "rows", "errors"])
+    return night_counts(daily, aggregated, recent)
 
 
 @task(name="notify", cache_policy=NO_CACHE)
@@ -124,11 +169,15 @@ def execute(
         verdicts = {m["model_id"]: m["verdict"] for m in report.models}
         notified = notify_task(report, webhook_url)
         logger.info("nightly: %d tests; verdicts %s", report.tests.height, verdicts)
+    counts = count_task(store, todo.days, report)
     status = publish_status(
         store, days=len(todo.fingerprints), aggregated_days=len(todo.days),
         summary_rows=sum(written.values()),
         as_of=report.window.as_of.isoformat() if report else None,
         drifting=[m for m, v in verdicts.items() if v == "drifting"],
+        tests=report.tests.height if report else 0,
+        verdicts=published.get("verdict_counts", {}),
+        **counts,
     )
     return {"days": len(todo.fingerprints), "aggregated_days": len(todo.days),
             "summary_rows": sum(written.values()), "verdicts": verdicts,
