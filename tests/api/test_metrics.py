@@ -441,3 +441,30 @@ def test_dashboard_and_alerts_use_only_exposed_metrics(
     # And the nightly alert fires on the threshold the issue names.
     stale = next(r for r in alerts if r["alert"] == "PlumblineNightlyStale")
     assert "26" in stale["expr"] and "plumbline_nightly_age_seconds" in stale["expr"]
+
+
+def test_several_processes_report_their_counters_together(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR (docs/deploy.md), a scrape of any one API process counts
+    the requests every process served."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    servers = [Server({"PLUMBLINE_DATA_DIR": str(tmp_path / "data"),
+                       "PLUMBLINE_SPOOL_DIR": str(tmp_path / f"spool-{i}"),
+                       "PLUMBLINE_STORAGE": "local", "RATE_LIMIT_PER_MINUTE": "0",
+                       "PROMETHEUS_MULTIPROC_DIR": str(shared)}, tmp_path / f"server-{i}.log")
+               for i in range(2)]
+    try:
+        for srv in servers:
+            srv.wait_ready()
+        for srv, n in zip(servers, (3, 5), strict=True):
+            for _ in range(n):
+                assert httpx.get(srv.url + "/api/models").status_code == 404
+        for srv in servers:
+            samples = parse(httpx.get(srv.url + "/metrics").text)
+            assert value(samples, "plumbline_http_requests_total", method="GET",
+                         route="/api/models", status="404") == 8
+            assert value(samples, "plumbline_http_request_duration_seconds_count", method="GET",
+                         route="/api/models", status="404") == 8
+    finally:
+        for srv in servers:
+            srv.stop()
