@@ -99,6 +99,7 @@ class ApiMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.max_models = max_models
         self.summaries = SummaryReader()
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "plumbline_http_requests", "HTTP requests served, by route template and status.",
             ["method", "route", "status"], registry=self.registry)
@@ -130,9 +131,16 @@ class ApiMetrics:
     def observe(self, method: str, route: str, status: int, seconds: float,
                 refusal: str | None = None) -> None:
         method = method if method in METHODS else "other"
-        code = str(status)
-        self.requests.labels(method, route, code).inc()
-        self.latency.labels(method, route, code).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            # Every label is bounded (see the module docstring), so this cache is too; it saves
+            # the client's locked label lookups on the hot read path.
+            code = str(status)
+            children = self._children[key] = (self.requests.labels(method, route, code),
+                                              self.latency.labels(method, route, code))
+        children[0].inc()
+        children[1].observe(seconds)
         if route in SUBMIT_ROUTES and method == "POST" and status >= 400:
             reason = refusal or REFUSAL_BY_STATUS.get(status) or (
                 "server_error" if status >= 500 else "other")
