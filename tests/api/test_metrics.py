@@ -1,12 +1,10 @@
 """``GET /metrics``: scraped during a load from a real server and read with Prometheus' own parser;
 counters match what was sent, and no label value comes from a request. Then each metric family
-on its own (TestClient), the settings that guard the route, and the Grafana dashboard and alert
-rules in deployments/ checked against what the route exposes."""
+on its own (TestClient), the settings that guard the route, and several processes sharing their
+counters. (The dashboard and alert rules: tests/deployments/test_monitoring.py.)"""
 
 from __future__ import annotations
 
-import json
-import re
 import threading
 import time
 import uuid
@@ -18,78 +16,32 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from api.gauges import VERDICTS
 from api.metrics import REFUSAL_REASONS, UNMATCHED
 from tasks.errors import ConfigError, StorageError
 from tasks.settings import Settings
-from tasks.storage.base import ObjectStore
 from tasks.storage.layout import latest_key
 from tasks.storage.local import LocalStore
-from tasks.summaries.payloads import MODELS, NIGHTLY_STATUS, ProviderCalls
+from tasks.summaries.payloads import MODELS, NIGHTLY_STATUS
 from tasks.summaries.publish import put_json
 from tests.api.conftest import SECRET, auth, make_token, pramana_payload
 from tests.api.uvicorn_server import Server
-from tests.support.helpers import DelegatingStore, models_json
+from tests.support.helpers import DelegatingStore
+from tests.support.metrics import (
+    Key,
+    label_values,
+    parse,
+    publish_summaries,
+    requests_by_label,
+    scrape,
+    value,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deployments" / "grafana" / "plumbline.json"
-ALERTS = ROOT / "deployments" / "prometheus" / "alerts.yml"
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
-
-Key = tuple[str, frozenset[tuple[str, str]]]
-
-
-def parse(text: str) -> dict[Key, float]:
-    """Every sample of an exposition, by sample name and labels, via the client's own parser."""
-    samples: dict[Key, float] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, frozenset(s.labels.items()))] = s.value
-    return samples
-
-
-def value(samples: dict[Key, float], name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
-
-
-def requests_by_label(samples: dict[Key, float]) -> Counter[tuple[str, str, str]]:
-    counts: Counter[tuple[str, str, str]] = Counter()
-    for (name, labels), v in samples.items():
-        if name == "plumbline_http_requests_total":
-            d = dict(labels)
-            counts[(d["method"], d["route"], d["status"])] = int(v)
-    return counts
-
-
-def label_values(samples: dict[Key, float]) -> set[str]:
-    return {v for _, labels in samples for _, v in labels}
-
-
-def publish_summaries(store: ObjectStore, *, finished_at: datetime | None = None,
-                      models: list[dict[str, Any]] | None = None) -> None:
-    """A nightly.json with every count, and a models.json with the given models."""
-    put_json(store, NIGHTLY_STATUS, {
-        "finished_at": (finished_at or datetime.now(UTC) - timedelta(hours=3)).isoformat(),
-        "days": 35, "aggregated_days": 2, "summary_rows": 96, "rows_aggregated": 480,
-        "as_of": "2026-11-30", "drifting": ["fake/drifting"], "tests": 212,
-        "verdicts": {"stable": 1, "drifting": 1},
-        "provider_calls": {"fake": ProviderCalls(rows=300, errors=30).model_dump(),
-                           "openai": {"rows": 100, "errors": 0}},
-    })
-    doc = json.loads(models_json())
-    base = doc["models"][0]
-    doc["models"] = [{**base, **m} for m in (models or [
-        {"model_id": "fake/drifting", "verdict": "drifting", "pass_rate_recent": 0.5,
-         "rows_recent": 200},
-        {"model_id": "fake/stable"},
-    ])]
-    store.put(latest_key(MODELS), json.dumps(doc).encode())
 
 
 # --- the load test: a real server, concurrent clients, scrapes in between ---------------------
@@ -193,14 +145,6 @@ def test_a_scrape_during_load_counts_every_request_and_labels_nothing_from_input
 
 
 # --- each family on its own -------------------------------------------------------------------
-
-def scrape(client: TestClient, **headers: str) -> dict[Key, float]:
-    r = client.get("/metrics", headers=headers)
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return parse(r.text)
-
-
 def test_refused_submissions_are_counted_by_reason(
     app_factory: Callable[..., FastAPI],
 ) -> None:
@@ -356,6 +300,7 @@ def test_each_app_has_its_own_registry(app_factory: Callable[..., FastAPI]) -> N
             one.get("/api/data/chart")
         two.get("/api/data/chart")
         first, second = scrape(one), scrape(two)
+
     def charts(samples: dict[Key, float]) -> int:
         return sum(n for (m, route, _), n in requests_by_label(samples).items()
                    if route == "/api/data/chart")
@@ -399,48 +344,6 @@ def test_production_serves_metrics_only_with_a_token_unless_told(tmp_path: Path)
 def test_metrics_are_not_rate_limited(app_factory: Callable[..., FastAPI]) -> None:
     with TestClient(app_factory(rate_limit_per_minute=2)) as client:
         assert all(client.get("/metrics").status_code == 200 for _ in range(10))
-
-
-# --- the dashboard and the alert rules --------------------------------------------------------
-
-_METRIC_RE = re.compile(r"\bplumbline_[a-zA-Z0-9_]+")
-
-
-def _dashboard_exprs(node: Any) -> Iterator[str]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            if k in ("expr", "query") and isinstance(v, str):
-                yield v
-            else:
-                yield from _dashboard_exprs(v)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _dashboard_exprs(item)
-
-
-def test_dashboard_and_alerts_use_only_exposed_metrics(
-    app_factory: Callable[..., FastAPI], store: LocalStore,
-) -> None:
-    dashboard = json.loads(DASHBOARD.read_text())
-    rules = yaml.safe_load(ALERTS.read_text())
-    alerts = [r for g in rules["groups"] for r in g["rules"]]
-    assert all({"alert", "expr", "labels", "annotations"} <= r.keys() for r in alerts)
-    names = {r["alert"] for r in alerts}
-    assert {"PlumblineNightlyStale", "PlumblineProviderErrorRate", "PlumblineSpoolBacklog",
-            "PlumblineSpoolFlushFailing", "PlumblineHigh5xxRate"} <= names
-    exprs = [*_dashboard_exprs(dashboard), *(r["expr"] for r in alerts)]
-    assert len(exprs) > 10
-    referenced = {m for e in exprs for m in _METRIC_RE.findall(e)}
-
-    publish_summaries(store)
-    with TestClient(app_factory()) as client:
-        client.get("/api/models")
-        client.post("/api/submit", json=pramana_payload())
-        exposed = {name for name, _ in scrape(client)}
-    assert referenced - exposed == set()
-    # And the nightly alert fires on the threshold the issue names.
-    stale = next(r for r in alerts if r["alert"] == "PlumblineNightlyStale")
-    assert "26" in stale["expr"] and "plumbline_nightly_age_seconds" in stale["expr"]
 
 
 def test_several_processes_report_their_counters_together(tmp_path: Path) -> None:
