@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse, Response
 
 from api.flusher import SpoolFlusher
 from api.limits import BodyLimitMiddleware, HeaderLimitMiddleware, RateLimitMiddleware
-from api.routes import dashboard, data, docs, drift, health, models, submit, user
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.routes import dashboard, data, docs, drift, health, metrics, models, submit, user
 from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks import __version__
@@ -64,10 +65,12 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     settings = settings or Settings()
     store = store if store is not None else open_store(settings)
     spool_dir = settings.spool_dir or settings.data_dir / "spool"
+    app_metrics = ApiMetrics(max_models=settings.metrics_max_models)
 
     def new_flusher(spool: Spool) -> SpoolFlusher:
         return SpoolFlusher(spool, store, flush_rows=settings.spool_flush_rows,
-                            flush_seconds=settings.spool_flush_seconds)
+                            flush_seconds=settings.spool_flush_seconds,
+                            on_failure=app_metrics.flush_failed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -104,6 +107,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
     app.state.health_probe = health.HealthProbe()
+    app.state.metrics = app_metrics
 
     # Added innermost first: CORS is outermost so even a 431, 429 or 413 carries its headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -121,6 +125,9 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
             allow_headers=["Authorization", "Content-Type", "If-None-Match"],
             expose_headers=["ETag", "Retry-After"],
         )
+    if settings.metrics_on:
+        # Outermost: the limits' and CORS' own answers are counted too.
+        app.add_middleware(MetricsMiddleware, metrics=app_metrics, routes=lambda: app.routes)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -144,4 +151,6 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.include_router(user.router)
     app.include_router(dashboard.router)
     app.include_router(docs.router)
+    if settings.metrics_on:
+        app.include_router(metrics.router)
     return app

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from api.spool import Spool
 from tasks.storage.base import ObjectStore
@@ -26,6 +27,7 @@ class SpoolFlusher:
     def __init__(
         self, spool: Spool, store: ObjectStore, *, flush_rows: int = 5000,
         flush_seconds: float = 30.0, max_backoff: float = 60.0,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         self.spool = spool
         self.store = store
@@ -33,6 +35,8 @@ class SpoolFlusher:
         self.flush_seconds = flush_seconds
         self.max_backoff = max_backoff
         self.last_error: str | None = None
+        # Told of every failed flush (the API counts them for /metrics).
+        self.on_failure = on_failure
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -82,6 +86,7 @@ class SpoolFlusher:
                     backoff = 0.0
                 except Exception as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
+                    self._failed()
                     backoff = min(self.max_backoff, max(1.0, backoff * 2))
                     retry_at = time.monotonic() + backoff
                     log.warning("spool flush failed (retrying in %.0f s): %s",
@@ -100,5 +105,13 @@ class SpoolFlusher:
             try:
                 self.spool.flush(self.store, batch_rows=self.flush_rows)
             except Exception as exc:
+                self._failed()
                 log.warning("final spool flush failed; pending rows stay spooled: %s", exc)
+
+    def _failed(self) -> None:
+        if self.on_failure is not None:
+            try:
+                self.on_failure()
+            except Exception:  # counting must never stop the flusher
+                log.exception("spool flush failure hook failed")
 

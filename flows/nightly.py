@@ -11,7 +11,7 @@ report as an artifact.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.compaction import compact_day_task
 from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig, Window
-from tasks.drift.report import EvidenceReports, compute_reports
+from tasks.drift.report import DriftReport, EvidenceReports, compute_reports
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.summaries.aggregate import (
@@ -37,6 +37,7 @@ from tasks.summaries.aggregate import (
 )
 from tasks.summaries.evidence import EvidenceRules
 from tasks.summaries.notify import notify_drift
+from tasks.summaries.payloads import ProviderCalls
 from tasks.summaries.publish import (
     HISTORY_COLUMNS,
     publish_chart,
@@ -87,6 +88,13 @@ def publish_task(
                 last=pl.col("date").max()).iter_rows():
             last_seen[model_id] = seen
     published.update(publish_drift(store, report, last_seen, reports.community, rules))
+    # As models.json counts them: a model seen only before the windows is insufficient_data.
+    verdicts = {m["model_id"]: m["verdict"] for m in report.models}
+    counts: dict[str, int] = {}
+    for model_id in set(last_seen) | set(verdicts):
+        verdict = verdicts.get(model_id, "insufficient_data")
+        counts[verdict] = counts.get(verdict, 0) + 1
+    published["verdict_counts"] = dict(sorted(counts.items()))
     recent_days = [d for d in summary_days(store) if (report.window.as_of - d).days < HISTORY_DAYS]
     history = publish_history(store, read_daily(store, recent_days, columns=HISTORY_COLUMNS))
     published["history"] = f"{len(history)} file(s)"
@@ -94,6 +102,48 @@ def publish_task(
                              key="drift-report",
                              description=f"Plumbline drift report for {report.window.as_of}")
     return published
+
+
+def night_counts(
+    daily: pl.DataFrame, aggregated: list[date], recent: list[date]
+) -> dict[str, Any]:
+    """What the night counted, for ``nightly.json``: raw rows in the re-aggregated days, and per
+    provider the rows and failed calls of the project's own runs in the recent window (``daily``:
+    the daily summaries' ``date``, ``evidence``, ``model_id``, ``rows`` and ``errors``)."""
+    if daily.is_empty():
+        return {"rows_aggregated": 0, "provider_calls": {}}
+    rows_aggregated = daily.filter(pl.col("date").is_in(aggregated))["rows"].sum()
+    calls = daily.filter(pl.col("date").is_in(recent))
+    if "evidence" in calls.columns:
+        # The provider error rate an alert watches is the project's own calls, not what the
+        # community submitted about a provider.
+        calls = calls.filter(pl.col("evidence") == EVIDENCE_PROJECT)
+    per_provider = (
+        calls
+        .group_by(provider=pl.col("model_id").str.split("/").list.first())
+        .agg(rows=pl.col("rows").sum(), errors=pl.col("errors").sum())
+        .sort("provider")
+    )
+    return {
+        "rows_aggregated": int(rows_aggregated or 0),
+        "provider_calls": {
+            str(p): ProviderCalls(rows=int(r or 0), errors=int(e or 0))
+            for p, r, e in per_provider.iter_rows()
+        },
+    }
+
+
+@task(name="count", cache_policy=NO_CACHE)
+def count_task(
+    store: ObjectStore, aggregated: list[date], report: DriftReport | None
+) -> dict[str, Any]:
+    recent: list[date] = []
+    if report is not None:
+        w = report.window
+        recent = [w.recent_start + timedelta(days=i) for i in range(w.recent_days)]
+    daily = read_daily(store, sorted(set(aggregated) | set(recent)),
+                       columns=["date", "evidence", "model_id", "rows", "errors"])
+    return night_counts(daily, aggregated, recent)
 
 
 @task(name="notify", cache_policy=NO_CACHE)
@@ -147,12 +197,16 @@ def execute(
         notified = notify_task(reports, webhook_url)
         logger.info("nightly: %d tests; verdicts %s; community evidence %s",
                     reports.project.tests.height, verdicts, community or "none")
+    counts = count_task(store, todo.days, reports.project if reports else None)
     status = publish_status(
         store, days=len(todo.fingerprints), aggregated_days=len(todo.days),
         summary_rows=sum(written.values()),
         as_of=reports.project.window.as_of.isoformat() if reports else None,
         drifting=[m for m, v in verdicts.items() if v == "drifting"],
         community_drifting=[m for m, v in community.items() if v == "drifting"],
+        tests=reports.project.tests.height if reports else 0,
+        verdicts=published.get("verdict_counts", {}),
+        **counts,
     )
     return {"days": len(todo.fingerprints), "aggregated_days": len(todo.days),
             "summary_rows": sum(written.values()), "verdicts": verdicts,

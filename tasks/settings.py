@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.errors import ConfigError
@@ -127,6 +127,25 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SUMMARY_CACHE_SECONDS", "summary_cache_seconds"),
     )
 
+    # --- /metrics (docs/api.md#metrics) ---
+    # Unset: on in development; in production only when METRICS_TOKEN is set, so a public
+    # deployment never exposes its metrics by default. True serves them without a token (a
+    # private network); False removes the route.
+    metrics_enabled: bool | None = Field(
+        None, validation_alias=AliasChoices("METRICS_ENABLED", "metrics_enabled")
+    )
+    # When set, /metrics answers only `Authorization: Bearer <token>` (Prometheus'
+    # `authorization.credentials`); compared in constant time.
+    metrics_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("METRICS_TOKEN", "metrics_token")
+    )
+    # Models with a gauge of their own: model ids come from the published models.json, which
+    # community submissions feed, so the series they add are capped (most recent rows first).
+    metrics_max_models: int = Field(
+        500, ge=0, le=100_000,
+        validation_alias=AliasChoices("METRICS_MAX_MODELS", "metrics_max_models"),
+    )
+
     # --- nightly drift stage ---
     drift_webhook_url: str | None = Field(
         None, validation_alias=AliasChoices("DRIFT_WEBHOOK_URL", "drift_webhook_url")
@@ -186,6 +205,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.metrics_token is not None:
+            token = self.metrics_token.get_secret_value()
+            if len(token) < 16 or token.strip().lower() in _PLACEHOLDER_SECRETS:
+                # /metrics is exempt from the rate limit: a short token could be guessed.
+                raise ConfigError("METRICS_TOKEN must be at least 16 characters when set")
         if self.storage_backend == "b2":
             missing = [
                 env
@@ -210,6 +234,13 @@ class Settings(BaseSettings):
                 "when PLUMBLINE_ENV=production"
             )
         return self
+
+    @property
+    def metrics_on(self) -> bool:
+        """Whether the API serves ``/metrics`` (see ``metrics_enabled``)."""
+        if self.metrics_enabled is not None:
+            return self.metrics_enabled
+        return self.environment == "development" or self.metrics_token is not None
 
 
 @lru_cache(maxsize=1)

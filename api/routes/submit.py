@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from api.deps import OptionalUserDep, SpoolDep
+from api.metrics import HASH_MISMATCH, ApiMetrics, mark_refusal
 from api.schemas import (
     BatchSubmitRequest,
     BatchSubmitResponse,
@@ -29,11 +30,19 @@ _RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-async def _durable(spool: Spool, entries: list[SpoolEntry]) -> list[Outcome]:
+async def _durable(request: Request, spool: Spool, entries: list[SpoolEntry]) -> list[Outcome]:
     try:
-        return await asyncio.wrap_future(spool.submit(entries))
+        outcomes = await asyncio.wrap_future(spool.submit(entries))
     except SpoolError as exc:
         raise HTTPException(503, f"submission not stored, please retry: {exc}") from None
+    metrics: ApiMetrics = request.app.state.metrics
+    metrics.submitted(outcomes)
+    return outcomes
+
+
+def _hash_mismatch(request: Request, message: str) -> HTTPException:
+    mark_refusal(request, HASH_MISMATCH)  # a 422 of its own in the metrics
+    return HTTPException(422, message)
 
 
 def _response(outcome: Outcome) -> SubmitResponse:
@@ -42,20 +51,20 @@ def _response(outcome: Outcome) -> SubmitResponse:
 
 @router.post("/api/submit", response_model=SubmitResponse, responses=_RESPONSES)
 async def submit(
-    payload: SubmitRequest, user_id: OptionalUserDep, spool: SpoolDep
+    request: Request, payload: SubmitRequest, user_id: OptionalUserDep, spool: SpoolDep
 ) -> SubmitResponse:
     """One result (the Pramana CLI's payload). ``duplicate`` when this user already sent it."""
     try:
         entry = build_entry(payload, user_id)
     except HashMismatchError as exc:
-        raise HTTPException(422, str(exc)) from None
-    (outcome,) = await _durable(spool, [entry])
+        raise _hash_mismatch(request, str(exc)) from None
+    (outcome,) = await _durable(request, spool, [entry])
     return _response(outcome)
 
 
 @router.post("/api/submit/batch", response_model=BatchSubmitResponse, responses=_RESPONSES)
 async def submit_batch(
-    payload: BatchSubmitRequest, user_id: OptionalUserDep, spool: SpoolDep
+    request: Request, payload: BatchSubmitRequest, user_id: OptionalUserDep, spool: SpoolDep
 ) -> BatchSubmitResponse:
     """Many results, all or nothing: one bad result refuses the batch, naming its index."""
     entries = []
@@ -63,8 +72,8 @@ async def submit_batch(
         try:
             entries.append(build_entry(item, user_id))
         except HashMismatchError as exc:
-            raise HTTPException(422, f"results[{i}]: {exc}") from None
-    outcomes = await _durable(spool, entries)
+            raise _hash_mismatch(request, f"results[{i}]: {exc}") from None
+    outcomes = await _durable(request, spool, entries)
     results = [_response(o) for o in outcomes]
     accepted = sum(o.status == "accepted" for o in outcomes)
     return BatchSubmitResponse(

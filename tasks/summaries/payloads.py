@@ -273,8 +273,21 @@ class HistoryPayload(_Payload):
 
 # --- nightly.json -----------------------------------------------------------------------------
 
+class ProviderCalls(BaseModel):
+    """One provider's rows in the recent window, and how many of them failed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    rows: int = Field(ge=0, description="Rows (calls) in the recent window.")
+    errors: int = Field(ge=0, description="Rows whose call failed (``error`` set).")
+
+
 class NightlyStatus(BaseModel):
-    """``nightly.json``: when the nightly flow last finished and what it did."""
+    """``nightly.json``: when the nightly flow last finished and what it did.
+
+    The counts (every field but ``finished_at``) are optional: a file written by an older nightly
+    still parses. ``/metrics`` exposes them as gauges (docs/api.md#metrics).
+    """
 
     # Read by /api/health, which may run a version behind or ahead of the nightly worker: a
     # field it does not know is not an error.
@@ -291,6 +304,16 @@ class NightlyStatus(BaseModel):
     community_drifting: list[str] = Field(
         default_factory=list,
         description="Models whose community evidence alone says ``drifting`` (not notified).")
+    rows_aggregated: int | None = Field(
+        None, description="Raw rows in the days (re)aggregated this night.")
+    tests: int | None = Field(None, description="Drift tests run this night.")
+    # Keyed by plain strings, not ``Verdict``: an API a version behind must still read a file
+    # that names a verdict it does not know (/api/health parses this file too).
+    verdicts: dict[str, int] | None = Field(
+        None, description="Models per verdict, as in ``models.json``.")
+    provider_calls: dict[str, ProviderCalls] | None = Field(
+        None, description="Per provider (the ``provider`` of ``provider/model``): rows and "
+        "failed calls in the recent window; the provider error rate is ``errors / rows``.")
 
 
 P = TypeVar("P", bound=BaseModel)

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
@@ -68,6 +69,13 @@ def test_nightly_flow_publishes_verdicts_and_notifies(
     status = NightlyStatus.model_validate_json(store.get(latest_key(NIGHTLY_STATUS)), strict=True)
     assert status.finished_at and status.drifting == ["fake/drifting"]
     assert status.as_of == TODAY and status.aggregated_days == 35
+    # The counts /metrics exposes: what the night did, without parsing its logs.
+    assert status.verdicts == {"drifting": 1, "stable": 1}
+    assert status.tests and status.tests > 0
+    chart = json.loads(store.get(latest_key("chart.json")))
+    assert status.rows_aggregated == chart["total_submissions"]  # every day was aggregated
+    calls = status.provider_calls
+    assert calls is not None and list(calls) == ["fake"] and calls["fake"].rows > 0
     assert out["notified"]["webhook"] is True
     (hook,) = webhook
     assert [m["model_id"] for m in hook["models"]] == ["fake/drifting"]
@@ -75,6 +83,8 @@ def test_nightly_flow_publishes_verdicts_and_notifies(
     # The next night finds nothing new and aggregates nothing, but still publishes.
     again = nightly()
     assert again["aggregated_days"] == 0 and again["verdicts"] == out["verdicts"]
+    status = NightlyStatus.model_validate_json(store.get(latest_key(NIGHTLY_STATUS)), strict=True)
+    assert status.rows_aggregated == 0 and status.provider_calls == calls
 
 
 def _forged(i: int) -> dict[str, Any]:
@@ -142,3 +152,17 @@ def test_anonymous_lookalike_submissions_cannot_rewrite_a_models_history(
         assert entry["community"]["evidence"] == "community"
         assert entry["community"]["rows_recent"] == 50
         assert night["out"]["community_verdicts"] == {"fake__stable": "insufficient_data"}
+
+
+def test_night_counts_rows_and_failed_calls_per_provider() -> None:
+    from flows.nightly import night_counts
+
+    d1, d2, d3 = date(2026, 11, 28), date(2026, 11, 29), date(2026, 11, 30)
+    daily = pl.DataFrame({
+        "date": [d1, d2, d3, d3], "model_id": ["openai/a", "openai/a", "openai/b", "fake/x"],
+        "rows": [10, 20, 30, 40], "errors": [10, 1, 2, None]})
+    counts = night_counts(daily, aggregated=[d3], recent=[d2, d3])
+    assert counts["rows_aggregated"] == 70
+    assert {p: (c.rows, c.errors) for p, c in counts["provider_calls"].items()} == {
+        "fake": (40, 0), "openai": (50, 3)}  # d1 is outside the recent window
+    assert night_counts(pl.DataFrame(), [], []) == {"rows_aggregated": 0, "provider_calls": {}}
