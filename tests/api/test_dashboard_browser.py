@@ -1,23 +1,20 @@
 """The dashboard in a real headless Chromium against the real app under uvicorn.
 
-The browser is driven over the Chrome DevTools Protocol (one browser for the module, one tab per
-test): the page's own JavaScript fetches the API, renders, and reacts to real mouse clicks and key
-presses. Skipped, with the reason, when no Chromium is installed (CI installs Debian's
-``chromium``).
+The browser is driven over the Chrome DevTools Protocol (tests/support/cdp.py; one browser for
+the module, one tab per test): the page's own JavaScript fetches the API, renders, and reacts to
+real mouse clicks and key presses. Skipped, with the reason, when no Chromium is installed (CI
+installs Debian's ``chromium``).
 
-Longer than 400 lines: the small CDP client, the fixture data and the browser scenarios share one
-browser per module; split, each part would start its own Chromium (about a second each).
+Longer than 400 lines: the browser scenarios share one Chromium per module (split, each part would
+start its own, about a second each), and the summaries they render are written here, next to the
+assertions that read them.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +26,6 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from websockets.sync.client import ClientConnection, connect
 
 from api import create_app
 from api.routes.dashboard import STATIC_DIR
@@ -37,27 +33,9 @@ from tasks.settings import Settings
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.publish import CHART, NIGHTLY_STATUS
+from tests.support.cdp import Tab, open_tab, skip_without_chromium, start_chromium
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def _find_chromium() -> str | None:
-    explicit = os.environ.get("PLUMBLINE_CHROMIUM")
-    if explicit:
-        return explicit
-    return next((p for name in CHROMIUM_NAMES if (p := shutil.which(name))), None)
-
-
-CHROMIUM = _find_chromium()
-# CI installs Chromium (.ci/run): there a missing browser is a failure, not a silent skip.
-if CHROMIUM is None and os.environ.get("CI"):
-    raise RuntimeError("CI is set but no Chromium was found: .ci/run should have installed it")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium on PATH (apt-get install chromium, or set PLUMBLINE_CHROMIUM): "
-    "the dashboard test needs a real headless browser",
-)
-
+pytestmark = skip_without_chromium("the dashboard test")
 
 
 # ------------------------------------------------------------------------------------ the data
@@ -207,145 +185,21 @@ def serve(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
-class Tab:
-    """One browser tab over the DevTools protocol: just what these tests need."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.next_id = 0
-        self.errors: list[str] = []  # uncaught exceptions and console errors of the page
-        self.requests: list[str] = []  # every URL the page asked for, in order
-        self.responses: dict[str, tuple[str, int, str]] = {}  # url: (resource type, status, mime)
-        self.send("Network.enable")
-        self.send("Runtime.enable")
-        self.send("Log.enable")  # CSP violations and other browser-side errors arrive here
-        self.send("Page.enable")
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        msg_id = self.next_id
-        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv(timeout=30))
-            if msg.get("id") == msg_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self._event(msg)
-
-    def _event(self, msg: dict[str, Any]) -> None:
-        if msg.get("method") == "Network.requestWillBeSent":
-            self.requests.append(msg["params"]["request"]["url"])
-        elif msg.get("method") == "Network.responseReceived":
-            resp = msg["params"]["response"]
-            self.responses[resp["url"]] = (msg["params"]["type"], resp["status"], resp["mimeType"])
-        elif msg.get("method") == "Runtime.exceptionThrown":
-            details = msg["params"]["exceptionDetails"]
-            self.errors.append(details.get("exception", {}).get("description") or details["text"])
-        elif msg.get("method") == "Runtime.consoleAPICalled" and msg["params"]["type"] == "error":
-            self.errors.append(" ".join(str(a.get("value", a.get("description")))
-                                        for a in msg["params"]["args"]))
-        elif msg.get("method") == "Log.entryAdded":
-            entry = msg["params"]["entry"]
-            # A 404 or 503 answer is logged as a network error; the page handles those itself.
-            if entry["level"] == "error" and entry.get("source") != "network":
-                self.errors.append(f"{entry.get('source')}: {entry['text']}")
-
-    def js(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                           awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.js(f"Boolean({expression})"):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {expression}; errors: {self.errors}")
-            time.sleep(0.05)
-
-    def open(self, url: str, width: int = 1280, height: int = 900) -> None:
-        self.send("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                  deviceScaleFactor=1, mobile=width < 700)
-        self.send("Page.navigate", url=url)
-        self.wait_for("document.body && document.body.dataset.state === 'ready'")
-
-    def dom(self) -> str:
-        return str(self.js("document.documentElement.outerHTML"))
-
-    def click(self, selector: str) -> None:
-        """A real mouse click at the middle of the element."""
-        box = self.js(
-            f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
-            " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
-            " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()")
-        for kind in ("mousePressed", "mouseReleased"):
-            self.send("Input.dispatchMouseEvent", type=kind, x=box["x"], y=box["y"],
-                      button="left", clickCount=1)
-
-    def press(self, key: str, code: int, text: str | None = None) -> None:
-        down: dict[str, Any] = {"key": key, "code": key, "windowsVirtualKeyCode": code}
-        extra = {"text": text} if text else {}
-        self.send("Input.dispatchKeyEvent", type="keyDown", **down, **extra)
-        self.send("Input.dispatchKeyEvent", type="keyUp", **down)
-
-    def screenshot(self, path: Path) -> None:
-        size = self.send("Page.getLayoutMetrics")["cssContentSize"]
-        shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": size["width"],
-                               "height": min(size["height"], 4000), "scale": 1})
-        path.write_bytes(base64.b64decode(shot["data"]))
+# What `tab.open` waits for: the page has fetched and rendered everything.
+READY = "document.body && document.body.dataset.state === 'ready'"
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[tuple[str, str]]:
     """A headless Chromium, started once: yields (DevTools host:port, its browser ws url)."""
-    assert CHROMIUM is not None
-    profile = Path(tempfile.mkdtemp(prefix="plumbline-chromium-"))
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions",
-         "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
-         "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-         f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        # Chromium writes its chosen port to DevToolsActivePort once it listens.
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
-            time.sleep(0.05)
-        port, path = port_file.read_text().splitlines()[:2]
-        yield f"127.0.0.1:{port}", f"ws://127.0.0.1:{port}{path}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+    with start_chromium() as started:
+        yield started
 
 
 @pytest.fixture
 def tab(browser: tuple[str, str]) -> Iterator[Tab]:
-    host, browser_ws = browser
-    with connect(browser_ws, max_size=None) as control:
-        control.send(json.dumps({"id": 1, "method": "Target.createTarget",
-                                 "params": {"url": "about:blank"}}))
-        target = next(m for m in iter(lambda: json.loads(control.recv(timeout=30)), None)
-                      if m.get("id") == 1)["result"]["targetId"]
-        try:
-            with connect(f"ws://{host}/devtools/page/{target}", max_size=None) as ws:
-                yield Tab(ws)
-        finally:
-            control.send(json.dumps({"id": 2, "method": "Target.closeTarget",
-                                     "params": {"targetId": target}}))
+    with open_tab(browser, ready=READY) as opened:
+        yield opened
 
 
 def _app(store: LocalStore, tmp_path: Path) -> FastAPI:

@@ -8,32 +8,25 @@ recorded, so the tests can show that the pages render their operations and that 
 attempted elsewhere. A control test shows the blocker bites: FastAPI's stock page, which loads
 Swagger UI from a CDN, renders nothing under it.
 
-The DevTools client is a small one of its own (tests/api/test_dashboard_browser.py drives the
-dashboard the same way) because it has to answer ``Fetch.requestPaused`` while it waits.
+The DevTools client is tests/support/cdp.py, shared with tests/api/test_dashboard_browser.py;
+given the allowed origin, its tab answers ``Fetch.requestPaused`` while it waits.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from websockets.sync.client import ClientConnection, connect
 
 from api import create_app
 from api.routes.docs import ASSET_PREFIX, REDOCLY_LOGO
@@ -41,20 +34,9 @@ from tasks.settings import Settings
 from tasks.storage.local import LocalStore
 from tests.api.conftest import SECRET
 from tests.api.uvicorn_server import Server
+from tests.support.cdp import Tab, open_tab, skip_without_chromium, start_chromium
 
-CHROMIUM = os.environ.get("PLUMBLINE_CHROMIUM") or next(
-    (p for n in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(n))), None)
-# CI installs Chromium (.ci/run): there a missing browser is a failure, not a silent skip.
-if CHROMIUM is None and os.environ.get("CI"):
-    raise RuntimeError("CI is set but no Chromium was found: .ci/run should have installed it")
-needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="no Chromium on PATH (apt-get install chromium, or set PLUMBLINE_CHROMIUM): "
-    "the offline docs test needs a real headless browser",
-)
-
-# URLs that never leave the page: inline images and ReDoc's search worker.
-LOCAL_SCHEMES = ("data:", "blob:")
+needs_chromium = skip_without_chromium("the offline docs test")
 
 # Runs before any script of the page (DevTools-injected, so the page's CSP does not apply to it):
 # keeps every CSP violation, so a blocked script or style fails the test instead of passing quietly.
@@ -65,147 +47,18 @@ document.addEventListener('securitypolicyviolation', e =>
 """
 
 
-class OfflineTab:
-    """One browser tab whose requests may go to ``allowed`` (an origin) and nowhere else."""
-
-    def __init__(self, ws: ClientConnection, allowed: str) -> None:
-        self.ws = ws
-        self.allowed = allowed.rstrip("/") + "/"
-        self.next_id = 0
-        self.requests: list[str] = []  # every URL the page asked for, allowed or not
-        self.blocked: list[str] = []  # those the interceptor failed
-        self.responses: dict[str, tuple[str, int, str]] = {}  # url: (type, status, mime)
-        self.errors: list[str] = []  # uncaught exceptions, console and browser errors
-        for domain in ("Network", "Runtime", "Log", "Page"):
-            self.send(f"{domain}.enable")
-        self.send("Page.addScriptToEvaluateOnNewDocument", source=RECORD_VIOLATIONS)
-        # Every request pauses until answered; data: and blob: URLs never reach the network.
-        self.send("Fetch.enable", patterns=[{"urlPattern": "*", "requestStage": "Request"}])
-
-    def post(self, method: str, **params: Any) -> int:
-        """Send a command without waiting for its answer (from inside the event loop)."""
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        return self.next_id
-
-    def send(self, method: str, **params: Any) -> dict[str, Any]:
-        msg_id = self.post(method, **params)
-        while True:
-            msg = json.loads(self.ws.recv(timeout=30))
-            if msg.get("id") == msg_id:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self._event(msg)
-
-    def _event(self, msg: dict[str, Any]) -> None:
-        method, params = msg.get("method"), msg.get("params", {})
-        if method == "Fetch.requestPaused":
-            url = params["request"]["url"]
-            if url.startswith(self.allowed):
-                self.post("Fetch.continueRequest", requestId=params["requestId"])
-            else:
-                self.blocked.append(url)
-                self.post("Fetch.failRequest", requestId=params["requestId"],
-                          errorReason="BlockedByClient")
-        elif method == "Network.requestWillBeSent":
-            self.requests.append(params["request"]["url"])
-        elif method == "Network.responseReceived":
-            resp = params["response"]
-            self.responses[resp["url"]] = (params["type"], resp["status"], resp["mimeType"])
-        elif method == "Runtime.exceptionThrown":
-            details = params["exceptionDetails"]
-            self.errors.append(details.get("exception", {}).get("description") or details["text"])
-        elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
-            self.errors.append(" ".join(str(a.get("value", a.get("description")))
-                                        for a in params["args"]))
-        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-            entry = params["entry"]
-            # An HTTP error answer is logged as a network error: the API's 404 for "no summaries
-            # yet" is one. Requests that were blocked are kept in `blocked` instead.
-            if entry.get("source") != "network":
-                self.errors.append(f"{entry.get('source')}: {entry['text']}")
-
-    def js(self, expression: str) -> Any:
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
-                           awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.js(f"Boolean({expression})"):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {expression}; errors: {self.errors}"
-                                     f"; blocked: {self.blocked}")
-            time.sleep(0.05)
-
-    def open(self, url: str) -> None:
-        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900,
-                  deviceScaleFactor=1, mobile=False)
-        self.send("Page.navigate", url=url)
-        self.wait_for(f"location.href === {json.dumps(url)} && document.readyState === 'complete'")
-
-    def foreign(self) -> list[str]:
-        """Every request the page made (or tried) to anywhere but the allowed origin."""
-        urls = self.requests + self.blocked
-        return [u for u in urls if not u.startswith((self.allowed, *LOCAL_SCHEMES))]
-
-    def screenshot(self, path: Path) -> None:
-        shot = self.send("Page.captureScreenshot", format="png")
-        path.write_bytes(base64.b64decode(shot["data"]))
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[tuple[str, str]]:
     """A headless Chromium that resolves no host name: yields (DevTools host:port, its ws url)."""
-    assert CHROMIUM is not None
-    profile = Path(tempfile.mkdtemp(prefix="plumbline-chromium-"))
-    proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions",
-         "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
-         # Every name but 127.0.0.1 fails to resolve, before any DNS query is sent.
-         "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-         "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-         f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        port_file = profile / "DevToolsActivePort"  # written once Chromium listens
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"chromium did not start (exit code {proc.poll()})")
-            time.sleep(0.05)
-        port, path = port_file.read_text().splitlines()[:2]
-        yield f"127.0.0.1:{port}", f"ws://127.0.0.1:{port}{path}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
+    # Every name but 127.0.0.1 fails to resolve, before any DNS query is sent.
+    with start_chromium("--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1") as started:
+        yield started
 
 
-@contextmanager
-def open_tab(browser: tuple[str, str], allowed: str) -> Iterator[OfflineTab]:
-    host, browser_ws = browser
-    with connect(browser_ws, max_size=None) as control:
-        control.send(json.dumps({"id": 1, "method": "Target.createTarget",
-                                 "params": {"url": "about:blank"}}))
-        target = next(m for m in iter(lambda: json.loads(control.recv(timeout=30)), None)
-                      if m.get("id") == 1)["result"]["targetId"]
-        try:
-            with connect(f"ws://{host}/devtools/page/{target}", max_size=None) as ws:
-                yield OfflineTab(ws, allowed)
-        finally:
-            control.send(json.dumps({"id": 2, "method": "Target.closeTarget",
-                                     "params": {"targetId": target}}))
+def offline_tab(browser: tuple[str, str], allowed: str) -> AbstractContextManager[Tab]:
+    """A tab whose requests may go to ``allowed`` (an origin) and nowhere else, recording CSP
+    violations in ``window.__violations``."""
+    return open_tab(browser, allowed, init_script=RECORD_VIOLATIONS, timeout=20)
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +98,7 @@ def test_swagger_ui_lists_every_operation_offline(
     browser: tuple[str, str], api: Server, operations: dict[tuple[str, str], str],
     tmp_path: Path,
 ) -> None:
-    with open_tab(browser, api.url) as tab:
+    with offline_tab(browser, api.url) as tab:
         tab.open(api.url + "/docs")
         tab.wait_for("document.querySelector('.opblock-summary-path[data-path=\"/api/models\"]')")
         listed = tab.js("[...document.querySelectorAll('.opblock')].map(o => ["
@@ -269,7 +122,7 @@ def test_swagger_ui_lists_every_operation_offline(
         status = tab.js("document.querySelector('#operations-models-models_api_models_get"
                         " .live-responses-table tbody .response-col_status').textContent.trim()")
         violations = tab.js("window.__violations")
-        tab.screenshot(_artifact(tmp_path, "docs-offline.png"))
+        tab.screenshot(_artifact(tmp_path, "docs-offline.png"), full_page=False)
         responses, foreign, errors = dict(tab.responses), tab.foreign(), list(tab.errors)
 
     assert sorted(map(tuple, listed)) == sorted(operations)
@@ -291,7 +144,7 @@ def test_redoc_lists_every_operation_offline(
     browser: tuple[str, str], api: Server, operations: dict[tuple[str, str], str],
     tmp_path: Path,
 ) -> None:
-    with open_tab(browser, api.url) as tab:
+    with offline_tab(browser, api.url) as tab:
         tab.open(api.url + "/redoc")
         tab.wait_for("document.querySelector('[data-section-id$=\"/operation/"
                      "models_api_models_get\"]')")
@@ -304,7 +157,7 @@ def test_redoc_lists_every_operation_offline(
         tab.wait_for("document.querySelector('[data-role=\"search:results\"] [data-item-id$="
                      "\"/operation/history_api_models__model_id__history_get\"]')")
         violations = tab.js("window.__violations")
-        tab.screenshot(_artifact(tmp_path, "redoc-offline.png"))
+        tab.screenshot(_artifact(tmp_path, "redoc-offline.png"), full_page=False)
         foreign, errors = tab.foreign(), list(tab.errors)
 
     assert sorted(set(sections)) == sorted(operations.values())
@@ -372,7 +225,7 @@ def _stock_fastapi() -> Iterator[str]:
 @needs_chromium
 def test_control_the_blocker_stops_a_cdn_page(browser: tuple[str, str]) -> None:
     """Without this, the tests above could pass with a blocker that blocks nothing."""
-    with _stock_fastapi() as base, open_tab(browser, base) as tab:
+    with _stock_fastapi() as base, offline_tab(browser, base) as tab:
         tab.open(base + "/docs")
         tab.wait_for("document.querySelectorAll('script').length > 0")
         time.sleep(0.5)  # room for Swagger UI to render, were it loaded
