@@ -154,3 +154,25 @@ def _all_runs(client: SyncPrefectClient, flow_run_filter: FlowRunFilter) -> list
         runs.extend(page)
         if len(page) < PAGE:
             return runs
+
+
+def main() -> int:
+    """``python -m deployments.liveness``: install the automation for the deployments on the
+    server at ``PREFECT_API_URL`` (for work pools; ``plumbline serve`` does it itself)."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.specs import SPECS
+
+    with get_client(sync_client=True) as client:
+        ids = deployment_ids(client, [s.name for s in SPECS])
+        if not ids:
+            print("no Plumbline deployment on this server yet: run `prefect deploy --all` first")
+            return 1
+        ensure_zombie_automation(client, ids)
+    print(f"automation {AUTOMATION_NAME!r} covers {len(ids)} deployment(s); flow runs must send "
+          f"heartbeats every {HEARTBEAT_SECONDS} s (PREFECT_FLOWS_HEARTBEAT_FREQUENCY)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -153,3 +153,18 @@ def test_crash_orphans_frees_the_slot_so_the_next_run_starts(server: str) -> Non
 def test_crash_orphans_on_a_server_without_our_deployments_does_nothing(server: str) -> None:
     with SyncPrefectClient(server) as client:
         assert crash_orphans(client, ["compaction"], "nothing to do") == []
+
+
+def test_python_m_deployments_liveness_installs_it_for_a_work_pool(
+    server: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import subprocess
+
+    env = prefect_env(tmp_path_factory.mktemp("cli"), api_url=server)
+    out = subprocess.run([sys.executable, "-m", "deployments.liveness"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"automation {AUTOMATION_NAME!r} covers" in out.stdout
+    with SyncPrefectClient(server) as client:
+        (automation,) = client.read_automations_by_name(AUTOMATION_NAME)
+    assert automation.trigger.within.total_seconds() == 90  # type: ignore[union-attr]
