@@ -3,8 +3,15 @@
 Three child processes, each in its own session so that one signal to its process group reaches
 the grandchildren too (Prefect's server runs uvicorn below itself; the runner runs each flow in a
 subprocess). They start in dependency order (the server first; the served flows need its API)
-and stop in reverse, so the runner can still pause its deployments while the server is up. If
-any child dies, the others are stopped too: a half-running stack is worse than a stopped one.
+and stop in reverse, so the runner can still cancel its runs in flight and pause its deployments
+while the server is up. If any child dies, the others are stopped too: a half-running stack is
+worse than a stopped one.
+
+``up`` owns its server and is the only one running its deployments, so a run of them still
+Pending, Running or Cancelling when ``up`` starts, or after its served flows stopped, has no
+process: it is marked Crashed (``deployments.liveness.crash_orphans``), which frees its
+concurrency slot. "Plumbline is up" is printed once the schedules are live: every deployment
+registered and not paused, and each cron deployment's next runs scheduled.
 """
 
 from __future__ import annotations
@@ -18,15 +25,29 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import httpx
+from prefect.client.orchestration import SyncPrefectClient
 
+from deployments.liveness import crash_orphans
 from deployments.specs import SPECS, TIMEZONE
 from tasks.errors import UpError
 
 STOP_GRACE_SECONDS = 20.0
-
+# The served flows get longer: Prefect's runner gives each run in flight 30 s to end after it
+# asks it to cancel, before it kills it.
+SERVE_STOP_GRACE_SECONDS = 40.0
+CRASHED_AT_START = (
+    "`plumbline up` found this run in flight when it started: the previous `plumbline up` "
+    "ended (killed, or its machine stopped) while it ran, and its process is gone. Marked "
+    "Crashed so that it does not hold a concurrency slot; re-run it to finish its work."
+)
+CRASHED_AT_STOP = (
+    "`plumbline up` stopped while this run was in flight, and its process did not end it. "
+    "Marked Crashed so that it does not hold a concurrency slot; re-run it to finish its work."
+)
 
 
 class _Stop(Exception):
@@ -39,6 +60,7 @@ class Child:
     argv: list[str]
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    grace: float = STOP_GRACE_SECONDS
 
     def start(self) -> None:
         # A new session: the child's process group is its own, so Ctrl-C in the terminal reaches
@@ -53,14 +75,25 @@ class Child:
     def exited(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
 
-    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM to the child's whole process group, SIGKILL to what is left after ``grace``."""
+    def stop(self, grace: float | None = None) -> None:
+        """SIGTERM to the child, then to what is left of its process group, then SIGKILL.
+
+        The child is asked first, alone: the served flows' runner then cancels its runs in
+        flight through Prefect (their state says so) before it exits. A SIGTERM to the whole
+        group at once would reach the flow runs' processes first and kill them unreported.
+        """
         if self.proc is None:
             return
+        deadline = time.monotonic() + (self.grace if grace is None else grace)
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGTERM)
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         _signal_group(self.proc.pid, signal.SIGTERM)
         # Wait for the whole group, not only the child: a grandchild (a flow run's subprocess,
-        # the server's uvicorn) can outlive its parent.
-        deadline = time.monotonic() + grace
+        # the server's uvicorn) can outlive its parent. Leftovers get a moment even when the
+        # child used up the grace.
+        deadline = max(deadline, time.monotonic() + 2.0)
         while time.monotonic() < deadline:
             self.proc.poll()  # reap, or the zombie keeps the group alive
             if not _group_alive(self.proc.pid):
@@ -148,12 +181,16 @@ class Stack:
         self._launch(api)  # needs no Prefect: starts while the server does
         self._wait("the Prefect server", [server, api],
                    lambda: _answers(f"{self.prefect_url}/api/health", ok=(200,)))
+        # Before anything can run: what a previous `up` left in flight has no process now.
+        self._crash_orphans(CRASHED_AT_START)
         self._say("Serving the flows ...")
-        # Launched last, stopped first: it pauses its deployments on the way out, which needs the
-        # server still up.
+        # Launched last, stopped first: it cancels its runs and pauses its deployments on the
+        # way out, which needs the server still up.
+        serve.grace = SERVE_STOP_GRACE_SECONDS
+        since = datetime.now(UTC)
         self._launch(serve)
-        self._wait("the served deployments", [server, serve],
-                   lambda: set(_deployment_names(self.prefect_url)) >= {s.name for s in SPECS})
+        self._wait("the served deployments and their schedules", [server, serve],
+                   lambda: _schedules_live(self.prefect_url, since))
         # /api/health answers 503 when storage is unreachable: still up, and it says why.
         self._wait("the Plumbline API", [api],
                    lambda: _answers(f"{self.api_url}/api/health", ok=(200, 503)))
@@ -204,7 +241,23 @@ class Stack:
     def stop(self) -> None:
         for child in reversed(self.children):
             child.stop()
+            if child.name == "serve" and any(c.name == "prefect-server" and c.exited() is None
+                                             for c in self.children):
+                # The runner cancelled what it could; what is still in flight has no process.
+                self._crash_orphans(CRASHED_AT_STOP)
         self.children.clear()
+
+    def _crash_orphans(self, message: str) -> None:
+        """Mark our deployments' runs left in flight Crashed; never stops ``up`` itself."""
+        try:
+            with SyncPrefectClient(f"{self.prefect_url}/api") as client:
+                runs = crash_orphans(client, [s.name for s in SPECS], message)
+        except Exception as exc:  # a server that is going down: the next start does it
+            self._say(f"plumbline up: could not look for interrupted runs: {exc}")
+            return
+        if runs:
+            names = ", ".join(f"{r.name!r}" for r in runs)
+            self._say(f"Marked {len(runs)} interrupted flow run(s) Crashed: {names}")
 
 
 def _answers(url: str, ok: tuple[int, ...]) -> bool:
@@ -214,14 +267,33 @@ def _answers(url: str, ok: tuple[int, ...]) -> bool:
         return False
 
 
-def _deployment_names(prefect_url: str) -> list[str]:
+def _post(url: str, body: dict[str, Any]) -> Any:
     try:
-        resp = httpx.post(f"{prefect_url}/api/deployments/filter", json={}, timeout=5.0)
+        resp = httpx.post(url, json=body, timeout=5.0)
     except httpx.HTTPError:
-        return []
-    if resp.status_code != 200:
-        return []
-    return [d["name"] for d in resp.json()]
+        return None
+    return resp.json() if resp.status_code == 200 else None
+
+
+def _schedules_live(prefect_url: str, since: datetime) -> bool:
+    """Every deployment registered and not paused, and each cron one has runs scheduled after
+    ``since`` (registering a deployment deletes its old scheduled runs; Prefect's scheduler
+    then makes new ones: until it has, nothing would run at the next cron time)."""
+    found = _post(f"{prefect_url}/api/deployments/filter", {})
+    if found is None:
+        return False
+    ours = {d["name"]: d for d in found if d["name"] in {s.name for s in SPECS}}
+    if len(ours) < len(SPECS) or any(d["paused"] for d in ours.values()):
+        return False
+    crons = {ours[s.name]["id"] for s in SPECS if s.cron}
+    runs = _post(f"{prefect_url}/api/flow_runs/filter", {"flow_runs": {
+        "deployment_id": {"any_": sorted(crons)},
+        "state": {"type": {"any_": ["SCHEDULED"]}},
+    }})
+    if runs is None:
+        return False
+    fresh = {r["deployment_id"] for r in runs if datetime.fromisoformat(r["created"]) >= since}
+    return fresh >= crons
 
 
 def run_up(stack: Stack) -> int:

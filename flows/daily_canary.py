@@ -10,10 +10,11 @@ import json
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
-from flows.run_suite import RunSuiteParams, run_suite
+from flows.run_suite import RunSuiteParams, refuse, run_suite
 from tasks.errors import CanaryFailed, PlumblineError
 from tasks.identity import SOURCE_SCHEDULED
 from tasks.settings import Settings
@@ -83,8 +84,18 @@ def resolve_models(
 
 
 @flow(name="daily-canary", log_prints=True)
-def daily_canary(params: DailyCanaryParams = DailyCanaryParams()) -> dict[str, Any]:
+def daily_canary(params: DailyCanaryParams = DailyCanaryParams()) -> dict[str, Any] | State:
     """Run the canary suites against the tracked models (scheduled daily)."""
+    try:
+        return run_canary(params)
+    except PlumblineError as exc:
+        # No models configured, a malformed variable, failed suites: one message, no traceback.
+        return refuse(exc)
+
+
+def run_canary(params: DailyCanaryParams) -> dict[str, Any]:
+    """The flow's body: each suite as a ``run-suite`` child flow; raises if any did not
+    complete, after every suite had its chance."""
     logger = get_run_logger()
     variable = None if params.models else Variable.get(TRACKED_MODELS_VARIABLE, default=None)
     models = resolve_models(params, Settings(), variable)

@@ -4,10 +4,17 @@ Tasks are mapped over (model × shard of cases); the calls inside a shard run co
 asyncio, because a Prefect task per LLM call would cost more orchestration than the call. Each
 shard task is tagged ``provider:<prefix>``, so a Prefect concurrency limit on that tag caps
 how many shards hit one provider at once across every worker.
+
+Before anything is read or called, the flow checks its parameters (a bad suite or model fails
+the run at once, with one message and no traceback) and takes the run id's lease
+(``tasks.run.lease``), so two flow runs never work on one run id together. A cancelled or
+interrupted run tells its shards to stop (they run in threads no signal reaches) and waits for
+them briefly, so they end quietly with their rows written instead of each logging a crash.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -20,17 +27,21 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
 from tasks.catalog import load_suite
+from tasks.errors import PlumblineError
 from tasks.identity import SOURCE_ON_DEMAND
 from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
+from tasks.run.lease import RunLease, default_holder
 from tasks.run.plan import RunConfig, plan_shards, provider_options, resolve_config, shard_cases
 from tasks.run.progress import PROGRESS
 from tasks.run.shard import run_shard
 from tasks.run.state import final_rows, open_run
-from tasks.run.summary import summarize
+from tasks.run.summary import for_reader, summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.suites.model import Case, Suite
@@ -38,6 +49,9 @@ from tasks.suites.model import Case, Suite
 DEFAULT_MODELS = ["fake/stable", "fake/drifting"]
 # How often the flow refreshes the progress artifact while shards run.
 PROGRESS_EVERY_S = 2.0
+# How long a cancelled or interrupted run waits for its shards to stop: well inside the 30 s
+# Prefect's runner gives a cancelled flow run's process before it kills it.
+STOP_WAIT_S = 10.0
 
 
 class RunSuiteParams(BaseModel):
@@ -82,12 +96,12 @@ class RunSuiteParams(BaseModel):
         description="Calls in flight per shard task (default: PLUMBLINE_CONCURRENCY, 16).",
     )
     rpm_limit: float | None = Field(
-        None, gt=0, description="Requests per minute per provider for this run "
-        "(default: PLUMBLINE_PROVIDER_LIMITS).",
+        None, gt=0, description="Requests per minute for each provider of this run, the offline "
+        "fake one included (default: PLUMBLINE_PROVIDER_LIMITS).",
     )
     tpm_limit: float | None = Field(
-        None, gt=0, description="Tokens per minute per provider for this run "
-        "(default: PLUMBLINE_PROVIDER_LIMITS).",
+        None, gt=0, description="Tokens per minute for each provider of this run, the offline "
+        "fake one included (default: PLUMBLINE_PROVIDER_LIMITS).",
     )
     use_cache: bool = Field(
         False, description="Reuse cached answers for identical calls (same model, input, "
@@ -104,16 +118,31 @@ def run_shard_task(
     store: ObjectStore,
     skip: frozenset[tuple[str, int]] = frozenset(),
     options: dict[str, dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    return run_shard(suite, model_id, cases, config, store, skip=skip, provider_options=options)
+) -> list[dict[str, Any]] | State:
+    rows = run_shard(suite, model_id, cases, config, store, skip=skip, provider_options=options)
+    if PROGRESS.stop_requested(config.run_id):
+        # Stopped by the flow, its rows written. A completed type keeps this at one INFO line per
+        # shard (Prefect logs any other final task state as an ERROR); the flow says once why.
+        return Completed(name="Stopped", message=f"stopped with the run after {len(rows)} "
+                         "cell(s)", data=rows)
+    return rows
 
 
-def execute(
-    params: RunSuiteParams, store: ObjectStore, settings: Settings | None = None
-) -> dict[str, Any]:
-    """The flow's body, given its store: load, check, resume, map shards, summarize."""
-    logger = get_run_logger()
-    settings = settings or Settings()
+@dataclass(frozen=True)
+class Prepared:
+    """A run's checked inputs: everything that can be wrong with the form is found here."""
+
+    suite: Suite
+    models: list[str]
+    options: dict[str, dict[str, Any]]
+    config: RunConfig
+
+
+def prepare(params: RunSuiteParams, settings: Settings) -> Prepared:
+    """Load the suite, check every model and resolve the run's parameters, before any call.
+
+    Raises a ``PlumblineError`` naming what is wrong (the suite, a model id, a missing key).
+    """
     suite = load_suite(params.suite)
     options = provider_options(
         params.models,
@@ -139,12 +168,45 @@ def execute(
         concurrency=params.concurrency or settings.default_concurrency,
         use_cache=params.use_cache or settings.response_cache,
     )
+    # A model listed twice is still one set of cells: two would write every row twice.
+    return Prepared(suite, list(dict.fromkeys(params.models)), options, config)
+
+
+def holder_name() -> str:
+    """Who holds a run id's lease, as the Prefect UI and a person find it."""
+    name, run_id = flow_run.get_name(), flow_run.get_id()
+    where = default_holder()
+    return f"flow run {name!r} ({run_id}), {where}" if run_id else where
+
+
+def execute(
+    params: RunSuiteParams, store: ObjectStore, settings: Settings | None = None
+) -> dict[str, Any]:
+    """The flow's body, given its store: check, take the run id, resume, map shards, summarize.
+
+    Raises a ``PlumblineError`` before any call when a parameter is wrong, and ``RunBusy`` when
+    another flow run holds the run id.
+    """
+    settings = settings or Settings()
+    prep = prepare(params, settings)
+    run_id = prep.config.run_id
+    lease = RunLease(store, run_id, holder_name(), on_lost=lambda: PROGRESS.request_stop(run_id))
+    # A run id generated just now cannot be contended: no settle-and-read-back needed.
+    lease.acquire(fresh=params.run_id is None)
+    lease.start_renewing()
+    try:
+        return _run(prep, params.shard_size, store, lease)
+    finally:
+        lease.release()
+
+
+def _run(prep: Prepared, shard_size: int, store: ObjectStore, lease: RunLease) -> dict[str, Any]:
+    logger = get_run_logger()
+    suite, models, options, config = prep.suite, prep.models, prep.options, prep.config
     state = open_run(store, suite, config)
     completed = state.completed
-    # A model listed twice is still one set of cells: two would write every row twice.
-    models = list(dict.fromkeys(params.models))
-    plan = plan_shards(suite.cases, models, config, params.shard_size, completed)
-    shard_count = len(shard_cases(suite.cases, params.shard_size))
+    plan = plan_shards(suite.cases, models, config, shard_size, completed)
+    shard_count = len(shard_cases(suite.cases, shard_size))
     total = sum(p.todo for p in plan)
     logger.info(
         "run %s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
@@ -153,20 +215,29 @@ def execute(
         suite.hash[:19], len(models), config.samples, store.describe(), total,
         len(completed),
     )
+    # The plan was read under the lease; one more look before the first call narrows the window
+    # in which a contender whose write was slow could still overtake it (tasks.run.lease).
+    lease.renew()
+    lease.check()
     PROGRESS.start(config.run_id, total)
-    progress_id = create_progress_artifact(
-        progress=0.0 if total else 100.0, key="run-progress",
-        description=f"Run `{config.run_id}`: {total} call(s)",
-    )
-    futures = [
-        run_shard_task.with_options(
-            tags={f"provider:{split_model_id(p.model_id)[0]}"},
-            task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
-        ).submit(suite, p.model_id, p.cases, config, store, p.skip, options)
-        for p in plan
-    ]
     try:
-        _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
+        progress_id = create_progress_artifact(
+            progress=0.0 if total else 100.0, key="run-progress",
+            description=f"Run `{config.run_id}`: {total} call(s)",
+        )
+        futures = [
+            run_shard_task.with_options(
+                tags={f"provider:{split_model_id(p.model_id)[0]}"},
+                task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
+            ).submit(suite, p.model_id, p.cases, config, store, p.skip, options)
+            for p in plan
+        ]
+        try:
+            _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
+        except BaseException as exc:
+            _stop_shards(futures, config.run_id, exc)
+            raise
+        lease.check()  # lost while the shards ran: they stopped early, and this says why
         new = [rec for fut in futures for rec in fut.result()]
     finally:
         PROGRESS.forget(config.run_id)
@@ -174,7 +245,7 @@ def execute(
     summary = summarize(rows)
     create_table_artifact(
         key="run-summary",
-        table=summary,
+        table=for_reader(summary),
         description=f"Run `{config.run_id}`: suite `{suite.name}` {suite.version}",
     )
     for row in summary:
@@ -182,6 +253,24 @@ def execute(
                     row["pass_rate"] or 0.0, row["rows"], row["errors"])
     return {"run_id": config.run_id, "suite": suite.name, "rows": len(rows),
             "written": len(new), "resumed_cells": len(completed), "summary": summary}
+
+
+def _stop_shards(futures: list[PrefectFuture[Any]], run_id: str, exc: BaseException) -> None:
+    """Tell the shards to stop and give them ``STOP_WAIT_S`` to write what they have.
+
+    Without this, Prefect's task runner cancels every shard that has not reached its body yet,
+    and each one logs "Crash detected!" (40 shards, 40 lines); the shards already calling would
+    keep calling until the process is killed.
+    """
+    PROGRESS.request_stop(run_id)
+    wait(futures, timeout=STOP_WAIT_S)
+    if isinstance(exc, Exception):
+        return  # an error: Prefect reports it
+    done, _ = PROGRESS.get(run_id)
+    get_run_logger().warning(
+        "run %s %s: its shards stopped; the %d cell(s) answered are kept, run the same run id "
+        "again to finish it", run_id,
+        "interrupted" if isinstance(exc, KeyboardInterrupt) else "cancelled", done)
 
 
 def _follow(futures: list[PrefectFuture[Any]], cells: list[int], run_id: str, total: int,
@@ -209,10 +298,25 @@ def _follow(futures: list[PrefectFuture[Any]], cells: list[int], run_id: str, to
 @flow(name="run-suite", log_prints=True)
 def run_suite(
     params: RunSuiteParams = RunSuiteParams(),
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """Run a prompt suite against models and keep every output as Parquet."""
     settings = Settings()
-    return execute(params, open_store(settings), settings)
+    try:
+        return execute(params, open_store(settings), settings)
+    except PlumblineError as exc:
+        return refuse(exc)
+
+
+def refuse(exc: PlumblineError) -> State:
+    """Fail the flow run with ``exc``'s message, logged once and without a traceback.
+
+    A ``PlumblineError`` is raised on purpose and says what to fix (the suite, a model id, a
+    busy run id); raising it out of the flow would add Prefect's two tracebacks to the one line
+    that matters. Whoever called the flow directly (``plumbline run``, a parent flow's
+    ``state.result()``) still gets ``exc`` raised.
+    """
+    get_run_logger().error("%s", exc)
+    return Failed(message=str(exc), data=exc)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,15 @@ class CanaryFailed(PlumblineError):
     """One or more canary suites did not complete."""
 
 
+class RunBusy(PlumblineError):
+    """A run id is held by another flow run (or was taken over while this one ran)."""
+
+    def __init__(self, message: str, *, run_id: str, holder: str | None = None) -> None:
+        self.run_id = run_id
+        self.holder = holder
+        super().__init__(message)
+
+
 class UpError(PlumblineError):
     """The stack could not be brought up (a port in use, a child that exited, a timeout)."""
 

@@ -10,16 +10,24 @@ Models:
 Every answer is a pure function of (model, prompt, sample, seed) and, above temperature 0, the
 day of the call, so runs replay exactly and a temperature-0 model's outputs do not change from
 day to day unless the model does. Latency is simulated and recorded, not slept, so the demo is fast.
+
+A run's ``rpm``/``tpm`` limits (``PLUMBLINE_PROVIDER_LIMITS`` under ``fake``, or the run's
+``rpm_limit``/``tpm_limit``) pace these calls like a real provider's: the form says the limits
+apply per provider, and a demo or a test of pacing needs them to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
+from tasks.providers.limits import ProviderLimits, shared_limits
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,19 @@ def default_drift_date(today: date | None = None) -> date:
 class FakeProvider:
     name = "fake"
 
-    def __init__(self, drift_date: date | None = None) -> None:
+    def __init__(
+        self,
+        drift_date: date | None = None,
+        limits: ProviderLimits | Mapping[str, Any] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
         self.drift_date = drift_date or default_drift_date()
+        self.limits = ProviderLimits.from_mapping(
+            "limits for provider 'fake' (PLUMBLINE_PROVIDER_LIMITS or the run's limits)", limits)
+        # Shared by every fake provider of the process, as a real endpoint's limits are: shard
+        # tasks run in threads, each with its own provider instance.
+        self._limiter, self._gate = shared_limits("fake|", self.limits)
+        self._sleep = sleep or asyncio.sleep
 
     def _behaviour(self, model: str, when: date) -> FakeBehaviour:
         base, _, pinned = model.partition("@")
@@ -77,11 +96,23 @@ class FakeProvider:
     async def complete(self, model: str, request: CompletionRequest) -> Completion:
         when = (request.as_of or datetime.now(UTC)).astimezone(UTC)
         b = self._behaviour(model, when.date())
+        prompt_tokens = sum(len(m["content"].split()) for m in request.messages) + 4
+        # Reserved up front (prompt plus max_tokens, as real providers count against TPM) and
+        # settled against what the answer used.
+        reserve = prompt_tokens + request.max_tokens if self._limiter.tpm else 0
+        await self._limiter.acquire(reserve, self._sleep)
+        async with self._gate:
+            completion = self._answer(model, request, b, when, prompt_tokens)
+        used = (completion.input_tokens or 0) + (completion.output_tokens or 0)
+        self._limiter.settle(reserve, used)
+        return completion
+
+    def _answer(self, model: str, request: CompletionRequest, b: FakeBehaviour, when: datetime,
+                prompt_tokens: int) -> Completion:
         day_salt = when.date().isoformat() if request.temperature > 0 else ""
         key = f"{model.partition('@')[0]}|{request.prompt_id}|{request.sample_idx}|" \
               f"{request.seed}|{day_salt}|{b.template}"
         u_correct, u_latency, u_error = _uniforms(key, 3)
-        prompt_tokens = sum(len(m["content"].split()) for m in request.messages) + 4
         latency = b.latency_ms * (0.8 + 0.4 * u_latency)
         if u_error < b.error_rate:
             return Completion(None, error="HTTP 503: simulated provider outage",

@@ -23,6 +23,9 @@ from tasks.run.plan import RunConfig
 from tasks.scorers import ScoreContext, score
 from tasks.suites.model import Case, Suite
 
+# How often a shard looks at its stop flag (a cancelled run, a lost run-id lease).
+STOP_POLL_S = 0.2
+
 _gc_lock = threading.Lock()
 _gc_users = 0
 _gc_saved: tuple[int, int, int] | None = None
@@ -67,11 +70,16 @@ async def run_cells(
     skip: Collection[tuple[str, int]] = (),
     cache: ResponseCache | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Call ``model_id`` on every (case, sample) not in ``skip``; one scored record per cell.
 
     At most ``config.concurrency`` calls are in flight. A call that fails, even by raising, is
     a record with ``error`` set: no cell is ever lost.
+
+    Once ``should_stop()`` turns true (checked every ``STOP_POLL_S``), no new call starts and the
+    calls in flight are abandoned: the records already made are returned (and were passed to
+    ``on_record``); the abandoned cells have no row, so resuming the run calls them again.
     """
     provider, model = registry.for_model(model_id)
     # A judge scorer reuses the run's providers: one client and one set of limits per provider.
@@ -131,13 +139,38 @@ async def run_cells(
 
     async def worker() -> None:
         for case, sample_idx in queue:
+            if should_stop is not None and should_stop():
+                return
             await cell(case, sample_idx)
 
     # A few more workers than request slots keep every slot busy while others post-process.
-    workers = min(config.concurrency + max(2, config.concurrency // 4), len(todo))
+    count = max(1, min(config.concurrency + max(2, config.concurrency // 4), len(todo)))
     with _gc_tuned_for_run():
-        await asyncio.gather(*(worker() for _ in range(max(1, workers))))
+        workers = [asyncio.ensure_future(worker()) for _ in range(count)]
+        watcher = None if should_stop is None else asyncio.ensure_future(
+            _stop_when(should_stop, workers))
+        try:
+            results = await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+    for result in results:
+        # A worker cancelled by the stop flag ends quietly; anything else is a bug to surface.
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
     return records
+
+
+async def _stop_when(should_stop: Callable[[], bool], workers: list[asyncio.Future[None]]
+                     ) -> None:
+    """Cancel the workers' calls in flight as soon as ``should_stop()`` says so."""
+    while not should_stop():
+        if all(w.done() for w in workers):
+            return
+        await asyncio.sleep(STOP_POLL_S)
+    for w in workers:
+        w.cancel()
 
 
 def build_record(

@@ -105,23 +105,27 @@ def provider_options(
     rpm: float | None = None,
     tpm: float | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Factory options for the real-API providers the models use, from settings and overrides.
+    """Factory options for the providers the models use, from settings and overrides.
 
-    ``rpm``/``tpm`` (one run's override) apply to every provider of the run. The offline
-    ``fake`` provider takes none of these.
+    ``rpm``/``tpm`` (one run's override) apply to every provider of the run, the offline
+    ``fake`` one included; it takes no timeout, retry policy or prices (it makes no request and
+    costs nothing).
     """
     options: dict[str, dict[str, Any]] = {}
+    prefixes = sorted({split_model_id(m)[0] for m in model_ids})
     pricing = load_pricing(pricing_file)
-    for prefix in sorted({split_model_id(m)[0] for m in model_ids} - {"fake"}):
+    for prefix in prefixes:
         lim = dict((limits or {}).get(prefix, {}))
         if rpm is not None:
             lim["rpm"] = rpm
         if tpm is not None:
             lim["tpm"] = tpm
-        opts: dict[str, Any] = {"limits": lim, "pricing": pricing}
-        if timeout is not None:
-            opts["timeout"] = timeout
-        if max_attempts is not None:
-            opts["retry"] = RetryPolicy(max_attempts=max_attempts)
+        opts: dict[str, Any] = {"limits": lim}
+        if prefix != "fake":
+            opts["pricing"] = pricing
+            if timeout is not None:
+                opts["timeout"] = timeout
+            if max_attempts is not None:
+                opts["retry"] = RetryPolicy(max_attempts=max_attempts)
         options[prefix] = opts
     return options

@@ -1,4 +1,5 @@
-"""The process-wide progress board: cells done per run, read by the flow and the CLI bar."""
+"""The process-wide progress board: cells done per run, read by the flow and the CLI bar, and
+each run's stop flag, raised by the flow and read by its shards."""
 
 from __future__ import annotations
 
@@ -18,11 +19,13 @@ class RunProgress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, list[int]] = {}
+        self._stopping: set[str] = set()
         self._listeners: list[ProgressListener] = []
 
     def start(self, run_id: str, total: int) -> None:
         with self._lock:
             self._runs[run_id] = [0, total]
+            self._stopping.discard(run_id)
         self._notify(run_id, 0, total)
 
     def advance(self, run_id: str, n: int = 1) -> None:
@@ -38,6 +41,20 @@ class RunProgress:
         """Drop a finished run (a long-lived worker runs many)."""
         with self._lock:
             self._runs.pop(run_id, None)
+            self._stopping.discard(run_id)
+
+    def request_stop(self, run_id: str) -> None:
+        """Tell the shards of ``run_id`` in this process to stop calling and wind down.
+
+        Raised when the run is cancelled or interrupted, or loses its run-id lease: shards run
+        in threads, which no signal reaches, so they look at this flag instead.
+        """
+        with self._lock:
+            self._stopping.add(run_id)
+
+    def stop_requested(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._stopping
 
     def get(self, run_id: str) -> tuple[int, int]:
         with self._lock:

@@ -37,7 +37,8 @@ def run_shard(
 ) -> list[dict[str, Any]]:
     """Run one (model × shard), writing rows as they come; return the new records.
 
-    ``skip`` holds the (prompt_id, sample_idx) cells this model already completed.
+    ``skip`` holds the (prompt_id, sample_idx) cells this model already completed. The shard
+    stops early, keeping the rows it has, once ``PROGRESS.request_stop(run_id)`` is called.
     """
 
     async def go() -> list[dict[str, Any]]:
@@ -49,6 +50,7 @@ def run_shard(
                 suite, model_id, cases, config, reg,
                 on_done=lambda n: PROGRESS.advance(config.run_id, n),
                 skip=skip, cache=cache, on_record=sink.add,
+                should_stop=lambda: PROGRESS.stop_requested(config.run_id),
             )
         finally:
             try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -42,3 +42,27 @@ def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         .sort("model_id")
     )
     return out.select(SUMMARY_COLUMNS).to_dicts()
+
+
+def round_value(column: str, value: Any) -> Any:
+    """A number rounded as a reader wants it: milliseconds whole, money to the cent (4 decimals
+    below a dollar), anything else to 3 decimals (whole from 100 up).
+
+    The same rules as the CLI's tables (``flows/cli/tables.py``), kept numeric so that the Prefect
+    table artifact still sorts as numbers; an interpolated p50 of ``710.9000000000001`` ms
+    becomes ``711``.
+    """
+    if value is None or isinstance(value, bool) or not isinstance(value, float):
+        return value
+    if column.endswith("_ms"):
+        return round(value)
+    if column.startswith("cost"):
+        if value == 0:
+            return 0.0
+        return round(value, 4) if abs(value) < 1 else round(value, 2)
+    return round(value, 3) if abs(value) < 100 else round(value)
+
+
+def for_reader(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with every number rounded by ``round_value`` (for the run-summary artifact)."""
+    return [{k: round_value(k, v) for k, v in row.items()} for row in rows]

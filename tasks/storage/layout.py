@@ -111,6 +111,11 @@ def run_manifest_key(run_id: str) -> str:
     return f"{run_state_prefix(run_id)}manifest.json"
 
 
+def run_lease_key(run_id: str) -> str:
+    """Who holds the run id right now (``tasks.run.lease``): one flow run at a time."""
+    return f"{run_state_prefix(run_id)}lease.json"
+
+
 def run_days_prefix(run_id: str) -> str:
     return f"{run_state_prefix(run_id)}days/"
 

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +73,32 @@ def test_the_banner_lists_urls_and_schedules() -> None:
     assert "daily-canary   cron 0 6 * * * UTC" in text
     assert "nightly        cron 0 2 * * * UTC" in text
     assert "run-suite      on demand" in text
+
+
+def test_stop_asks_the_child_alone_first_so_it_can_end_its_own_children(tmp_path: Path) -> None:
+    """The served flows' runner must hear SIGTERM before its flow runs' processes do: it then
+    cancels them through Prefect (issue 16, item 5). A group-wide SIGTERM reached the flow runs
+    first and killed them unreported, leaving them Running."""
+    log = tmp_path / "log"
+    grandchild = (
+        "import signal, sys, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *a: (open({str(log)!r}, 'a').write('grandchild "
+        "'), sys.exit(0)))\n"
+        "time.sleep(60)\n"
+    )
+    parent = tmp_path / "parent.py"
+    parent.write_text(
+        "import signal, subprocess, sys, time\n"
+        f"gc = subprocess.Popen([sys.executable, '-c', {grandchild!r}])\n"
+        "def stop(*a):\n"
+        f"    open({str(log)!r}, 'a').write('parent ')\n"
+        "    gc.kill(); gc.wait(); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "time.sleep(60)\n"
+    )
+    child = Child("runner", [sys.executable, str(parent)], dict(os.environ))
+    child.start()
+    time.sleep(1.0)
+    child.stop(grace=5)
+    assert not group_alive(child.pid)
+    assert log.read_text().split() == ["parent"]  # the grandchild never got a SIGTERM

@@ -3,6 +3,8 @@ re-running a run id resumes it, a missing key fails before any call."""
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -17,7 +19,7 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.run_suite import RunSuiteParams, run_suite
-from tasks.errors import ProviderConfigError
+from tasks.errors import PlumblineError, ProviderConfigError
 from tasks.run.progress import PROGRESS
 from tests.support.helpers import write_suite
 from tests.support.stub_server import StubLLMServer
@@ -140,3 +142,157 @@ def _call_openrouter_with_the_block_key() -> None:
 
     asyncio.run(go())
     assert seen == ["Bearer sk-or-from-block"]
+
+
+def flow_run_logs(flow_run_id: UUID) -> list[tuple[int, str]]:
+    """(level, message) of every log line of a flow run and its task runs, oldest first."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [(log.level, log.message) for log in logs]
+
+
+def stored_rows(data_dir: Path, run_id: str) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows = [r for f in sorted(data_dir.glob("raw/**/*.parquet"))
+            for r in pq.read_table(f).to_pylist()]
+    return [r for r in rows if r["run_id"] == run_id]
+
+
+def test_two_overlapping_runs_of_one_run_id_write_each_cell_once(
+    prefect_harness: None, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 16, item 4: a retried backfill ran twice at once and wrote 96 rows for 48 cells."""
+    import threading
+
+    from tasks.run.lease import read_lease
+    from tasks.storage.local import LocalStore
+
+    params = RunSuiteParams(suite="smoke", models=["openai-compatible/a", "openai-compatible/b"],
+                            samples=3, run_id="backfill-1", concurrency=2)
+    store = LocalStore(data_dir)
+    first: dict[str, Any] = {}
+    with StubLLMServer(latency_s=0.25) as server:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", f"{server.base_url}/v1")
+        thread = threading.Thread(target=lambda: first.update(state=run_suite(
+            params, return_state=True)))
+        thread.start()
+        deadline = time.monotonic() + 60
+        while read_lease(store, "backfill-1") is None or server.requests == 0:
+            assert time.monotonic() < deadline, "the first run never started calling"
+            time.sleep(0.05)
+        second = run_suite(params, return_state=True)  # the user's retry, while the first runs
+        requests_when_refused = server.requests
+        thread.join(120)
+
+    assert second.is_failed()
+    holder = read_first_holder(first["state"])
+    assert second.message.startswith("run 'backfill-1' is already running: held by flow run")
+    assert holder in second.message
+    assert requests_when_refused < 48  # the first was still calling: they overlapped
+    assert first["state"].is_completed()
+    assert first["state"].result()["written"] == 48
+    assert server.requests == 48  # the second called nothing
+    rows = stored_rows(data_dir, "backfill-1")
+    assert len(rows) == 48
+    assert len({(r["model_id"], r["prompt_id"], r["sample_idx"]) for r in rows}) == 48
+    # The second run's log says why, once, with no traceback.
+    logs = flow_run_logs(second.state_details.flow_run_id)
+    errors = [m for level, m in logs if level >= 40]
+    assert errors == [second.message]
+    assert not any("Traceback" in m for _, m in logs)
+    # The lease was released: re-running the id now resumes it, with nothing left to call.
+    again = run_suite(params)
+    assert again["written"] == 0 and again["rows"] == 48
+
+
+def read_first_holder(state: Any) -> str:
+    """The holder string the first run wrote into its lease: its flow run's name and id."""
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    return f"flow run {run.name!r} ({run.id})"
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    (RunSuiteParams(suite="no-such-suite"), "no-such-suite"),
+    (RunSuiteParams(models=["fake/stable", "fake/nope"]), "unknown fake model 'fake/nope'"),
+    (RunSuiteParams(models=["nope/model"]), "unknown provider 'nope'"),
+])
+def test_a_bad_suite_or_model_fails_at_once_with_one_message_and_no_traceback(
+    prefect_harness: None, data_dir: Path, params: RunSuiteParams, message: str
+) -> None:
+    """Issue 16, item 11: the UI form's bad value failed the run with two full tracebacks."""
+    started = time.monotonic()
+    state = run_suite(params, return_state=True)
+    assert time.monotonic() - started < 10
+    assert state.is_failed() and message in state.message
+    flow_run_id = state.state_details.flow_run_id
+    logs = flow_run_logs(flow_run_id)
+    assert [m for level, m in logs if level >= 40] == [state.message]
+    assert not any("Traceback" in m for _, m in logs), logs
+    assert task_run_tags(flow_run_id) == []  # refused before any task
+    assert not list(data_dir.glob("raw/**/*.parquet"))
+    # Called directly (the CLI, a parent flow), the error itself is raised, message intact.
+    with pytest.raises(PlumblineError, match=re.escape(message)):
+        run_suite(params)
+
+
+def test_an_interrupted_run_stops_its_shards_quietly_keeping_every_answer(
+    prefect_harness: None, data_dir: Path
+) -> None:
+    """Issue 16, item 11: cancelling a 40-shard run logged 40 "Crash detected!" lines, one per
+    shard that had not started, while the started ones kept calling."""
+    import os
+    import signal
+
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
+
+    models = ["fake/stable", "fake/drifting", "fake/flaky", "fake/drifting@2026-01-01",
+              "fake/drifting@2025-01-01"]
+    # 5 models x 8 shards of one case x 5 samples = 200 cells, paced at 10 a second: ~20 s.
+    params = RunSuiteParams(suite="smoke", models=models, samples=5, shard_size=1,
+                            run_id="interrupted-1", rpm_limit=600)
+    interrupted: list[float] = []
+
+    def interrupt_once_started(run_id: str, done: int, total: int) -> None:
+        if run_id == "interrupted-1" and done >= 20 and not interrupted:
+            interrupted.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C on `plumbline run`
+
+    unsubscribe = PROGRESS.subscribe(interrupt_once_started)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_suite(params)
+    finally:
+        unsubscribe()
+    stopped_after = time.monotonic() - interrupted[0]
+    assert stopped_after < 8  # the shards stopped, they did not call on for 18 s
+
+    with get_client(sync_client=True) as client:
+        (flow_run,) = client.read_flow_runs(limit=1, sort="START_TIME_DESC")
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(
+            flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run.id])))
+    assert len(tasks) == 40
+    assert {t.state.name for t in tasks} <= {"Completed", "Stopped"}
+    assert "Stopped" in {t.state.name for t in tasks}
+    logs = flow_run_logs(flow_run.id)
+    # One line says what happened; Prefect adds its own one for the flow run's interrupt.
+    (warning,) = [m for level, m in logs if level == 30]
+    said = re.fullmatch(r"run interrupted-1 interrupted: its shards stopped; the (\d+) cell\(s\) "
+                        r"answered are kept, run the same run id again to finish it", warning)
+    assert said is not None, warning
+    assert [m for level, m in logs if level >= 40] == [
+        "Crash detected! Execution was aborted by an interrupt signal."]
+    # Nothing answered is lost, nothing is doubled: a resume calls exactly the rest.
+    answered = stored_rows(data_dir, "interrupted-1")
+    assert 20 <= len(answered) < 200 and len(answered) == int(said[1])
+    resumed = run_suite(params.model_copy(update={"rpm_limit": None}))
+    assert resumed["resumed_cells"] + resumed["written"] >= 200
+    assert len({(r["model_id"], r["prompt_id"], r["sample_idx"])
+                for r in stored_rows(data_dir, "interrupted-1")}) == 200
+

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from tasks.errors import ProviderConfigError
+from tasks.catalog import load_suite
+from tasks.errors import ConfigError, ProviderConfigError
 from tasks.providers import CompletionRequest, ProviderRegistry
 from tasks.providers.fake import FakeProvider
+from tasks.run.plan import provider_options, resolve_config
+from tasks.run.shard import run_shard
+from tasks.storage.local import LocalStore
+from tests.support.helpers import write_suite
 
 DRIFT = date(2026, 11, 10)
 
@@ -63,3 +70,47 @@ def test_unknown_fake_model_is_a_config_error_before_any_call() -> None:
         ProviderRegistry().check(["nope/model"])
     with pytest.raises(ProviderConfigError, match="must be 'provider/model'"):
         ProviderRegistry().check(["gpt-4o"])
+
+
+def test_a_runs_rpm_limit_paces_the_fake_provider_too(tmp_path: Path) -> None:
+    """Issue 16, item 11: the form says rpm_limit applies per provider; it was silently ignored
+    for ``fake``. 600 requests per minute is one start every 0.1 s: 8 cells take >= 0.7 s."""
+    suite = load_suite(write_suite(tmp_path / "paced", [
+        {"id": f"c{i}", "input": "2+2?", "ideal": "4", "assertion": {"type": "contains"}}
+        for i in range(8)]))
+    config = resolve_config(suite, run_id="paced", samples=1, concurrency=8)
+    store = LocalStore(tmp_path / "data")
+
+    def timed(**limits: float) -> float:
+        opts = provider_options(["fake/stable"], **limits)
+        started = time.monotonic()
+        rows = run_shard(suite, "fake/stable", suite.cases, config, store, provider_options=opts)
+        assert len(rows) == 8
+        return time.monotonic() - started
+
+    assert provider_options(["fake/stable"], rpm=600)["fake"] == {"limits": {"rpm": 600}}
+    assert timed(rpm=600) >= 0.7
+    assert timed() < 0.5  # unlimited, as before: the simulated latency is not slept
+
+
+def test_tpm_is_reserved_up_front_and_settled_against_the_answer() -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    # 6,000 tokens a minute = 100 a second; each call reserves its prompt plus max_tokens (100).
+    fake = FakeProvider(drift_date=DRIFT, limits={"tpm": 6000}, sleep=sleep)
+    request = CompletionRequest(messages=[{"role": "user", "content": "q"}], prompt_id="p",
+                                reference="42", max_tokens=100)
+
+    async def go() -> None:
+        for _ in range(3):
+            await fake.complete("stable", request)
+
+    asyncio.run(go())
+    # The first starts at once; each next one waits for the 9 tokens the one before really used
+    # (0.09 s), not for the 105 it reserved (1.05 s).
+    assert len(waits) == 2 and all(0 < w < 0.2 for w in waits)
+    with pytest.raises(ConfigError, match="rpm must be positive"):
+        FakeProvider(limits={"rpm": 0})

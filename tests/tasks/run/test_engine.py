@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,44 @@ def test_plan_skips_completed_cells_and_whole_shards() -> None:
     assert [(p.model_id, p.index, p.todo) for p in plan] == [("m/a", 1, 3), ("m/b", 0, 4),
                                                              ("m/b", 1, 4)]
     assert plan[0].skip == {("c2", 1)}
+
+
+def test_a_stopped_shard_abandons_its_calls_and_keeps_every_answer(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    """The stop flag (a cancelled run, a lost lease): no new call starts, calls in flight are
+    abandoned, and every answer received is written; a resume calls exactly the rest."""
+    import threading
+
+    from tasks.run.progress import PROGRESS
+
+    suite = make_suite(tmp_path, 40)
+    config = resolve_config(suite, run_id="stopped", samples=1, concurrency=4)
+    PROGRESS.start("stopped", 40)
+
+    def stop_after_ten(run_id: str, done: int, total: int) -> None:
+        if run_id == "stopped" and done == 10:
+            threading.Thread(target=PROGRESS.request_stop, args=("stopped",)).start()
+
+    unsubscribe = PROGRESS.subscribe(stop_after_ten)
+    try:
+        with StubLLMServer(latency_s=0.3) as server:
+            open_run(store, suite, config)
+            started = time.monotonic()
+            records = run_shard(suite, MODEL, suite.cases, config, store,
+                                provider_options=options(server, timeout=30.0))
+            elapsed = time.monotonic() - started
+            calls_at_stop = server.requests
+            time.sleep(0.5)
+            assert server.requests == calls_at_stop  # nothing kept calling after the stop
+    finally:
+        unsubscribe()
+        PROGRESS.forget("stopped")
+    assert 10 <= len(records) < 20 and elapsed < 2.0  # not the 3 s all 40 calls would take
+    stored = read_run_rows(store, "stopped", config.user_id, run_days(store, "stopped"))
+    assert sorted(stored.column("prompt_id").to_pylist()) == sorted(r["prompt_id"]
+                                                                    for r in records)
+    # The resume calls exactly the cells without a row.
+    state = open_run(store, suite, config)
+    (p,) = plan_shards(suite.cases, [MODEL], config, 40, state.completed)
+    assert p.todo == 40 - len(records)
