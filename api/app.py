@@ -65,6 +65,10 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     store = store if store is not None else open_store(settings)
     spool_dir = settings.spool_dir or settings.data_dir / "spool"
 
+    def open_spool() -> Spool:
+        return Spool(spool_dir, dedupe_keep_seconds=settings.dedupe_keep_days * 86400,
+                     dedupe_max_keys=settings.dedupe_max_keys)
+
     def new_flusher(spool: Spool) -> SpoolFlusher:
         return SpoolFlusher(spool, store, flush_rows=settings.spool_flush_rows,
                             flush_seconds=settings.spool_flush_seconds)
@@ -75,7 +79,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         # what is left; on failure it stays spooled for the next start. (An app may be started
         # again after a stop, as test clients do: it then reopens its spool.)
         if app.state.spool.closed:
-            app.state.spool = Spool(spool_dir)
+            app.state.spool = open_spool()
         flusher = app.state.flusher = new_flusher(app.state.spool)
         flusher.start()
         # In the background: a large store takes a while to walk, and serving need not wait.
@@ -96,7 +100,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     )
     app.state.settings = settings
     app.state.store = store
-    app.state.spool = Spool(spool_dir)
+    app.state.spool = open_spool()
     app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
     app.state.health_probe = health.HealthProbe()
