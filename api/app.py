@@ -110,7 +110,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     if settings.rate_limit_per_minute > 0:
         app.add_middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute,
-            trusted_proxies=settings.trusted_proxies,
+            trusted_proxies=settings.trusted_proxies, state_dir=spool_dir,
         )
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     if settings.cors_origins:
