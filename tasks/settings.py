@@ -131,6 +131,11 @@ class Settings(BaseSettings):
         1_000_000, ge=1000,
         validation_alias=AliasChoices("DEDUPE_MAX_KEYS", "dedupe_max_keys"),
     )
+    # API worker processes for `plumbline api` (uvicorn workers sharing one port, the spool and
+    # the rate-limit counts); --workers overrides it.
+    api_workers: int = Field(
+        1, ge=1, le=64, validation_alias=AliasChoices("API_WORKERS", "api_workers")
+    )
     # How long a remote store's summary file is served from memory before it is fetched again
     # (a local store is revalidated by file stat on every read instead).
     summary_cache_seconds: float = Field(
