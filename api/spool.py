@@ -71,11 +71,12 @@ MAX_GROUP = 1024
 # Dedupe keys are kept this long by default (DEDUPE_KEEP_DAYS): a client that retries or resumes
 # an upload does so within days; a result re-sent after a month is stored again.
 DEDUPE_KEEP_SECONDS = 30 * 86400
-# ... and at most this many (DEDUPE_MAX_KEYS), ~360 bytes each on disk (~0.4 GB at most).
+# ... and at most this many (DEDUPE_MAX_KEYS), 440-510 bytes each on disk (~0.5 GB at most).
 DEDUPE_MAX_KEYS = 1_000_000
-# The writer prunes at least this often, and sooner after this many new keys (so the cap is
-# overshot by at most about that many); one transaction deletes at most PRUNE_CHUNK keys, so a
-# large backlog never holds the database lock for long.
+# Each process's writer prunes at least this often, and sooner after it accepted this many new
+# keys (so between two minutes' prunes the cap is overshot by at most about that many per
+# process); one transaction deletes at most PRUNE_CHUNK keys, so a large backlog never holds the
+# database lock for long.
 PRUNE_INTERVAL_S = 60.0
 PRUNE_EVERY_KEYS = 10_000
 PRUNE_CHUNK = 2000
@@ -111,10 +112,12 @@ _USER_VERSION = 1
 # database that can no longer grow (disk full) fails the probe as it fails a submission.
 _PROBE_BYTES = 8192
 _BUSY_TIMEOUT_MS = 10_000
-# A truncating checkpoint waits for other connections' reads to end (ours is the only one the
-# server opens; an operator's sqlite3 shell may hold one). It holds the connection lock meanwhile,
-# stalling submissions, so it waits less than a write would.
+# A truncating checkpoint waits for other connections' reads and writes to end (other API worker
+# processes' short statements; an operator's sqlite3 shell may hold one open). It holds the
+# connection lock meanwhile, stalling submissions, so it waits less than a write would; if
+# another worker keeps writing the whole time, the GDPR request answers 503 and is safe to repeat.
 _CHECKPOINT_WAIT_MS = 2_000
+_WAL_KEEP_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +244,9 @@ class Spool:
                 self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=FULL")
+                # Several processes writing at once can keep a checkpoint from restarting the
+                # log for a while, so it grows; once it restarts, it is cut back to this.
+                self._conn.execute(f"PRAGMA journal_size_limit={_WAL_KEEP_BYTES}")
                 # Deleted rows are zeroed in place: a forgotten user's id must not survive in
                 # free pages.
                 self._conn.execute("PRAGMA secure_delete=ON")

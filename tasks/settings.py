@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     spool_flush_seconds: float = Field(
         30.0, gt=0, validation_alias=AliasChoices("SPOOL_FLUSH_SECONDS", "spool_flush_seconds")
     )
-    # Dedupe keys (one per accepted submission, ~360 bytes on disk) are forgotten after this
+    # Dedupe keys (one per accepted submission, ~500 bytes on disk) are forgotten after this
     # many days, and beyond DEDUPE_MAX_KEYS the oldest first: a result re-sent later than that
     # is stored again. Bounds the spool database however many submissions arrive.
     dedupe_keep_days: float = Field(

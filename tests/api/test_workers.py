@@ -1,6 +1,7 @@
 """``plumbline api --workers 2`` as a real subprocess (issue 14): two uvicorn worker processes on
 one port share the per-IP rate limit and the dedupe keys, flush the spool between them without
-storing anything twice, and a worker that cannot start stops the server instead of looping.
+storing anything twice, honour a GDPR delete made on either, and a worker that cannot start stops
+the server instead of looping.
 
 Which process answers a connection is read from /proc (the kernel hands each accepted connection
 to one worker): a test opens connections until it holds one to each worker, then sends its
@@ -27,7 +28,7 @@ import pytest
 
 from tasks.records.io import parquet_to_table
 from tasks.storage.local import LocalStore
-from tests.api.conftest import SECRET, pramana_payload
+from tests.api.conftest import SECRET, USER_B, make_token, pramana_payload
 from tests.api.uvicorn_server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,6 +213,26 @@ def test_the_same_submission_to_both_workers_is_stored_once(workers: Workers) ->
     second.close()
 
 
+def test_a_delete_on_one_worker_drops_what_the_other_spooled(workers: Workers) -> None:
+    """GDPR across processes: the user's unflushed submissions, whichever worker took them, are
+    dropped by a delete on one worker (under the spool's lock file, so no worker is flushing
+    them meanwhile), and none of them reaches the store afterwards."""
+    token = {"Authorization": f"Bearer {make_token(USER_B)}", "Content-Type": "application/json"}
+    (_, first), (_, second) = workers.one_connection_per_worker("127.0.0.14").items()
+    for n, conn in enumerate((first, second)):
+        results = [pramana_payload(prompt_id=f"gdpr-{n}-{i}") for i in range(5)]
+        conn.request("POST", "/api/submit/batch", body=json.dumps({"results": results}),
+                     headers=token)
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())["accepted"]) == (200, 5)
+    first.request("DELETE", "/api/user/me", headers=token)
+    response = first.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read())["pending_dropped"] == 10
+    first.close()
+    second.close()
+
+
 def test_stopping_flushes_every_acknowledged_submission_once(workers: Workers) -> None:
     """On SIGTERM each worker flushes on its way out; they take turns on the spool's lock."""
     conns = workers.one_connection_per_worker("127.0.0.13")
@@ -228,6 +249,7 @@ def test_stopping_flushes_every_acknowledged_submission_once(workers: Workers) -
         ids.update(parquet_to_table(store.get(info.key)).column("id").to_pylist())
     assert ids == Counter(dict.fromkeys(workers.accepted, 1))
     assert len(ids) >= 100
+    assert not [o.key for o in store.list("raw/") if f"/user={USER_B}/" in o.key]  # deleted
 
 
 def test_a_worker_that_cannot_start_stops_the_server(tmp_path: Path) -> None:
