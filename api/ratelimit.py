@@ -134,7 +134,9 @@ class SharedWindowLimiter:
             with lock:
                 try:
                     self._conn = _open_rate_db(self.path)
-                except sqlite3.DatabaseError as exc:
+                except sqlite3.OperationalError:
+                    raise  # busy, read-only, I/O: the file may be fine and in use elsewhere
+                except sqlite3.DatabaseError as exc:  # not a database, or damaged
                     log.warning("rate-limit database %s is unusable (%s): recreating it",
                                 self.path, exc)
                     for suffix in ("", "-wal", "-shm"):
