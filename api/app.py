@@ -67,6 +67,10 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     spool_dir = settings.spool_dir or settings.data_dir / "spool"
     app_metrics = ApiMetrics(max_models=settings.metrics_max_models)
 
+    def open_spool() -> Spool:
+        return Spool(spool_dir, dedupe_keep_seconds=settings.dedupe_keep_days * 86400,
+                     dedupe_max_keys=settings.dedupe_max_keys)
+
     def new_flusher(spool: Spool) -> SpoolFlusher:
         return SpoolFlusher(spool, store, flush_rows=settings.spool_flush_rows,
                             flush_seconds=settings.spool_flush_seconds,
@@ -78,7 +82,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
         # what is left; on failure it stays spooled for the next start. (An app may be started
         # again after a stop, as test clients do: it then reopens its spool.)
         if app.state.spool.closed:
-            app.state.spool = Spool(spool_dir)
+            app.state.spool = open_spool()
         flusher = app.state.flusher = new_flusher(app.state.spool)
         flusher.start()
         # In the background: a large store takes a while to walk, and serving need not wait.
@@ -103,7 +107,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     )
     app.state.settings = settings
     app.state.store = store
-    app.state.spool = Spool(spool_dir)
+    app.state.spool = open_spool()
     app.state.flusher = new_flusher(app.state.spool)  # replaced by a running one at startup
     app.state.summaries = SummaryCache(store, settings.summary_cache_seconds)
     app.state.health_probe = health.HealthProbe()
@@ -114,7 +118,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     if settings.rate_limit_per_minute > 0:
         app.add_middleware(
             RateLimitMiddleware, per_minute=settings.rate_limit_per_minute,
-            trusted_proxies=settings.trusted_proxies,
+            trusted_proxies=settings.trusted_proxies, state_dir=spool_dir,
         )
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     if settings.cors_origins:

@@ -1,5 +1,6 @@
 """Request limits as plain ASGI middleware (cheap on the hot read path): a request header size
 limit, a per-client-IP rate limit and a request body size limit.
+The rate limit's counts are shared by every API process on the host (``api/ratelimit.py``).
 
 The client IP is the TCP peer, unless the peer is a configured trusted proxy: then it is the
 right-most ``X-Forwarded-For`` address that is not itself a trusted proxy. Anything a client can
@@ -11,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import time
-from collections import deque
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+from api.ratelimit import RateCounter
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -77,50 +79,21 @@ async def _send_json(send: Send, status: int, body: dict[str, Any],
     await send({"type": "http.response.body", "body": data})
 
 
-class SlidingWindowLimiter:
-    """At most ``limit`` requests per ``window`` seconds per key (an exact sliding log)."""
-
-    def __init__(self, limit: int, window: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._hits: dict[str, deque[float]] = {}
-        self._calls = 0
-
-    def hit(self, key: str) -> float:
-        """Record a request; 0 when allowed, else the seconds until one would be."""
-        now = self.clock()
-        hits = self._hits.get(key)
-        if hits is None:
-            hits = self._hits[key] = deque()
-        cutoff = now - self.window
-        while hits and hits[0] <= cutoff:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return hits[0] + self.window - now
-        hits.append(now)
-        self._calls += 1
-        if self._calls % 4096 == 0:
-            self._prune(cutoff)
-        return 0.0
-
-    def _prune(self, cutoff: float) -> None:
-        # Forget idle clients so memory follows the active ones, not everyone ever seen.
-        for key in [k for k, v in self._hits.items() if not v or v[-1] <= cutoff]:
-            del self._hits[key]
-
-
 class RateLimitMiddleware:
-    """429 with ``Retry-After`` once a client IP exceeds its requests per minute on ``/api/``."""
+    """429 with ``Retry-After`` once a client IP exceeds its requests per minute on ``/api/``.
+
+    With ``state_dir`` (the spool folder) the counts are shared by every process using that
+    folder; without it, or while the shared database is unusable, they are this process's own.
+    """
 
     # Health checks come from monitors and load balancers; limiting them only causes false alarms.
     EXEMPT = ("/api/health",)
 
     def __init__(self, app: ASGIApp, *, per_minute: int, trusted_proxies: list[str],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 state_dir: Path | None = None) -> None:
         self.app = app
-        self.limiter = SlidingWindowLimiter(per_minute, 60.0, clock)
+        self.limit = per_minute
+        self.counter = RateCounter(per_minute, state_dir)
         self.trusted = parse_networks(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,12 +102,12 @@ class RateLimitMiddleware:
                 or scope.get("method") == "OPTIONS"):
             await self.app(scope, receive, send)
             return
-        wait = self.limiter.hit(client_ip(scope, self.trusted))
+        wait = await self.counter.hit(client_ip(scope, self.trusted))
         if wait > 0:
             retry = str(max(1, math.ceil(wait)))
             await _send_json(
                 send, 429,
-                {"detail": f"rate limit exceeded: {self.limiter.limit} requests per minute; "
+                {"detail": f"rate limit exceeded: {self.limit} requests per minute; "
                            f"retry after {retry} s"},
                 [(b"retry-after", retry.encode())],
             )

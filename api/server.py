@@ -6,6 +6,12 @@ embedded single-host setup any local client could pick its rate-limit bucket), a
 protocol (the one ``uvicorn[standard]`` picks) buffers a request head of any size: four 50 MB
 headers took the server from 247 to 512 MB. Here proxy headers are believed only from
 ``TRUSTED_PROXIES``, and the HTTP protocol is chosen explicitly with a cap on the head it buffers.
+
+Several worker processes (``serve(..., workers=N)``, ``plumbline api --workers N``) share one
+listening socket under uvicorn's supervisor, which restarts a worker that dies. uvicorn starts a
+worker by importing its app by name, so each worker builds its own app with ``app_factory`` from
+the environment's settings. They share the spool (SQLite; flushes and GDPR operations take a lock
+file) and the rate-limit counts (``api/limits.py``), so neither the limit nor dedupe multiplies.
 """
 
 from __future__ import annotations
@@ -13,14 +19,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 from api.app import create_app
+from api.metrics import MULTIPROC_ENV
 from tasks.settings import Settings, get_settings
+
+log = logging.getLogger("uvicorn.error")
+
+# What each worker process imports to build its app (uvicorn can only start workers from a name).
+APP_FACTORY = "api.server:app_factory"
 
 # Seconds an idle keep-alive connection is held (uvicorn's default, stated so it cannot drift).
 KEEP_ALIVE_S = 5
@@ -90,12 +109,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             _refuse_head(self.transport, self.head_limit)
 
 
-def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
-                 app: Any = None, log_level: str = "info") -> uvicorn.Server:
-    """A uvicorn ``Server`` for ``app`` (by default ``create_app(settings)``); ``.run()`` it."""
+def app_factory() -> FastAPI:
+    """The app a worker process serves: ``create_app`` with the environment's settings.
+
+    A failure here exits with uvicorn's startup-failure status, so the supervisor stops instead
+    of restarting the worker forever (uvicorn itself only treats a ``TypeError`` that way).
+    """
+    try:
+        return create_app(get_settings())
+    except Exception as exc:
+        log.error("the API worker cannot start: %s: %s", type(exc).__name__, exc)
+        raise SystemExit(STARTUP_FAILURE) from exc
+
+
+def build_config(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
+                 app: Any = None, workers: int = 1, log_level: str = "info") -> uvicorn.Config:
+    """The uvicorn ``Config`` for ``app``: an ASGI app, or the import name of a factory (needed,
+    and by default ``APP_FACTORY``, when ``workers`` > 1)."""
+    if app is None:
+        app = APP_FACTORY if workers > 1 else create_app(settings)
+    if workers > 1 and not isinstance(app, str):
+        raise ValueError("several workers need the app as an import name, e.g. " + APP_FACTORY)
     trusted = list(settings.trusted_proxies)
-    config = uvicorn.Config(
-        app if app is not None else create_app(settings),
+    return uvicorn.Config(
+        app, factory=isinstance(app, str),
         host=host, port=port, log_level=log_level,
         # Never "auto" (plain httptools, unbounded): httptools with the cap h11 has; h11 itself
         # would do, but serves ~40 % fewer requests per second here (docs/benchmarks.md).
@@ -110,28 +147,71 @@ def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 800
         # uvicorn's default of 127.0.0.1 (nor from FORWARDED_ALLOW_IPS in the environment).
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted,
-        # One process: the rate limiter counts in memory, so N workers would allow N times the
-        # per-IP limit (WEB_CONCURRENCY in the environment is ignored for the same reason).
-        # Scale out with more processes behind a proxy that enforces the limit (docs/api.md).
-        workers=1,
+        # Always explicit, so WEB_CONCURRENCY in the environment is never read: the number of
+        # processes is ours to choose (--workers / API_WORKERS).
+        workers=workers,
         limit_concurrency=settings.api_max_connections,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         server_header=False,
     )
-    return uvicorn.Server(config)
+
+
+def build_server(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
+                 app: Any = None, log_level: str = "info") -> uvicorn.Server:
+    """A one-process uvicorn ``Server`` for ``app`` (by default ``create_app(settings)``);
+    ``.run()`` it. For several processes use ``serve``."""
+    return uvicorn.Server(build_config(settings, host=host, port=port, app=app,
+                                       log_level=log_level))
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          app: Any = None, log_level: str = "info") -> int:
+    """Serve until SIGINT/SIGTERM, in ``workers`` processes; return the exit status (3 if the
+    server, or a worker, could not start).
+
+    With several workers each builds its app from the environment's settings (``app_factory``,
+    or ``app``'s import name): ``settings`` configures the server (host, limits, proxies) only.
+    """
+    if workers <= 1:
+        server = build_server(settings, host=host, port=port, app=app, log_level=log_level)
+        server.run()
+        # As uvicorn.run does: a failed startup (port in use, lifespan error) is exit status 3.
+        return 0 if server.started else STARTUP_FAILURE
+    # /metrics must count every worker's requests, whichever worker a scrape reaches:
+    # prometheus-client's multiprocess mode, in a folder of this server's own unless the operator
+    # chose one (it must start empty, so it is made new for each start).
+    metrics_dir = None
+    if not os.environ.get(MULTIPROC_ENV):
+        metrics_dir = tempfile.mkdtemp(prefix="plumbline-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    config = build_config(settings, host=host, port=port, app=app, workers=workers,
+                          log_level=log_level)
+    # Bound once here and inherited by every worker; on SIGTERM the supervisor stops the workers,
+    # each finishing its requests and flushing the spool, before it exits.
+    sock = config.bind_socket()
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    failed = any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes)
+    return STARTUP_FAILURE if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m api.server --host H --port P``: serve with the environment's settings."""
+    """``python -m api.server --host H --port P [--workers N]``: serve with the environment's
+    settings."""
+    settings = get_settings()
     parser = argparse.ArgumentParser(prog="python -m api.server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=settings.api_workers)
     args = parser.parse_args(argv)
-    server = build_server(get_settings(), host=args.host, port=args.port)
-    server.run()
-    # As uvicorn.run does: a failed startup (port in use, lifespan error) is exit status 3.
-    return 0 if server.started else 3
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
 if __name__ == "__main__":

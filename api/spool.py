@@ -1,5 +1,9 @@
 """The durable submission spool: acknowledged community results wait here until they are Parquet.
 
+Longer than 400 lines because it is one SQLite connection shared by the writer thread (commits,
+pruning), the flush and the GDPR operations, with the lock file other processes share: their
+locking and transactions must be read in one place.
+
 A submission is acknowledged only after its row is committed to a local SQLite database in WAL
 mode with ``synchronous=FULL`` (the commit fsyncs the log). Many concurrent submissions share one
 commit (group commit: a single writer thread drains a queue and commits everything waiting in one
@@ -11,8 +15,16 @@ crash or a storage outage in between leaves the claim in place; the next flush (
 the next start) writes the same batch to the same keys again, so it overwrites rather than
 duplicates. Nothing acknowledged is ever dropped by a failed flush.
 
-The ``seen`` table remembers every accepted submission's dedupe key, so a resubmission is
-answered ``duplicate`` even after its row left the spool.
+The ``seen`` table remembers accepted submissions' dedupe keys, so a resubmission is answered
+``duplicate`` even after its row left the spool. It is bounded: keys older than
+``dedupe_keep_seconds`` are forgotten, and beyond ``dedupe_max_keys`` the oldest go first (the
+writer thread prunes in short transactions, at most every ``PRUNE_INTERVAL_S`` or after
+``PRUNE_EVERY_KEYS`` new keys).
+
+Several processes may share one spool (``plumbline api --workers N``): SQLite serializes their
+commits, so the dedupe check of one process sees every other's keys, and flushes and GDPR
+operations hold a lock file (``spool.lock``, ``flock``) besides the in-process lock, so two
+processes never flush at once and no process flushes while another forgets a user.
 
 GDPR: the database runs with ``secure_delete`` (a deleted row's bytes are overwritten with zeros,
 not left in a free page), and forgetting a user ends with ``wal_checkpoint(TRUNCATE)``, so neither
@@ -21,15 +33,14 @@ the database file nor its write-ahead log still holds the user's id or outputs a
 A failed transaction is rolled back only if SQLite has not already done so itself (it does after
 ``SQLITE_FULL`` and I/O errors), so the error a caller sees is the real cause ("database or disk
 is full"), never "cannot rollback - no transaction is active".
-
-Longer than 400 lines because it is one SQLite connection shared by the writer thread, the flush
-and the GDPR operations: their locking and transactions must be read in one place.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -53,15 +64,32 @@ from tasks.storage.layout import dirty_marker_key, user_day_prefix
 log = logging.getLogger(__name__)
 
 DB_NAME = "submissions.sqlite3"
+LOCK_NAME = "spool.lock"
 # How many queued submissions one commit may carry: bounds the transaction, not the throughput.
 MAX_GROUP = 1024
 
+# Dedupe keys are kept this long by default (DEDUPE_KEEP_DAYS): a client that retries or resumes
+# an upload does so within days; a result re-sent after a month is stored again.
+DEDUPE_KEEP_SECONDS = 30 * 86400
+# ... and at most this many (DEDUPE_MAX_KEYS), 440-510 bytes each on disk (~0.5 GB at most).
+DEDUPE_MAX_KEYS = 1_000_000
+# Each process's writer prunes at least this often, and sooner after it accepted this many new
+# keys (so between two minutes' prunes the cap is overshot by at most about that many per
+# process); one transaction deletes at most PRUNE_CHUNK keys, so a large backlog never holds the
+# database lock for long.
+PRUNE_INTERVAL_S = 60.0
+PRUNE_EVERY_KEYS = 10_000
+PRUNE_CHUNK = 2000
+
+# ``accepted``: unix seconds of the first acceptance (pruning by age). A database from before
+# pruning gets the column on open (see ``_migrate``).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (
     dedupe_key TEXT PRIMARY KEY,
     id TEXT NOT NULL,
     output_hash TEXT NOT NULL,
-    user_id TEXT NOT NULL
+    user_id TEXT NOT NULL,
+    accepted INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_user ON seen(user_id);
 CREATE TABLE IF NOT EXISTS pending (
@@ -84,10 +112,12 @@ _USER_VERSION = 1
 # database that can no longer grow (disk full) fails the probe as it fails a submission.
 _PROBE_BYTES = 8192
 _BUSY_TIMEOUT_MS = 10_000
-# A truncating checkpoint waits for other connections' reads to end (ours is the only one the
-# server opens; an operator's sqlite3 shell may hold one). It holds the connection lock meanwhile,
-# stalling submissions, so it waits less than a write would.
+# A truncating checkpoint waits for other connections' reads and writes to end (other API worker
+# processes' short statements; an operator's sqlite3 shell may hold one open). It holds the
+# connection lock meanwhile, stalling submissions, so it waits less than a write would; if
+# another worker keeps writing the whole time, the GDPR request answers 503 and is safe to repeat.
 _CHECKPOINT_WAIT_MS = 2_000
+_WAL_KEEP_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,37 +172,101 @@ def _decode(text: str) -> dict[str, Any]:
     return record
 
 
+class ProcessLock:
+    """A re-entrant lock held against other threads of this process *and* other processes: a
+    thread lock plus an exclusive ``flock`` on ``path``, taken by the outermost acquire.
+
+    ``flock`` belongs to an open file description, so two ``ProcessLock`` objects on one path
+    exclude each other even in one process, as two processes would. The kernel drops the lock
+    when its process dies, so a crash mid-flush never leaves the spool locked.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._thread = threading.RLock()
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        self._thread.acquire()
+        try:
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)  # waits for another process's flush
+        except BaseException:
+            self._thread.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread.release()
+
+    def close(self) -> None:
+        with self._thread:
+            if self._fd >= 0:
+                os.close(self._fd)  # also releases the flock
+                self._fd = -1
+
+
 class Spool:
     """A durable queue of community submissions in ``directory`` (a local disk)."""
 
     def __init__(
-        self, directory: Path | str, *, max_group: int = MAX_GROUP, max_bytes: int | None = None
+        self, directory: Path | str, *, max_group: int = MAX_GROUP, max_bytes: int | None = None,
+        dedupe_keep_seconds: float = DEDUPE_KEEP_SECONDS, dedupe_max_keys: int = DEDUPE_MAX_KEYS,
+        prune_every_keys: int = PRUNE_EVERY_KEYS,
     ) -> None:
         """``max_bytes`` caps the database file (SQLite's ``max_page_count``): past it every
-        write fails with "database or disk is full", exactly as on a full disk."""
+        write fails with "database or disk is full", exactly as on a full disk.
+        ``dedupe_keep_seconds`` and ``dedupe_max_keys`` bound the ``seen`` table; the writer
+        prunes it every ``PRUNE_INTERVAL_S`` or after ``prune_every_keys`` new keys."""
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / DB_NAME
         self._max_group = max_group
-        # One connection, serialized by a lock: every statement is short (the store I/O of a flush
-        # happens outside it), and one connection keeps SQLite's locking out of the picture.
+        self.dedupe_keep_seconds = dedupe_keep_seconds
+        self.dedupe_max_keys = dedupe_max_keys
+        self._prune_every_keys = prune_every_keys
+        # Held for a whole flush and for GDPR operations, so that neither sees the other halfway,
+        # in this process or any other sharing the spool.
+        self._exclusive = ProcessLock(self.directory / LOCK_NAME)
+        # One connection per process, serialized by a lock: every statement is short (the store
+        # I/O of a flush happens outside it). Other processes' connections wait for the write
+        # lock up to the busy timeout.
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        # Deleted rows are zeroed in place: a forgotten user's id must not survive in free pages.
-        self._conn.execute("PRAGMA secure_delete=ON")
-        self._conn.executescript(_SCHEMA)
-        (version,) = self._conn.execute("PRAGMA user_version").fetchone()
-        if version < _USER_VERSION:
-            self._conn.execute("VACUUM")
-            self._conn.execute(f"PRAGMA user_version={_USER_VERSION}")
+        try:
+            # Opening runs one-time steps (WAL, schema, VACUUM, migration): one process at a time.
+            with self._exclusive:
+                self._conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                # Several processes writing at once can keep a checkpoint from restarting the
+                # log for a while, so it grows; once it restarts, it is cut back to this.
+                self._conn.execute(f"PRAGMA journal_size_limit={_WAL_KEEP_BYTES}")
+                # Deleted rows are zeroed in place: a forgotten user's id must not survive in
+                # free pages.
+                self._conn.execute("PRAGMA secure_delete=ON")
+                self._conn.executescript(_SCHEMA)
+                self._migrate()
+                (version,) = self._conn.execute("PRAGMA user_version").fetchone()
+                if version < _USER_VERSION:
+                    self._conn.execute("VACUUM")
+                    self._conn.execute(f"PRAGMA user_version={_USER_VERSION}")
+        except BaseException:
+            self._conn.close()
+            self._exclusive.close()
+            raise
         if max_bytes is not None:
             (page_size,) = self._conn.execute("PRAGMA page_size").fetchone()
             self._conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
         self._db = threading.Lock()
-        # Held for a whole flush and for GDPR operations, so that neither sees the other halfway.
-        self._exclusive = threading.RLock()
+        # Pruning of ``seen``, done by the writer thread between group commits.
+        self._next_prune = 0.0
+        self._keys_since_prune = 0
         self._queue: queue.SimpleQueue[tuple[list[SpoolEntry], Future[list[Outcome]]] | None] = (
             queue.SimpleQueue()
         )
@@ -182,6 +276,16 @@ class Spool:
         self._listeners: list[Callable[[], None]] = []
         # The last group commit's error, cleared by the next one that succeeds (health reports it).
         self.last_write_error: str | None = None
+
+    def _migrate(self) -> None:
+        """Give a ``seen`` table from before pruning its ``accepted`` column, and the index."""
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(seen)")}
+        if "accepted" not in columns:
+            # A constant default costs nothing (old rows read it from the schema; none is
+            # rewritten), and old keys count as accepted now: they are kept a full period.
+            self._conn.execute("ALTER TABLE seen ADD COLUMN accepted INTEGER NOT NULL "
+                               f"DEFAULT {int(time.time())}")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS seen_accepted ON seen(accepted)")
 
     # --- writing -------------------------------------------------------------------------------
 
@@ -215,7 +319,11 @@ class Spool:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=max(0.0, self._next_prune - time.monotonic()))
+            except queue.Empty:
+                self._maintain()
+                continue
             if item is None:
                 return
             group = []
@@ -250,8 +358,25 @@ class Spool:
             self.last_write_error = None
             for (_, fut), outcome in zip(group, results, strict=True):
                 fut.set_result(outcome)
+                self._keys_since_prune += sum(o.status == "accepted" for o in outcome)
             for callback in self._listeners:
                 callback()
+            self._maintain()
+
+    def _maintain(self) -> None:
+        """Prune one chunk of ``seen`` when due; the queue is checked between chunks, so
+        submissions never wait behind a long prune."""
+        now = time.monotonic()
+        if now < self._next_prune and self._keys_since_prune < self._prune_every_keys:
+            return
+        self._keys_since_prune = 0
+        try:
+            removed = self.prune_seen(max_rows=PRUNE_CHUNK)
+        except Exception as exc:  # e.g. another process held the lock too long: next time
+            log.warning("could not prune the spool's dedupe keys: %s", exc)
+            removed = 0
+        # A full chunk means more is due: go on as soon as the queue is empty.
+        self._next_prune = now if removed >= PRUNE_CHUNK else now + PRUNE_INTERVAL_S
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -282,8 +407,10 @@ class Spool:
                 for entry in entries:
                     rec = entry.record
                     cur.execute(
-                        "INSERT OR IGNORE INTO seen VALUES (?, ?, ?, ?)",
-                        (entry.dedupe_key, rec["id"], rec["output_hash"], rec["user_id"]),
+                        "INSERT OR IGNORE INTO seen (dedupe_key, id, output_hash, user_id, "
+                        "accepted) VALUES (?, ?, ?, ?, ?)",
+                        (entry.dedupe_key, rec["id"], rec["output_hash"], rec["user_id"],
+                         int(now)),
                     )
                     if cur.rowcount == 1:
                         cur.execute(
@@ -301,6 +428,47 @@ class Spool:
                         outcomes.append(Outcome("duplicate", first_id, first_hash))
                 out.append(outcomes)
         return out
+
+    def prune_seen(self, *, now: float | None = None, max_rows: int | None = None) -> int:
+        """Forget dedupe keys accepted more than ``dedupe_keep_seconds`` ago, then the oldest
+        beyond ``dedupe_max_keys``; return how many. Each transaction deletes at most
+        ``PRUNE_CHUNK`` keys; ``max_rows`` stops early (the writer thread prunes a chunk at a
+        time). Several processes may prune at once: each deletes what is still there."""
+        now = time.time() if now is None else now
+        cutoff = int(now - self.dedupe_keep_seconds)
+        removed = 0
+        while max_rows is None or removed < max_rows:
+            chunk = PRUNE_CHUNK if max_rows is None else min(PRUNE_CHUNK, max_rows - removed)
+            with self._transaction() as cur:
+                cur.execute(
+                    "DELETE FROM seen WHERE dedupe_key IN (SELECT dedupe_key FROM seen "
+                    "WHERE accepted < ? ORDER BY accepted LIMIT ?)", (cutoff, chunk),
+                )
+                gone = cur.rowcount
+            if gone < chunk:
+                # Every expired key is gone; now the cap, oldest first. (Counted outside the
+                # write transaction: a count of a large table must not hold the write lock.)
+                with self._db:
+                    (count,) = self._conn.execute("SELECT count(*) FROM seen").fetchone()
+                excess = min(count - self.dedupe_max_keys, chunk - gone)
+                if excess > 0:
+                    with self._transaction() as cur:
+                        cur.execute(
+                            "DELETE FROM seen WHERE dedupe_key IN (SELECT dedupe_key FROM seen "
+                            "ORDER BY accepted LIMIT ?)", (excess,),
+                        )
+                        gone += cur.rowcount
+            removed += gone
+            if gone < chunk:
+                break
+        if removed:
+            log.info("pruned %d dedupe key(s) from the spool", removed)
+        return removed
+
+    def seen_count(self) -> int:
+        """How many dedupe keys the spool remembers."""
+        with self._db:
+            return int(self._conn.execute("SELECT count(*) FROM seen").fetchone()[0])
 
     def probe(self) -> None:
         """Write (and delete) a few kilobytes in one durable transaction; raise ``SpoolError``
@@ -404,7 +572,8 @@ class Spool:
 
     @contextmanager
     def exclusive(self) -> Iterator[None]:
-        """No flush runs while this is held (GDPR operations hold it around their store work)."""
+        """No flush runs while this is held, in this process or another sharing the spool (GDPR
+        operations hold it around their store work)."""
         with self._exclusive:
             yield
 
@@ -470,3 +639,4 @@ class Spool:
                 item[1].set_exception(SpoolError("the submission spool is closed"))
         with self._db:
             self._conn.close()
+        self._exclusive.close()

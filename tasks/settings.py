@@ -120,6 +120,22 @@ class Settings(BaseSettings):
     spool_flush_seconds: float = Field(
         30.0, gt=0, validation_alias=AliasChoices("SPOOL_FLUSH_SECONDS", "spool_flush_seconds")
     )
+    # Dedupe keys (one per accepted submission, ~500 bytes on disk) are forgotten after this
+    # many days, and beyond DEDUPE_MAX_KEYS the oldest first: a result re-sent later than that
+    # is stored again. Bounds the spool database however many submissions arrive.
+    dedupe_keep_days: float = Field(
+        30.0, gt=0, le=3650,
+        validation_alias=AliasChoices("DEDUPE_KEEP_DAYS", "dedupe_keep_days"),
+    )
+    dedupe_max_keys: int = Field(
+        1_000_000, ge=1000,
+        validation_alias=AliasChoices("DEDUPE_MAX_KEYS", "dedupe_max_keys"),
+    )
+    # API worker processes for `plumbline api` (uvicorn workers sharing one port, the spool and
+    # the rate-limit counts); --workers overrides it.
+    api_workers: int = Field(
+        1, ge=1, le=64, validation_alias=AliasChoices("API_WORKERS", "api_workers")
+    )
     # How long a remote store's summary file is served from memory before it is fetched again
     # (a local store is revalidated by file stat on every read instead).
     summary_cache_seconds: float = Field(

@@ -1,9 +1,10 @@
 """``/api/user/me``: a signed-in user's own stats, and deleting or anonymizing their data.
 
-GDPR operations hold the spool's exclusive lock, so no flush writes the user's rows halfway
-through: a delete also drops their not-yet-flushed submissions; an anonymize flushes them first so
-they are anonymized with the rest. Either way the spool then truncates its write-ahead log, and
-the store operation also removes leftovers of interrupted writes (``tasks/records/gdpr.py``), so
+GDPR operations hold the spool's exclusive lock (a lock file: it holds against the flushes of
+every API worker process sharing the spool), so no flush writes the user's rows halfway through:
+a delete also drops their not-yet-flushed submissions; an anonymize flushes them first so they
+are anonymized with the rest. Either way the spool then truncates its write-ahead log, and the
+store operation also removes leftovers of interrupted writes (``tasks/records/gdpr.py``), so
 no copy of the user's id survives on the server. Both are safe to repeat after a 503.
 """
 

@@ -6,28 +6,34 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from cyclopts import Parameter
+from cyclopts import Parameter, validators
 
 from flows.cli.common import Host, Port, Verbose
 
 
-def serve_api(host: str, port: int, settings: Any = None) -> int:
+def serve_api(host: str, port: int, settings: Any = None, workers: int | None = None) -> int:
     """Serve the Plumbline API with uvicorn until interrupted (3 if it could not start)."""
-    from api.server import build_server
+    from api.server import serve as serve_uvicorn
     from tasks.settings import get_settings
 
     # The production server config: proxy headers only from TRUSTED_PROXIES, bounded headers.
-    server = build_server(settings or get_settings(), host=host, port=port)
-    server.run()
-    return 0 if server.started else 3
+    settings = settings or get_settings()
+    return serve_uvicorn(settings, host=host, port=port,
+                         workers=workers if workers is not None else settings.api_workers)
 
 
-def api(*, host: Host = "127.0.0.1", port: Port = 8000) -> int:
+def api(
+    *, host: Host = "127.0.0.1", port: Port = 8000,
+    workers: Annotated[int | None, Parameter(
+        validator=validators.Number(gte=1, lte=64),
+        help="Worker processes (default: API_WORKERS, else 1). They share the port, the spool "
+             "and the per-IP rate limit.")] = None,
+) -> int:
     """Serve the read/submit API.
 
     Serve the FastAPI app (summaries, the dashboard, submissions) with uvicorn.
     """
-    return serve_api(host, port)
+    return serve_api(host, port, workers=workers)
 
 
 def _prefect_api_url() -> str | None:

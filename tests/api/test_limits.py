@@ -1,16 +1,22 @@
-"""Limits: 60 requests/min per client IP (429 + Retry-After), X-Forwarded-For only from trusted
-proxies, a body size limit (413), and CORS."""
+"""Limits: 60 requests/min per client IP (429 + Retry-After), counted across every API process
+sharing the spool folder and pruned after the minute, X-Forwarded-For only from trusted proxies,
+a body size limit (413), and CORS."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from api.limits import SlidingWindowLimiter, client_ip
+from api.limits import client_ip
+from api.ratelimit import RATE_DB_NAME, SharedWindowLimiter, SlidingWindowLimiter
 from tasks.settings import Settings
 from tests.api.conftest import pramana_payload
 
@@ -118,3 +124,86 @@ def test_cors(app_factory) -> None:  # type: ignore[no-untyped-def]
 def test_bad_trusted_proxy_setting_fails_at_startup() -> None:
     with pytest.raises(ValidationError, match=r"TRUSTED_PROXIES entry 'proxy\.local'"):
         Settings(trusted_proxies="10.0.0.1,proxy.local")
+
+
+# --- the count shared by every API process on the host (issue 14) --------------------------------
+
+def test_shared_window_holds_across_processes_sharing_the_folder(tmp_path: Path) -> None:
+    # Two limiters on one folder, each with its own connection: two API worker processes.
+    now = [1000.5]
+    a = SharedWindowLimiter(tmp_path, 60, clock=lambda: now[0])
+    b = SharedWindowLimiter(tmp_path, 60, clock=lambda: now[0])
+    waits = [(a if i % 2 else b).hit("203.0.113.7") for i in range(120)]
+    assert waits[:60] == [0.0] * 60  # 30 through each, not 60 each
+    assert waits[60:] == [pytest.approx(59.5)] * 60  # the 1000 s bucket leaves at 1060
+    assert b.hit("203.0.113.8") == 0.0  # another client has its own budget
+    now[0] = 1059.9
+    assert a.hit("203.0.113.7") == pytest.approx(0.1)
+    now[0] = 1060.0  # the whole first minute has left the window
+    assert [(a if i % 2 else b).hit("203.0.113.7") for i in range(61)] == (
+        [0.0] * 60 + [pytest.approx(60.0)])
+    a.close()
+    b.close()
+
+
+def test_shared_window_prunes_buckets_older_than_the_window(tmp_path: Path) -> None:
+    now = [1000.0]
+    limiter = SharedWindowLimiter(tmp_path, 60, clock=lambda: now[0])
+    for i in range(30):
+        limiter.hit(f"198.51.100.{i}")
+    now[0] = 1030.0
+    for i in range(10):
+        limiter.hit(f"198.51.100.{i}")
+    assert limiter.rows() == 40
+    assert limiter.prune(now=1059.0) == 0  # everything is still inside the minute
+    assert limiter.prune(now=1060.0) == 30
+    assert limiter.rows() == 10
+    # A process started later prunes on its first request, without being asked.
+    later = SharedWindowLimiter(tmp_path, 60, clock=lambda: 1100.0)
+    assert later.hit("192.0.2.1") == 0.0
+    assert later.rows() == 1
+    # Buckets "from the future" (the clock was stepped back) go too.
+    assert limiter.prune(now=900.0) == 1
+    limiter.close()
+    later.close()
+
+
+def test_a_damaged_count_database_is_recreated(tmp_path: Path) -> None:
+    (tmp_path / RATE_DB_NAME).write_bytes(b"not a database " * 1000)
+    limiter = SharedWindowLimiter(tmp_path, 2)
+    assert [limiter.hit("ip") > 0 for _ in range(3)] == [False, False, True]
+    limiter.close()
+
+
+def test_two_apps_on_one_spool_folder_share_the_limit(app_factory) -> None:  # type: ignore[no-untyped-def]
+    first, second = app_factory(rate_limit_per_minute=60), app_factory(rate_limit_per_minute=60)
+    with TestClient(first, client=("203.0.113.9", 5000)) as a, \
+            TestClient(second, client=("203.0.113.9", 5001)) as b:
+        codes = [(a if i % 2 else b).get("/api/data/chart").status_code for i in range(62)]
+        assert codes == [200] * 60 + [429, 429]
+
+
+def test_a_busy_count_database_delays_a_request_and_never_fails_it(
+    app_factory, settings: Settings  # type: ignore[no-untyped-def]
+) -> None:
+    app = app_factory(rate_limit_per_minute=5)
+    assert settings.spool_dir is not None
+    with TestClient(app, client=("203.0.113.10", 5000)) as c:
+        assert c.get("/api/data/chart").status_code == 200
+        # Another process is writing the counts (holding SQLite's write lock) for 0.3 s.
+        other = sqlite3.connect(settings.spool_dir / RATE_DB_NAME, isolation_level=None,
+                                check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+        start = time.monotonic()
+        assert c.get("/api/data/chart").status_code == 200
+        assert time.monotonic() - start >= 0.25  # it waited, then counted in the shared table
+        count = other.execute("SELECT sum(n) FROM hits WHERE client = '203.0.113.10'")
+        assert count.fetchone()[0] == 2
+        # Held longer than a request waits: this process counts on its own meanwhile.
+        other.execute("BEGIN IMMEDIATE")
+        assert c.get("/api/data/chart").status_code == 200
+        other.execute("ROLLBACK")
+        # That request was not in the shared count (2 of 5 so far).
+        assert [c.get("/api/data/chart").status_code for _ in range(4)] == [200, 200, 200, 429]
+        other.close()

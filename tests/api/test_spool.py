@@ -1,8 +1,14 @@
 """The durable spool: group commit under concurrency, restart, storage outages, crashes mid-flush,
-and the background flusher."""
+the background flusher, bounded dedupe keys, and several processes sharing one spool."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +27,8 @@ from tasks.records.io import parquet_to_table
 from tasks.records.schema import make_record
 from tasks.storage.local import LocalStore
 from tests.support.helpers import DelegatingStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FlakyStore(DelegatingStore):
@@ -49,7 +57,8 @@ def entry(i: int, user: str = "anonymous", day: int = 20) -> SpoolEntry:
         model_id="fake/stable", prompt_id=f"p{i}", output=f"out {i}", run_id="community",
         source=SOURCE_COMMUNITY, sample_idx=0,
     )
-    return SpoolEntry(f"key-{user}-{i}", rec)
+    # A digest, as api/submissions.py makes it: a key never holds the user id in clear.
+    return SpoolEntry(hashlib.sha256(f"{user}|{i}".encode()).hexdigest(), rec)
 
 
 def stored_ids(store: LocalStore) -> Counter[str]:
@@ -261,3 +270,130 @@ def test_a_full_spool_reports_the_real_error_and_loses_nothing_acknowledged(
     assert spool.last_write_error is None
     spool.probe()
     spool.close()
+
+
+# --- bounded dedupe memory and several processes (issue 14) --------------------------------------
+
+DAY_S = 86400
+
+
+def _age_keys(spool: Spool, keys: list[str], seconds: float) -> None:
+    """Make keys look accepted ``seconds`` earlier (another connection, as an operator's would)."""
+    with sqlite3.connect(spool.path) as conn:
+        conn.executemany("UPDATE seen SET accepted = accepted - ? WHERE dedupe_key = ?",
+                         [(int(seconds), k) for k in keys])
+
+
+def test_prune_forgets_keys_by_age_then_the_oldest_beyond_the_cap(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s", dedupe_keep_seconds=30 * DAY_S, dedupe_max_keys=6)
+    spool.append([entry(i) for i in range(10)])
+    old = [entry(i).dedupe_key for i in range(3)]
+    _age_keys(spool, old, 31 * DAY_S)  # older than the 30 days kept
+    _age_keys(spool, [entry(3).dedupe_key], 29 * DAY_S)  # within them, but the oldest left
+    assert spool.seen_count() == 10
+    # Three by age, then one more to get down to the cap: the oldest of the rest (entry 3).
+    assert spool.prune_seen() == 4
+    assert spool.seen_count() == 6
+    outcomes = spool.append([entry(i) for i in range(10)])
+    assert [o.status for o in outcomes] == ["accepted"] * 4 + ["duplicate"] * 6
+    assert spool.prune_seen() == 4  # the re-accepted keys pushed the oldest over the cap
+    assert spool.prune_seen() == 0
+    spool.close()
+
+
+def test_the_writer_prunes_as_keys_arrive(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s", dedupe_max_keys=100, prune_every_keys=50)
+    for start in range(0, 1000, 25):
+        spool.append([entry(i) for i in range(start, start + 25)])
+    # The cap is overshot by at most the keys accepted between two prunes.
+    assert spool.seen_count() <= 100 + 50
+    assert spool.pending_count() == 1000  # only dedupe keys are pruned, never pending rows
+    spool.close()
+
+
+def test_a_spool_from_before_pruning_keeps_its_keys_a_full_period(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    folder.mkdir()
+    with sqlite3.connect(folder / "submissions.sqlite3") as conn:  # the previous schema
+        conn.execute("CREATE TABLE seen (dedupe_key TEXT PRIMARY KEY, id TEXT NOT NULL, "
+                     "output_hash TEXT NOT NULL, user_id TEXT NOT NULL) WITHOUT ROWID")
+        conn.execute("INSERT INTO seen VALUES (?, 'first-id', 'sha256:x', 'anonymous')",
+                     (entry(1).dedupe_key,))
+    spool = Spool(folder, dedupe_keep_seconds=DAY_S)
+    assert spool.prune_seen() == 0  # counted as accepted when the column was added
+    out = spool.append([entry(1), entry(2)])
+    assert (out[0].status, out[0].id) == ("duplicate", "first-id")
+    assert out[1].status == "accepted"
+    assert spool.prune_seen(now=time.time() + 2 * DAY_S) == 2
+    spool.close()
+
+
+_HOLD_LOCK = """
+import sys, time
+from api.spool import Spool
+spool = Spool(sys.argv[1])
+with spool.exclusive():
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+_APPEND_AND_FLUSH = """
+import json, sys
+from datetime import UTC, datetime
+from api.spool import Spool, SpoolEntry
+from tasks.identity import SOURCE_COMMUNITY
+from tasks.records.schema import make_record
+from tasks.storage.local import LocalStore
+spool, store, name = Spool(sys.argv[1]), LocalStore(sys.argv[2]), sys.argv[3]
+acked = []
+for n in range(40):
+    entries = [SpoolEntry(f"{name}-{n}-{i}", make_record(
+        timestamp=datetime(2026, 11, 20, 10, tzinfo=UTC), user_id="anonymous",
+        model_id="fake/stable", prompt_id=f"p{i}", output=f"{name} {n} {i}",
+        run_id="community", source=SOURCE_COMMUNITY, sample_idx=0)) for i in range(10)]
+    acked += [o.id for o in spool.append(entries)]
+    spool.flush(store, batch_rows=7)
+spool.flush(store)
+spool.close()
+print(json.dumps(acked))
+"""
+
+
+def _python(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_gdpr_operations_wait_for_another_process_holding_the_spool(tmp_path: Path) -> None:
+    """A flush in another API process holds the spool's lock file: a delete here must not drop
+    the user's rows while that process is writing them to the store."""
+    spool = Spool(tmp_path / "s")
+    user = "0123456789abcdef"
+    spool.append([entry(i, user=user) for i in range(3)])
+    holder = _python(_HOLD_LOCK, str(tmp_path / "s"), "1.5")
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        assert spool.forget_user(user) == 3
+        assert time.monotonic() - start >= 1.0  # waited for the other process to let go
+    finally:
+        holder.wait(30)
+    spool.close()
+
+
+def test_two_processes_flushing_one_spool_store_every_row_once(
+    tmp_path: Path, store: LocalStore
+) -> None:
+    """``plumbline api --workers 2`` runs a flusher in each process: they take turns."""
+    procs = [_python(_APPEND_AND_FLUSH, str(tmp_path / "s"), str(store.root), name)
+             for name in ("a", "b")]
+    acked: list[str] = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        acked += json.loads(out)
+    assert len(acked) == 800
+    assert stored_ids(store) == Counter(dict.fromkeys(acked, 1))
+    left = Spool(tmp_path / "s")
+    assert left.pending_count() == 0
+    left.close()
