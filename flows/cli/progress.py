@@ -8,6 +8,25 @@ from typing import Any
 from tasks.run.progress import PROGRESS, RunProgress
 
 
+def rich_bar(label: str, detail: str, *, console: Any) -> Any:
+    """The CLI's one bar style: label, bar, done/total, a detail, elapsed and remaining time.
+
+    ``label`` and ``detail`` are rich column templates (``{task.description}``,
+    ``{task.fields[...]}``). rich is imported here, so ``plumbline --help`` does not pay for it.
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn(detail),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
 class TerminalProgress:
     """A progress bar per run on stderr (``plumbline run``), fed by ``PROGRESS``.
 
@@ -23,20 +42,8 @@ class TerminalProgress:
 
     def __enter__(self) -> TerminalProgress:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("calls"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True),
-        )
+        self._progress = rich_bar("{task.description}", "calls", console=Console(stderr=True))
         self._progress.start()
         self._unsubscribe = self.board.subscribe(self._update)
         return self

@@ -41,24 +41,14 @@ class ProgressLines:
 def progress_view() -> Iterator[Callable[[SubmitReport], None]]:
     """A rich bar on stderr when it is a terminal, else plain lines (``ProgressLines``)."""
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from flows.cli.progress import rich_bar
 
     console = Console(stderr=True)
     if not console.is_terminal:
         yield ProgressLines()
         return
-    with Progress(
-        TextColumn("submit"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console,
-    ) as bar:
+    with rich_bar("submit", "{task.fields[counts]}", console=console) as bar:
         task = bar.add_task("submit", total=None, counts="")
 
         def update(r: SubmitReport) -> None:
