@@ -7,6 +7,7 @@ docs/architecture.md states these rules; this test keeps them true. It reads the
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,3 +176,26 @@ def test_long_modules_say_why(path: Path) -> None:
     assert "Longer than" in head, (
         f"{path.relative_to(ROOT)} has {len(lines)} lines: split it, or say at its top why it is "
         f"longer than {MAX_LINES} (a line starting with 'Longer than')")
+
+
+def test_architecture_doc_lists_the_real_folder_dependencies() -> None:
+    """docs/architecture.md's table of what each folder of tasks/ imports is the code's truth."""
+    def folder(module: str) -> str:
+        return module.split(".")[1]
+
+    actual: dict[str, set[str]] = {}
+    for source, targets in _graph().items():
+        if source.startswith("tasks."):
+            actual.setdefault(folder(source), set()).update(
+                folder(t) for t in targets
+                if t.startswith("tasks.") and folder(t) != folder(source))
+    documented: dict[str, set[str]] = {}
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = text.split("| folder | imports from `tasks/` |", 1)[1].split("\n\n", 1)[0]
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        names = re.findall(r"`([a-z_]+)`", cells[0])
+        deps = set(re.findall(r"`([a-z_]+)`", cells[1]))
+        for name in names:
+            documented[name] = deps
+    assert documented == actual
