@@ -14,17 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from api import create_app
@@ -33,6 +28,7 @@ from tasks.settings import Settings
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.publish import CHART, NIGHTLY_STATUS
+from tests.api.uvicorn_server import serve_in_thread
 from tests.support.cdp import Tab, open_tab, skip_without_chromium, start_chromium
 
 pytestmark = skip_without_chromium("the dashboard test")
@@ -163,28 +159,6 @@ def write_summaries(store: LocalStore) -> None:
 # ------------------------------------------------------------------------ server and browser
 
 
-@contextmanager
-def serve(app: FastAPI) -> Iterator[str]:
-    """The app under real uvicorn on a free 127.0.0.1 port, in a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-
 # What `tab.open` waits for: the page has fetched and rendered everything.
 READY = "document.body && document.body.dataset.state === 'ready'"
 
@@ -217,7 +191,7 @@ def _artifact(tmp_path: Path, name: str) -> Path:
 
 
 def test_no_summaries_shows_how_to_get_some(tab: Tab, store: LocalStore, tmp_path: Path) -> None:
-    with serve(_app(store, tmp_path)) as base:
+    with serve_in_thread(_app(store, tmp_path)) as base:
         tab.open(base + "/")
         text = tab.js("document.body.innerText")
         tab.screenshot(_artifact(tmp_path, "dashboard-empty.png"))
@@ -241,7 +215,7 @@ def test_chart_is_drawn_before_the_first_nightly_run(
         "data": [{"date": "2026-11-01", "fake/stable": 5, evil: 2},
                  {"date": "2026-11-04", "fake/stable": 7}],
         "models": ["fake/stable", evil], "total_submissions": 14}).encode())
-    with serve(_app(store, tmp_path)) as base:
+    with serve_in_thread(_app(store, tmp_path)) as base:
         tab.open(base + "/dashboard")
         charts = tab.js("[...document.querySelectorAll('svg.submissions-chart')]"
                         ".map(s => [s.dataset.modelId, s.querySelectorAll('rect.bar').length])")
@@ -262,7 +236,7 @@ def test_chart_is_drawn_before_the_first_nightly_run(
 
 def test_models_show_verdicts_and_charts(tab: Tab, store: LocalStore, tmp_path: Path) -> None:
     write_summaries(store)
-    with serve(_app(store, tmp_path)) as base:
+    with serve_in_thread(_app(store, tmp_path)) as base:
         tab.open(base + "/")
         rows = tab.js("[...document.querySelectorAll('#models-table tbody tr')].map(r =>"
                       " [r.dataset.modelId, r.querySelector('.badge').dataset.verdict,"
@@ -299,7 +273,7 @@ def test_clicking_a_model_shows_its_history_and_drift(
     tab: Tab, store: LocalStore, tmp_path: Path
 ) -> None:
     write_summaries(store)
-    with serve(_app(store, tmp_path)) as base:
+    with serve_in_thread(_app(store, tmp_path)) as base:
         tab.open(base + "/")
         assert tab.js("document.getElementById('detail').hidden") is True
         tab.click('button.model-button[data-model-id="openai/gpt-4o"]')
@@ -353,7 +327,7 @@ def test_community_evidence_is_labelled_and_apart_from_the_verdict(
     """Issue 16, item 2: the community says fake/stable drifts, the project's runs say stable.
     The model's verdict stays the project's; the community's shows beside it, labelled."""
     write_summaries(store)
-    with serve(_app(store, tmp_path)) as base:
+    with serve_in_thread(_app(store, tmp_path)) as base:
         tab.open(base + "/")
         row = tab.js("(() => { const r = document.querySelector("
                      "  'tr[data-model-id=\"fake/stable\"]');"
@@ -394,7 +368,7 @@ def test_storage_outage_is_reported_not_hidden(
     """With the store unreachable the API answers 5xx: the page says what failed and still works."""
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("the store root is a file, so every read fails")
-    with serve(_app(LocalStore(blocker), tmp_path)) as base:
+    with serve_in_thread(_app(LocalStore(blocker), tmp_path)) as base:
         tab.open(base + "/")
         errors = tab.js("document.getElementById('load-errors').innerText")
         busy = tab.js("document.getElementById('main').getAttribute('aria-busy')")
@@ -410,7 +384,7 @@ def test_page_loads_its_modules_and_data_from_its_own_origin_only(
     """Every module is fetched from the page's own origin and served as JavaScript (a browser
     refuses a module of another type); no request leaves the origin, not even a model's history."""
     write_summaries(store)
-    with serve(_app(store, tmp_path)) as base:
+    with serve_in_thread(_app(store, tmp_path)) as base:
         tab.open(base + "/")
         tab.click('button.model-button[data-model-id="openai/gpt-4o"]')
         tab.wait_for("document.getElementById('detail').dataset.state === 'ready'")

@@ -15,8 +15,6 @@ given the allowed origin, its tab answers ``Fetch.requestPaused`` while it waits
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -24,7 +22,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -33,7 +30,7 @@ from api.routes.docs import ASSET_PREFIX, REDOCLY_LOGO
 from tasks.settings import Settings
 from tasks.storage.local import LocalStore
 from tests.api.conftest import SECRET
-from tests.api.uvicorn_server import Server
+from tests.api.uvicorn_server import Server, serve_in_thread
 from tests.support.cdp import Tab, open_tab, skip_without_chromium, start_chromium
 
 needs_chromium = skip_without_chromium("the offline docs test")
@@ -204,22 +201,8 @@ def _stock_fastapi() -> Iterator[str]:
     def ping() -> dict[str, str]:
         return {"pong": "yes"}
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with serve_in_thread(app) as url:
+        yield url
 
 
 @needs_chromium

@@ -5,8 +5,6 @@ command itself against the real server."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -37,6 +35,7 @@ from tasks.retry import parse_retry_after
 from tasks.settings import Settings
 from tasks.storage.local import LocalStore
 from tests.api.conftest import USER_A, make_token
+from tests.api.uvicorn_server import serve_in_thread
 from tests.deployments.support import free_port
 from tests.flows.cli.submit_support import (
     RUN_ID,
@@ -254,18 +253,8 @@ def live_api(tmp_path: Path) -> Iterator[str]:
     """The real app under the production server configuration, in a thread."""
     settings = Settings(data_dir=tmp_path / "api-data", spool_dir=tmp_path / "api-spool",
                         nextauth_secret=SECRET, spool_flush_seconds=3600)
-    server = build_server(settings, port=free_port(), log_level="warning")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
+    with serve_in_thread(build_server(settings, log_level="warning")) as url:
+        yield url
 
 
 def test_cli_submits_a_stored_run_to_a_live_api(
