@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -83,6 +84,25 @@ class LocalStore:
         if self.root.exists() and not self.root.is_dir():
             raise StorageError("the data folder (PLUMBLINE_DATA_DIR) is not a folder", key=key)
 
+    def _walk(self, start: Path, prefix: str, *, temp_folders: bool
+              ) -> Iterator[tuple[str, str, list[str]]]:
+        """(folder path, its key prefix, file names) below ``start``, walking
+        only into folders the key ``prefix`` can match (listing one day never walks its
+        siblings); temp folders only with ``temp_folders``."""
+        def _raise(exc: OSError) -> None:
+            if not isinstance(exc, FileNotFoundError):  # a folder pruned while we walked
+                raise StorageError(f"could not list: {_reason(exc)}", key=prefix) from exc
+
+        for dirpath, dirnames, filenames in os.walk(start, onerror=_raise):
+            rel_dir = os.path.relpath(dirpath, self.root)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            dirnames[:] = sorted(
+                d for d in dirnames
+                if (temp_folders or not d.startswith(TMP_PREFIX))
+                and ((rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/"))
+            )
+            yield dirpath, rel_dir, filenames
+
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         # Walk only below the deepest folder the prefix names, so a date-partitioned prefix
         # touches only its partitions.
@@ -92,20 +112,7 @@ class LocalStore:
             self._check_root()
             return []
         found: list[ObjectInfo] = []
-
-        def _raise(exc: OSError) -> None:
-            if not isinstance(exc, FileNotFoundError):  # a folder pruned while we walked
-                raise StorageError(f"could not list: {_reason(exc)}", key=prefix) from exc
-
-        for dirpath, dirnames, filenames in os.walk(start, onerror=_raise):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            # Prune folders the prefix excludes, so listing one day never walks its siblings.
-            dirnames[:] = sorted(
-                d for d in dirnames
-                if not d.startswith(TMP_PREFIX)
-                and ((rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/"))
-            )
+        for dirpath, rel_dir, filenames in self._walk(start, prefix, temp_folders=False):
             for name in filenames:
                 if name.startswith(TMP_PREFIX):
                     continue
@@ -170,18 +177,7 @@ class LocalStore:
         start = self.root / folder if folder else self.root
         cutoff = None if older_than is None else time.time() - older_than.total_seconds()
         removed = 0
-
-        def _raise(exc: OSError) -> None:
-            if not isinstance(exc, FileNotFoundError):  # a folder pruned while we walked
-                raise StorageError(f"could not list: {_reason(exc)}", key=prefix) from exc
-
-        for dirpath, dirnames, filenames in os.walk(start, onerror=_raise):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-            dirnames[:] = [
-                d for d in dirnames
-                if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")
-            ]
+        for dirpath, rel_dir, filenames in self._walk(start, prefix, temp_folders=True):
             here = 0
             for name in filenames:
                 if not name.startswith(TMP_PREFIX) or not (rel_dir + name).startswith(prefix):
