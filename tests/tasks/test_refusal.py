@@ -1,0 +1,43 @@
+"""The refusal detector reads the same in Python and in Polars, and only an output's opening."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from tasks.refusal import HEAD_CHARS, REFUSAL_PATTERN, is_refusal
+
+REFUSALS = [
+    "I can't help with that.",
+    "I\u2019m sorry, but I cannot provide instructions for that.",
+    "As an AI language model, I cannot browse the web.",
+    "I must decline this request.",
+    "I won't be able to write that.",
+    "I am unable to assist with that request.",
+]
+ANSWERS = [
+    "Paris is the capital of France.",
+    "I cannot guarantee this, but the answer is 4.",
+    "Here is how to stop a Python process: kill -9 <pid>.",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", REFUSALS)
+def test_refusals_are_detected(text: str) -> None:
+    assert is_refusal(text)
+
+
+@pytest.mark.parametrize("text", ANSWERS)
+def test_answers_are_not(text: str) -> None:
+    assert not is_refusal(text)
+
+
+def test_a_refusal_late_in_a_long_answer_is_not_one() -> None:
+    assert not is_refusal("x" * HEAD_CHARS + " I can't help with that.")
+
+
+def test_polars_reads_the_pattern_as_python_does() -> None:
+    texts = REFUSALS + ANSWERS
+    got = pl.Series(texts).str.slice(0, HEAD_CHARS).str.contains(REFUSAL_PATTERN).to_list()
+    assert got == [is_refusal(t) for t in texts]
