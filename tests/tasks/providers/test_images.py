@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pydantic
 import pytest
 from anthropic.types import MessageParam
@@ -26,8 +28,8 @@ from tasks.providers.fake import FakeProvider
 from tasks.providers.openai_provider import openai_factory
 from tasks.providers.registry import ProviderRegistry
 from tasks.run.cache import ResponseCache, cache_key
-from tasks.run.cells import run_cells
 from tasks.run.plan import resolve_config
+from tasks.run.shard import run_shard
 from tasks.storage.local import LocalStore
 from tasks.suites.load import SHIPPED_SUITES_DIR
 from tasks.suites.model import Case, Suite
@@ -223,31 +225,33 @@ def test_the_response_cache_tells_images_apart(tmp_path: Path) -> None:
     assert hit is not None and hit.cached and hit.text == first.text
 
 
-def test_rows_of_an_image_run_hold_no_image_bytes(vision: Suite) -> None:
+def test_an_image_run_writes_parquet_rows_without_image_bytes_and_caches_by_image(
+    vision: Suite, tmp_path: Path
+) -> None:
     seen: list[dict[str, Any]] = []
 
     def handler(req: httpx2.Request) -> httpx2.Response:
         seen.append(json.loads(req.content))
         return chat_ok()
 
-    registry = ProviderRegistry(options={"openai": {
-        "api_key": "sk-test", "base_url": "https://rows.openai.test/v1",
-        "transport": httpx2.MockTransport(handler)}})
-    config = resolve_config(vision, run_id="img-rows", samples=2,
-                            as_of=datetime(2026, 11, 9, 6, tzinfo=UTC))
-
-    async def go() -> list[dict[str, Any]]:
-        try:
-            return await run_cells(vision, "openai/gpt-4o", vision.cases, config, registry)
-        finally:
-            await registry.aclose()
-
-    rows = run(go())
-    assert len(rows) == len(seen) == 2 * len(vision.cases)
+    store = LocalStore(tmp_path / "data")
+    options = {"openai": {"api_key": "sk-test", "base_url": "https://rows.openai.test/v1",
+                          "transport": httpx2.MockTransport(handler)}}
+    when = datetime(2026, 11, 9, 6, tzinfo=UTC)
+    for run_id in ("img-1", "img-2"):  # the second run is answered from the cache
+        config = resolve_config(vision, run_id=run_id, samples=2, as_of=when, use_cache=True)
+        run_shard(vision, "openai/gpt-4o", vision.cases, config, store, provider_options=options)
+    assert len(seen) == 2 * len(vision.cases)
+    files = sorted((tmp_path / "data").rglob("*.parquet"))
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    rows = table.to_pylist()
+    assert len(rows) == 4 * len(vision.cases)
     assert all(r["error"] is None and r["suite_hash"] == vision.hash for r in rows)
-    assert sum(r["passed"] for r in rows) == 2  # "blue" answers only the bar chart
+    assert sum(r["passed"] for r in rows) == 4  # "blue" answers only the bar chart
+    assert sum('"cached":true' in (r["metadata_json"] or "") for r in rows) == 2 * len(
+        vision.cases)
     stored = json.dumps(rows, default=str)
-    images = [p["data"] for c in vision.cases for m in c.messages() if isinstance(
-        m["content"], list) for p in m["content"] if p["type"] == "image"]
+    images = [p["data"] for c in vision.cases for m in c.messages()
+              if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image"]
     assert len(images) == 12 and all(data[:64] in json.dumps(seen) for data in images)
     assert not any(data[:64] in stored for data in images)
