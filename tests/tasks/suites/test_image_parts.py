@@ -98,13 +98,16 @@ def test_every_bad_image_is_named_with_file_line_and_field(tmp_path: Path) -> No
         image_case("c-14", {"type": "audio", "path": "ok.png"}),                       # 14
         image_case("c-15", {"type": "image", "url": data_url(b"BM" + b"\0" * 40, "image/png")}),
         image_case("c-16", {"type": "image", "path": "ok.png"}),                       # 16: fine
+        {**image_case("c-17"), "input": [{"role": "user", "content": []}]},            # 17
+        image_case("c-18", {"type": "text", "text": "  "}),                            # 18
+        image_case("c-19", *[{"type": "image", "path": "ok.png"}] * 21),               # 19
     ]
     huge = png_bytes() + b"\0" * (MAX_IMAGE_BYTES + 1 - len(png_bytes()))
     suite_with(folder, cases, {"notes.png": b"just some text\n", "huge.png": huge,
                                "ok.png": png_bytes()})
     found = problems_of(folder)
     by_line = {line: (field, message) for line, field, message in found}
-    assert len(found) == len(by_line) == 15
+    assert len(found) == len(by_line) == 18
     path_field, url_field = "input[0].content[1].path", "input[0].content[1].url"
     expect = {
         1: (path_field, "image file not found: " + str(folder / "images/missing.png")),
@@ -122,6 +125,9 @@ def test_every_bad_image_is_named_with_file_line_and_field(tmp_path: Path) -> No
         13: ("input[0].content[1]", 'must be {"type": "image", "path"'),
         14: ("input[0].content[1]", '"type": "text" or "image"'),
         15: (url_field, "bytes are not a PNG, JPEG, GIF or WEBP image"),
+        17: ("input[0].content", "must not be an empty list of parts"),
+        18: ("input[0].content[1]", 'must be {"type": "text", "text"'),
+        19: ("input[0].content", "21 images; at most 20 per message"),
     }
     for line, (field, fragment) in expect.items():
         assert by_line[line][0] == field, (line, by_line[line])
@@ -186,3 +192,19 @@ def test_image_paths_are_relative_to_the_suite_folder_not_the_cases_file(tmp_pat
         json.dumps(image_case("c-1", {"type": "image", "path": "a.png"})) + "\n")
     (folder / "suite.toml").write_text('name = "s"\nversion = "1"\ncases = "data/cases.jsonl"\n')
     assert load_suite(folder).cases[0].has_images
+
+
+def test_a_pramana_tier_may_use_images_beside_its_manifest(tmp_path: Path) -> None:
+    folder = tmp_path / "v1.0"
+    (folder / "tiers").mkdir(parents=True)
+    (folder / "img.png").write_bytes(png_bytes())
+    (folder / "manifest.toml").write_text(
+        '[suite]\nversion = "1.0"\n\n[tiers.cheap]\nfile = "tiers/cheap.jsonl"\n')
+    (folder / "tiers" / "cheap.jsonl").write_text(
+        json.dumps(image_case("p-1", {"type": "image", "path": "img.png"})) + "\n"
+        + json.dumps(image_case("p-2", {"type": "image", "path": "tiers/none.png"})) + "\n")
+    with pytest.raises(SuiteError) as err:
+        load_suite(folder)
+    (problem,) = err.value.problems
+    assert (problem.file, problem.line) == (str(folder / "tiers" / "cheap.jsonl"), 2)
+    assert "image file not found" in problem.message
