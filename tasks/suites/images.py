@@ -62,7 +62,7 @@ def image_part(data: bytes, source: str) -> dict[str, Any]:
 
 def read_image_file(root: Path, rel: Any, max_bytes: int = MAX_IMAGE_BYTES) -> dict[str, Any]:
     """The image at ``rel`` inside the suite folder ``root``, checked; ``ImageProblem`` if not."""
-    if not isinstance(rel, str) or not rel.strip():
+    if not isinstance(rel, str) or not rel.strip() or "\x00" in rel:
         raise ImageProblem("must be a non-empty file path relative to the suite folder")
     if (PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute()
             or PureWindowsPath(rel).drive):
@@ -76,13 +76,15 @@ def read_image_file(root: Path, rel: Any, max_bytes: int = MAX_IMAGE_BYTES) -> d
         raise ImageProblem(f"{rel!r} resolves to {target}, outside the suite folder {base}")
     if not target.is_file():
         raise ImageProblem(f"image file not found: {target}")
-    size = target.stat().st_size
-    if size > max_bytes:
-        raise ImageProblem(f"{rel!r} is {size:,} bytes, over the {max_bytes:,}-byte image limit")
     try:
-        data = target.read_bytes()
+        with target.open("rb") as fh:
+            # One byte past the limit is enough to know it is over, even if the file grows.
+            data = fh.read(max_bytes + 1)
+            size = max(len(data), target.stat().st_size)
     except OSError as exc:
         raise ImageProblem(f"cannot read {target}: {exc.strerror or exc}") from None
+    if size > max_bytes:
+        raise ImageProblem(f"{rel!r} is {size:,} bytes, over the {max_bytes:,}-byte image limit")
     if sniff_media_type(data) is None:
         raise ImageProblem(f"{rel!r} is not a {_SUPPORTED} image (judged by its content, "
                            "not its name)")

@@ -15,7 +15,7 @@ import pytest
 from flows.cli.app import main
 from tasks.catalog import load_suite
 from tasks.errors import SuiteError
-from tasks.suites.images import MAX_IMAGE_BYTES
+from tasks.suites.images import MAX_IMAGE_BYTES, ImageProblem, read_data_url
 from tasks.suites.model import Case, suite_hash
 from tests.support.helpers import write_suite
 from tests.support.images import GIF_HEAD, JPEG_HEAD, WEBP_HEAD, png_bytes
@@ -208,3 +208,12 @@ def test_a_pramana_tier_may_use_images_beside_its_manifest(tmp_path: Path) -> No
     (problem,) = err.value.problems
     assert (problem.file, problem.line) == (str(folder / "tiers" / "cheap.jsonl"), 2)
     assert "image file not found" in problem.message
+
+
+def test_a_data_url_over_the_limit_is_refused_before_and_after_decoding() -> None:
+    image = png_bytes(width=20, height=20)
+    assert read_data_url(data_url(image), max_bytes=len(image))["media_type"] == "image/png"
+    with pytest.raises(ImageProblem, match=f"{len(image):,} bytes, over the {len(image) - 1:,}"):
+        read_data_url(data_url(image), max_bytes=len(image) - 1)
+    with pytest.raises(ImageProblem, match="over the 10-byte image limit"):
+        read_data_url(data_url(image), max_bytes=10)
