@@ -19,7 +19,9 @@ apply per provider, and a demo or a test of pacing needs them to.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
+import struct
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -96,7 +98,7 @@ class FakeProvider:
     async def complete(self, model: str, request: CompletionRequest) -> Completion:
         when = (request.as_of or datetime.now(UTC)).astimezone(UTC)
         b = self._behaviour(model, when.date())
-        prompt_tokens = sum(len(m["content"].split()) for m in request.messages) + 4
+        prompt_tokens = sum(_content_tokens(m["content"]) for m in request.messages) + 4
         # Reserved up front (prompt plus max_tokens, as real providers count against TPM) and
         # settled against what the answer used.
         reserve = prompt_tokens + request.max_tokens if self._limiter.tpm else 0
@@ -121,6 +123,11 @@ class FakeProvider:
             text = b.template.format(answer=request.reference)
         else:
             text = b.wrong
+            seen = _describe_images(request.messages)
+            if seen:
+                # A model that cannot answer still says what it was shown: image cases stay
+                # distinguishable from text ones, and a test can see the image arrived.
+                text = f"{text} I see {seen}."
         words = text.split()
         if len(words) > request.max_tokens:
             text, finish = " ".join(words[: request.max_tokens]), "length"
@@ -137,6 +144,35 @@ class FakeProvider:
 
     async def aclose(self) -> None:
         return None
+
+
+# A flat token charge per image, about what the real APIs bill for a small one.
+_IMAGE_TOKENS = 85
+
+
+def _content_tokens(content: str | list[dict[str, Any]]) -> int:
+    if isinstance(content, str):
+        return len(content.split())
+    return sum(_IMAGE_TOKENS if p.get("type") == "image" else len(str(p.get("text", "")).split())
+               for p in content)
+
+
+def _describe_images(messages: list[dict[str, Any]]) -> str:
+    """``a 64x48 image/png (1,234 bytes)`` for each image part: size from the PNG or GIF
+    header, when there is one."""
+    seen = []
+    for m in messages:
+        for p in m["content"] if isinstance(m.get("content"), list) else ():
+            if p.get("type") != "image":
+                continue
+            data = base64.b64decode(p["data"])
+            size = ""
+            if p["media_type"] == "image/png" and len(data) >= 24:
+                size = "{}x{} ".format(*struct.unpack(">II", data[16:24]))
+            elif p["media_type"] == "image/gif" and len(data) >= 10:
+                size = "{}x{} ".format(*struct.unpack("<HH", data[6:10]))
+            seen.append(f"a {size}{p['media_type']} ({len(data):,} bytes)")
+    return " and ".join(seen)
 
 
 def _uniforms(key: str, n: int) -> list[float]:
