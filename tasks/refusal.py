@@ -88,8 +88,14 @@ def head(text: str) -> str:
     return text[:HEAD_CHARS]
 
 
+def refusal_phrase(text: str | None) -> str | None:
+    """The refusal phrase the detector found in ``text``'s head (trimmed), or None."""
+    if not text:
+        return None
+    found = _COMPILED.search(head(text))
+    return None if found is None else found.group(0).strip(" \t\n.!?:;,*_\u2013\u2014-")
+
+
 def is_refusal(text: str | None) -> bool:
     """True when ``text`` opens by declining the request (see the module's rule)."""
-    if not text:
-        return False
-    return _COMPILED.search(head(text)) is not None
+    return refusal_phrase(text) is not None
