@@ -57,6 +57,9 @@ REFUSAL_PATTERN = (
     r"(?i)(?:"
     rf"{_START}i {_ADV}(?:can{_A}?t|cannot|can not|won{_A}?t|will not|shouldn{_A}?t|should not"
     rf"|must not) {_GAP}{_ACTS}\b"
+    # A short "I can't <verb> that." closing its sentence declines whatever the verb is.
+    rf"|{_START}i {_ADV}(?:can{_A}?t|cannot|can not|won{_A}?t|will not) \w+ (?:that|this|it)"
+    r"(?:\s*[.!]|$)"
     rf"|{_START}i(?:{_A}m| am) {_ADV}(?:not able to|unable to|not going to|not in a position to)"
     rf" {_GAP}{_ACTS}\b"
     rf"|{_START}i {_ADV}(?:do not|don{_A}?t) (?:provide|assist|help|share|engage|create|write"
