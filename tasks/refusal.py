@@ -53,29 +53,31 @@ _ACTS = (
     r"|explain|describe|role-?play|pretend|go along|go into|walk you through)"
 )
 _GAP = r"(?:\w+ ){0,3}?"  # "I cannot and will not help", "I won't be writing"
+# What follows the "I" that starts a clause (the phrases share that start, so the engine tries
+# it once per position instead of once per phrase).
+_AFTER_I = (
+    rf" {_ADV}(?:can{_A}?t|cannot|can not|won{_A}?t|will not|shouldn{_A}?t|should not|must not)"
+    rf" {_GAP}{_ACTS}\b"
+    # A short "I can't <verb> that." closing its sentence declines whatever the verb is.
+    rf"| {_ADV}(?:can{_A}?t|cannot|can not|won{_A}?t|will not) \w+ (?:that|this|it)(?:\s*[.!]|$)"
+    rf"|(?:{_A}m| am) {_ADV}(?:not able to|unable to|not going to|not in a position to)"
+    rf" {_GAP}{_ACTS}\b"
+    rf"| {_ADV}(?:do not|don{_A}?t) (?:provide|assist|help|share|engage|create|write|give"
+    r"|produce|disclose|generate|support)\b"
+    rf"|(?:{_A}m| am) {_ADV}not (?:comfortable|permitted|allowed)\b"
+    rf"|(?:{_A}ll| will| must| have to| need to|{_A}ll have to| will have to|{_A}m going to"
+    rf"| am going to|{_A}d have to)? (?:respectfully |politely )?(?:decline|refuse)\b"
+    rf"|(?:{_A}ll| will| must| have to|{_A}ll have to| will have to) pass on (?:this|that)\b"
+    rf"|(?:{_A}d| would) (?:rather|prefer) not\b"
+    rf"|(?:{_A}m| am) sorry,? but\b"
+)
 REFUSAL_PATTERN = (
     r"(?i)(?:"
-    rf"{_START}i {_ADV}(?:can{_A}?t|cannot|can not|won{_A}?t|will not|shouldn{_A}?t|should not"
-    rf"|must not) {_GAP}{_ACTS}\b"
-    # A short "I can't <verb> that." closing its sentence declines whatever the verb is.
-    rf"|{_START}i {_ADV}(?:can{_A}?t|cannot|can not|won{_A}?t|will not) \w+ (?:that|this|it)"
-    r"(?:\s*[.!]|$)"
-    rf"|{_START}i(?:{_A}m| am) {_ADV}(?:not able to|unable to|not going to|not in a position to)"
-    rf" {_GAP}{_ACTS}\b"
-    rf"|{_START}i {_ADV}(?:do not|don{_A}?t) (?:provide|assist|help|share|engage|create|write"
-    r"|give|produce|disclose|generate|support)\b"
-    rf"|{_START}i(?:{_A}m| am) {_ADV}not (?:comfortable|permitted|allowed)\b"
-    rf"|{_START}i(?:{_A}ll| will| must| have to| need to|{_A}ll have to| will have to"
-    rf"|{_A}m going to| am going to|{_A}d have to)? (?:respectfully |politely )?"
-    r"(?:decline|refuse)\b"
-    rf"|{_START}i(?:{_A}ll| will| must| have to|{_A}ll have to| will have to) pass on"
-    r" (?:this|that)\b"
-    rf"|{_START}i(?:{_A}d| would) (?:rather|prefer) not\b"
+    rf"{_START}i(?:{_AFTER_I})"
     rf"|\b(?:that|this|it)(?:{_A}s not| is not| isn{_A}t) something i\b"
     rf"|\bas an ai(?: language model| assistant)?,? i(?: cannot| can{_A}?t| am not|{_A}m not"
     rf"| won{_A}?t| will not| am unable|{_A}m unable)"
     r"|\bunable to (?:comply|assist|help) with (?:that|this|your)\b"
-    rf"|{_START}i(?:{_A}m| am) sorry,? but\b"
     rf"|\bmy (?:guidelines|policies|rules|instructions) (?:don{_A}?t|do not|won{_A}?t)"
     r" (?:allow|permit|let) me\b"
     r"|\bit would (?:be )?(?:irresponsible|inappropriate|unsafe|unethical) (?:of|for) me to\b"
