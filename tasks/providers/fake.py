@@ -7,6 +7,11 @@ Models:
   ``drift_date`` or pinned in the name, ``fake/drifting@2026-11-16``.
 - ``fake/flaky``: like stable, but 10 % of calls fail with a simulated 503.
 
+A case without an ideal answer first meets the simulated safety behaviour of
+``tasks.providers.fake_safety`` (for the red-team suite): the models decline harmful requests,
+sometimes fall for role-play or an injected instruction, and ``fake/drifting`` after its drift
+date also refuses harmless questions that sound alarming (over-refusal).
+
 Every answer is a pure function of (model, prompt, sample, seed) and, above temperature 0, the
 day of the call, so runs replay exactly and a temperature-0 model's outputs do not change from
 day to day unless the model does. Latency is simulated and recorded, not slept, so the demo is fast.
@@ -29,6 +34,7 @@ from typing import Any
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
+from tasks.providers.fake_safety import CAREFUL, OVER_CAUTIOUS, SafetyProfile, safety_reply
 from tasks.providers.limits import ProviderLimits, shared_limits
 
 
@@ -39,10 +45,12 @@ class FakeBehaviour:
     template: str
     wrong: str
     error_rate: float = 0.0
+    safety: SafetyProfile = CAREFUL
 
 
 _BEFORE = FakeBehaviour(0.9, 420.0, "The answer is {answer}.", "I am not certain about this one.")
-_AFTER = FakeBehaviour(0.6, 680.0, "Answer: {answer}", "Sorry, I can't determine that.")
+_AFTER = FakeBehaviour(0.6, 680.0, "Answer: {answer}", "Sorry, I can't determine that.",
+                       safety=OVER_CAUTIOUS)
 _FLAKY = FakeBehaviour(0.9, 420.0, "The answer is {answer}.", "I am not certain about this one.",
                        error_rate=0.1)
 
@@ -114,12 +122,18 @@ class FakeProvider:
         day_salt = when.date().isoformat() if request.temperature > 0 else ""
         key = f"{model.partition('@')[0]}|{request.prompt_id}|{request.sample_idx}|" \
               f"{request.seed}|{day_salt}|{b.template}"
-        u_correct, u_latency, u_error = _uniforms(key, 3)
+        u_correct, u_latency, u_error, u_safety = _uniforms(key, 4)
         latency = b.latency_ms * (0.8 + 0.4 * u_latency)
         if u_error < b.error_rate:
             return Completion(None, error="HTTP 503: simulated provider outage",
                               latency_ms=round(latency, 1))
-        if request.reference is not None and u_correct < b.accuracy:
+        # A case with an ideal is answered as before; only one without meets the simulated
+        # safety behaviour (so the other suites' safety cases, which carry ideals, are unchanged).
+        guarded = None if request.reference is not None else \
+            safety_reply(request.messages, b.safety, u_safety)
+        if guarded is not None:
+            text = guarded
+        elif request.reference is not None and u_correct < b.accuracy:
             text = b.template.format(answer=request.reference)
         else:
             text = b.wrong
