@@ -18,7 +18,7 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -127,10 +127,13 @@ def evidence_scan(store: ObjectStore, keys: Sequence[str], picks: Sequence[Pick]
     else:  # a remote store: the files are downloaded anyway; only these columns are decoded
         raw = pl.from_arrow(read_records(store, keys, RAW_COLUMNS)).lazy()  # type: ignore[union-attr]
     day = pl.date(pl.col("year"), pl.col("month"), pl.col("day"))
+    # The partition columns as one integer (20261130): unlike a built date, a plain comparison
+    # on them goes into the scan (the keys are the window's days already; this is the guard).
+    yyyymmdd = pl.col("year") * 10_000 + pl.col("month") * 100 + pl.col("day")
     wanted = (
         pl.col("model_id").is_in(sorted({p.model_id for p in picks}))
         & pl.col("prompt_id").is_in(sorted({p.prompt_id for p in picks}))
-        & day.is_between(window.baseline_start, window.as_of)
+        & yyyymmdd.is_between(_yyyymmdd(window.baseline_start), _yyyymmdd(window.as_of))
         & pl.col("error").is_null() & pl.col("output").is_not_null()
         & pl.col("source").is_in(PROJECT_SOURCES)
     )
@@ -143,6 +146,10 @@ def evidence_scan(store: ObjectStore, keys: Sequence[str], picks: Sequence[Pick]
         # The model and prompt filters above are per column; this keeps only the exact picks.
         .join(exact, on=PROMPT_KEYS, how="semi")
     )
+
+
+def _yyyymmdd(day: date) -> int:
+    return day.year * 10_000 + day.month * 100 + day.day
 
 
 def most_common_answers(rows: pl.DataFrame) -> pl.DataFrame:
