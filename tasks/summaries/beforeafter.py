@@ -15,6 +15,7 @@ community rows are other people's outputs, and the verdict it explains is the pr
 from __future__ import annotations
 
 import difflib
+import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -28,7 +29,7 @@ from tasks.drift.changepoint import ChangePoint, change_points, with_change_poin
 from tasks.drift.config import EVIDENCE_PROJECT, Window
 from tasks.drift.report import DriftReport
 from tasks.drift.verdicts import DRIFTING, WATCH
-from tasks.records.io import read_records
+from tasks.records.io import empty_table
 from tasks.records.live import range_keys
 from tasks.storage.base import ObjectStore
 from tasks.summaries.aggregate import read_daily
@@ -115,17 +116,40 @@ def word_diff(before: str, after: str) -> list[dict[str, str]]:
 
 def evidence_scan(store: ObjectStore, keys: Sequence[str], picks: Sequence[Pick],
                   window: Window) -> pl.LazyFrame:
-    """The picked prompts' answered project rows of the window, lazily: on a local store the
-    column selection and the model/prompt/day predicates go into the Parquet scan, so only those
-    columns are decoded and row groups whose statistics rule them out are skipped."""
+    """The picked prompts' answered project rows of the window, lazily: the column selection and
+    the model/prompt/day predicates go into the Parquet scan, so only those columns are decoded
+    and row groups whose statistics rule them out are skipped. On a local store one scan over
+    the files; on a remote one each file is downloaded and filtered in turn (memory holds one
+    file and the rows kept, never the window)."""
     paths = [store.local_path(k) for k in keys]
     if keys and all(p is not None and p.is_file() for p in paths):
-        raw = pl.scan_parquet(
-            [str(p) for p in paths], hive_partitioning=False, missing_columns="insert",
-            extra_columns="ignore", cast_options=pl.ScanCastOptions(integer_cast="upcast"),
-        ).select(RAW_COLUMNS)
-    else:  # a remote store: the files are downloaded anyway; only these columns are decoded
-        raw = pl.from_arrow(read_records(store, keys, RAW_COLUMNS)).lazy()  # type: ignore[union-attr]
+        return _picked(_scan([str(p) for p in paths]), picks, window)
+    kept = []
+    for key in keys:
+        try:
+            data = store.get(key)
+        except KeyError:
+            continue  # merged by a compaction since it was listed: its rows are in the new file
+        kept.append(_picked(_scan(io.BytesIO(data)), picks, window).collect())
+    if not kept:
+        return _picked(_scan_empty(), picks, window)
+    return pl.concat(kept, how="vertical_relaxed").lazy()
+
+
+def _scan(source: list[str] | io.BytesIO) -> pl.LazyFrame:
+    # The partition columns are stored in the files too (no hive parsing); files written before
+    # a column existed get it as nulls, as the aggregation reads them (aggregate.scan_keys).
+    return pl.scan_parquet(
+        source, hive_partitioning=False, missing_columns="insert", extra_columns="ignore",
+        cast_options=pl.ScanCastOptions(integer_cast="upcast"),
+    ).select(RAW_COLUMNS)
+
+
+def _scan_empty() -> pl.LazyFrame:
+    return pl.from_arrow(empty_table(RAW_COLUMNS)).lazy()  # type: ignore[union-attr]
+
+
+def _picked(raw: pl.LazyFrame, picks: Sequence[Pick], window: Window) -> pl.LazyFrame:
     day = pl.date(pl.col("year"), pl.col("month"), pl.col("day"))
     # The partition columns as one integer (20261130): unlike a built date, a plain comparison
     # on them goes into the scan (the keys are the window's days already; this is the guard).

@@ -7,6 +7,7 @@ import itertools
 import json
 import random
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 
@@ -32,7 +33,7 @@ from tasks.summaries.beforeafter import (
 from tasks.summaries.payloads import ModelEvidencePayload, ModelsPayload
 from tasks.summaries.publish import dump_json, models_payload, publish_evidence, render_report
 from tests.support.demo import build_demo_history
-from tests.support.helpers import community_record, record
+from tests.support.helpers import DelegatingStore, community_record, record
 
 TODAY = date(2026, 11, 30)
 CONFIG = DriftConfig(recent_days=2, baseline_days=3)
@@ -121,6 +122,13 @@ def _write(store: LocalStore, day: date, prompt: str, output: str, n: int = 1, *
     write_records(store, rows, user_id=USER_SCHEDULER, source=SOURCE_SCHEDULED)
 
 
+class NoLocalPaths(DelegatingStore):
+    """The local store seen as a remote one (like B2): no file has a local path."""
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
 def _report(picks: list[tuple[str, str, float]], verdict: str = "drifting") -> DriftReport:
     tests = _tests([("m/a", "prompt", "smoke", p, metric, q) for p, metric, q in picks])
     models = [{"model_id": "m/a", "verdict": verdict, "reasons": []}]
@@ -174,6 +182,9 @@ def test_most_common_answer_of_each_window(store: LocalStore) -> None:
     assert (recent.output, recent.count, recent.date) == ("Sorry, I can't.", 2, r2)
     assert (recent.passed, recent.score, recent.latency_ms) == (False, 0.0, 900.0)
     assert _spell([d.model_dump() for d in prompt.diff], "insert") == "Sorry, I can't."
+    # A remote store (no local paths: each file downloaded and filtered) gives the same answers.
+    remote = build_evidence(NoLocalPaths(store), _report([("p1", "pass_rate", 0.001)]), limit=5)
+    assert remote["m/a"].prompts == payloads["m/a"].prompts
 
 
 def test_a_prompt_without_answers_in_one_window_is_left_out(store: LocalStore) -> None:
