@@ -127,13 +127,21 @@ def estimate(
 def carrying_metric(tests: pl.DataFrame, model_id: str,
                     available: Iterable[str] = SERIES_OF_METRIC) -> str | None:
     """The metric of ``model_id``'s significant test with the smallest adjusted p-value, among
-    the metrics with a daily series in ``available`` (None: no such test)."""
+    the metrics with a daily series in ``available`` (None: no such test).
+
+    Tests that can carry a verdict come first (``verdict_grade``, then ``watch_grade``, when the
+    frame has them: ``verdicts.adjust``), so a significant test that decided nothing does not
+    date the change."""
     usable = [m for m in available if m in SERIES_OF_METRIC]
     sig = tests.filter((pl.col("model_id") == model_id) & pl.col("significant")
                        & pl.col("metric").is_in(usable))
     if sig.is_empty():
         return None
-    return str(sig.sort("p_adjusted", "p_value", nulls_last=True)["metric"][0])
+    grades = [c for c in ("verdict_grade", "watch_grade") if c in sig.columns]
+    order = [(~pl.col(c).fill_null(False)).alias(f"_not_{c}") for c in grades]
+    ranked = sig.with_columns(order).sort(*(f"_not_{c}" for c in grades), "p_adjusted",
+                                          "p_value", nulls_last=True)
+    return str(ranked["metric"][0])
 
 
 def change_points(

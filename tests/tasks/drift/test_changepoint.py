@@ -62,6 +62,12 @@ def test_the_carrying_metric_is_the_strongest_significant_test_with_a_series() -
     assert carrying_metric(_tests(), "m/a") == "pass_rate"
     assert carrying_metric(_tests(), "m/a", ["latency_ms"]) == "latency_ms"
     assert carrying_metric(_tests(), "m/b") is None
+    # A test that carried the verdict beats a stronger one that decided nothing.
+    graded = _tests().with_columns(verdict_grade=pl.Series([False, True, False, False, False]),
+                                   watch_grade=pl.Series([True, True, False, False, False]))
+    assert carrying_metric(graded, "m/a") == "latency_ms"
+    watch_only = graded.with_columns(verdict_grade=pl.lit(False))
+    assert carrying_metric(watch_only, "m/a") == "pass_rate"
 
 
 def test_change_points_read_each_models_series_of_its_carrying_metric() -> None:
