@@ -113,8 +113,10 @@ class TargetEndpoint(HTTPProvider):
             if not any(k.lower() == "content-type" for k in headers):
                 headers["content-type"] = "application/json"
         params = render_query(spec.query, values) if spec.query else None
+        # Never follow a redirect: the headers (secrets included) go to the configured URL only.
+        # The aiohttp-backed client follows them by default.
         response = await http.request(spec.method, spec.url, content=content, headers=headers,
-                                      params=params)
+                                      params=params, follow_redirects=False)
         if not 200 <= response.status_code < 300:
             raise TargetStatusError(response.status_code, _snippet(response.text),
                                     response.headers)

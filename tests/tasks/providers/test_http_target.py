@@ -336,3 +336,43 @@ response = {{ text = "$.data.answer.text" }}
     [(sent, _, body)] = server.log
     assert body is None
     assert sent == "/rag?question=a+b%26c&n=2"  # an unset seed is left out
+
+
+def test_a_redirect_is_an_error_row_and_is_not_followed(tmp_path: Path, store: LocalStore,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_TOKEN", SECRET)
+    suite = make_suite(tmp_path, n=1)
+    with StubLLMServer(keep_log=True, fault=lambda p, b, n: Reply(
+            302, b"", {"location": "http://127.0.0.1:9/steal"})) as server:
+        targets = write_targets(tmp_path, targets_toml(server.base_url))
+        config = resolve_config(suite, run_id="rag-302", samples=1)
+        [row] = run_all(store, suite, config, options(targets))
+        assert server.requests == 1  # the headers went to the configured URL only
+    assert row["error"].startswith("HTTP 302")
+
+
+@pytest.mark.prefect
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_prefect_secret_block_is_resolved_at_call_time(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.blocks.system import Secret
+
+    monkeypatch.setenv("RAG_TOKEN", SECRET)
+    Secret(value=BLOCK_SECRET).save("rag-team-key", overwrite=True)
+    with StubLLMServer(keep_log=True) as server:
+        targets = write_targets(tmp_path, targets_toml(server.base_url))
+        registry = ProviderRegistry(options={"http": {"targets_file": targets}})
+        registry.check([MODEL])
+
+        async def call() -> Completion:
+            try:
+                provider, model = registry.for_model(MODEL)
+                return await provider.complete(model, CompletionRequest(
+                    messages=[{"role": "user", "content": "hello"}]))
+            finally:
+                await registry.aclose()
+
+        done = asyncio.run(call())
+    assert done.error is None and done.text == "You said: hello"
+    [(_, headers, _)] = server.log
+    assert headers["x-team"] == BLOCK_SECRET
