@@ -376,3 +376,37 @@ def test_a_prefect_secret_block_is_resolved_at_call_time(tmp_path: Path,
     assert done.error is None and done.text == "You said: hello"
     [(_, headers, _)] = server.log
     assert headers["x-team"] == BLOCK_SECRET
+
+
+@pytest.mark.prefect
+def test_the_run_suite_flow_finds_targets_through_its_setting_and_resumes(
+        prefect_harness: None, data_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.run_suite import RunSuiteParams, run_suite
+
+    monkeypatch.setenv("RAG_TOKEN", SECRET)
+    monkeypatch.setenv("PLUMBLINE_MAX_ATTEMPTS", "2")
+    suite = make_suite(tmp_path, n=6)
+    broken = {"token4"}
+
+    def fault(path: str, body: Any, n: int) -> Reply | None:
+        return Reply(503, b'{"error": "down"}') if question(body).split()[-1] in broken else None
+
+    with StubLLMServer(fault=fault, keep_log=True) as server:
+        # Not in the working directory: only the setting can point the flow at it.
+        targets = tmp_path / "config" / "rag-targets.toml"
+        targets.parent.mkdir()
+        targets.write_text(targets_toml(server.base_url).replace(
+            "{secret:rag-team-key}", "search"))
+        monkeypatch.setenv("PLUMBLINE_TARGETS_FILE", str(targets))
+        params = RunSuiteParams(suite=str(suite.path), models=[MODEL], run_id="flow-rag",
+                                samples=1, shard_size=4)
+        first = run_suite(params)
+        assert first["rows"] == 6 and first["written"] == 6
+        assert [r["errors"] for r in first["summary"]] == [1]
+        server.log.clear()
+        broken.clear()
+        again = run_suite(params)
+        assert [question(b) for _, _, b in server.log] == ["Repeat after me: token4"]
+    assert again["written"] == 1 and again["resumed_cells"] == 5
+    assert [r["errors"] for r in again["summary"]] == [0]

@@ -15,7 +15,7 @@ import pytest
 from tasks.catalog import load_suite
 from tasks.errors import ProviderConfigError
 from tasks.providers.registry import ProviderRegistry
-from tasks.run.plan import RunConfig, plan_shards, resolve_config
+from tasks.run.plan import RunConfig, plan_shards, provider_options, resolve_config
 from tasks.run.shard import run_shard
 from tasks.run.state import final_rows, open_run, read_run_rows, run_days
 from tasks.storage.local import LocalStore
@@ -148,7 +148,9 @@ def test_an_async_function_gets_the_call_and_its_exception_is_a_row(
     suite = make_suite(tmp_path, n=5)
     model = f"python/{pipeline}:answer_async"
     config = resolve_config(suite, run_id="py-async", samples=1, temperature=0.5)
-    records = {r["prompt_id"]: r for r in run_all(store, suite, model, config)}
+    # The options the run-suite flow builds for every prefix (timeout, retry policy, prices).
+    opts = provider_options([model], timeout=5.0, max_attempts=3, rpm=6000)
+    records = {r["prompt_id"]: r for r in run_all(store, suite, model, config, opts)}
     assert records["c-003"]["error"] == "KeyError: 'no such document'"
     assert records["c-004"]["output"] == (
         f"{pipeline}:answer_async saw Which token? token4 at t=0.5")
