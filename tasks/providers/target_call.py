@@ -21,10 +21,11 @@ PLACEHOLDERS = ("input", "messages", "prompt_id", "sample_idx", "temperature", "
 class TargetCall:
     """One call of a target: the case's input and messages, and the call's parameters.
 
-    ``input`` is the text of the last user message (the case's input for a one-turn case);
-    ``messages`` is the whole conversation as chat messages, system prompt first when the run
-    has one. ``model`` is the target's name: ``rag`` for ``http/rag``, ``pkg.mod:fn`` for
-    ``python/pkg.mod:fn``.
+    ``input`` is the text of the last user message (the case's input for a one-turn case; its
+    text parts joined when it has image parts); ``messages`` is the whole conversation as chat
+    messages, system prompt first when the run has one, content as the run holds it (a string,
+    or parts such as ``{"type": "image", "media_type", "data": <base64>}``). ``model`` is the
+    target's name: ``rag`` for ``http/rag``, ``pkg.mod:fn`` for ``python/pkg.mod:fn``.
     """
 
     input: str
@@ -41,7 +42,7 @@ class TargetCall:
         return cls(
             input=last_user_text(request.messages),
             # A copy each: a target that edits its messages must not change the next call's.
-            messages=[dict(m) for m in request.messages],
+            messages=[_copy(m) for m in request.messages],
             prompt_id=request.prompt_id,
             sample_idx=request.sample_idx,
             temperature=request.temperature,
@@ -64,6 +65,13 @@ class TargetResult:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+
+
+def _copy(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts (text, images): copied one level deeper
+        return {**message, "content": [dict(p) if isinstance(p, dict) else p for p in content]}
+    return dict(message)
 
 
 def last_user_text(messages: list[dict[str, Any]]) -> str:

@@ -213,3 +213,18 @@ def test_a_module_that_fails_to_import_says_why(tmp_path: Path, pipeline: str) -
     with pytest.raises(ProviderConfigError, match="importing 'broken_pipeline_q' failed: No "
                        "module named 'not_installed_dep_q'"):
         ProviderRegistry().check(["python/broken_pipeline_q:f"])
+
+
+def test_the_call_holds_the_input_text_and_a_copy_of_the_messages() -> None:
+    from tasks.providers.base import CompletionRequest
+    from tasks.providers.target_call import TargetCall
+
+    parts = [{"type": "text", "text": "What shape is this?"},
+             {"type": "image", "media_type": "image/png", "data": "iVBORw0KGgo="}]
+    request = CompletionRequest(messages=[{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": parts}], sample_idx=3)
+    call = TargetCall.from_request("pipeline:answer", request)
+    assert call.input == "What shape is this?"
+    assert call.messages == request.messages and call.sample_idx == 3
+    call.messages[1]["content"][0]["text"] = "edited"
+    assert parts[0]["text"] == "What shape is this?"  # the next call's messages are intact
