@@ -410,3 +410,29 @@ def test_the_run_suite_flow_finds_targets_through_its_setting_and_resumes(
         assert [question(b) for _, _, b in server.log] == ["Repeat after me: token4"]
     assert again["written"] == 1 and again["resumed_cells"] == 5
     assert [r["errors"] for r in again["summary"]] == [0]
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b"<html>502 from the gateway</html>",
+     "malformed response: the body is not JSON (Expecting value: line 1 column 1 (char 0)): "
+     "<html>502 from the gateway</html>"),
+    (b'{"data": {"answer": {"text": ["a", "b"]}}}',
+     "malformed response: the value at response path $.data.answer.text is a list, not text"),
+])
+def test_a_2xx_body_that_is_not_the_shape_is_an_error_not_retried(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: bytes, expected: str) -> None:
+    monkeypatch.setenv("RAG_TOKEN", SECRET)
+    with StubLLMServer(fault=lambda p, b, n: Reply(200, body)) as server:
+        provider = HTTPTargetProvider(**options(write_targets(
+            tmp_path, targets_toml(server.base_url)))["http"])
+
+        async def call() -> Completion:
+            try:
+                return await provider.complete("rag", CompletionRequest(
+                    messages=[{"role": "user", "content": "hello"}]))
+            finally:
+                await provider.aclose()
+
+        done = asyncio.run(call())
+        assert server.requests == 1
+    assert done.error == expected and done.text is None
