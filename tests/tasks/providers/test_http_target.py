@@ -31,7 +31,7 @@ SECRET = "sk-rag-5f1c0ffee-very-secret-token"
 BLOCK_SECRET = "blk-7d2e9a0-team-secret"
 
 
-def targets_toml(base_url: str, *, timeout_s: float = 0.5, extra: str = "") -> str:
+def targets_toml(base_url: str, *, timeout_s: float = 5.0) -> str:
     return f"""
 [targets.rag]
 url = "{base_url}/api/v2/rag"
@@ -43,7 +43,6 @@ body = '''{{"question": "{{{{input}}}}", "history": "{{{{messages}}}}",
                       "max_tokens": "{{{{max_tokens}}}}", "model": "{{{{model}}}}"}},
           "trace": "case {{{{prompt_id}}}} sample {{{{sample_idx}}}}"}}'''
 response = {{ text = "$.data.answer.text", input_tokens = "$.meta.tokens.prompt", output_tokens = "$.meta.tokens.completion" }}
-{extra}
 """  # noqa: E501
 
 
@@ -118,7 +117,7 @@ def test_a_bad_day_ends_every_cell_as_a_row_and_resume_calls_only_the_failed(
     targets = write_targets(tmp_path, targets_toml("http://127.0.0.1:0"))
     config = resolve_config(suite, run_id="rag-bad-day", samples=2, concurrency=6)
     with StubLLMServer(fault=bad_day, keep_log=True) as server:
-        targets.write_text(targets_toml(server.base_url, timeout_s=0.3))
+        targets.write_text(targets_toml(server.base_url, timeout_s=1.0))
         started = time.perf_counter()
         records = run_all(store, suite, config, options(targets))
         elapsed = time.perf_counter() - started
@@ -134,7 +133,7 @@ def test_a_bad_day_ends_every_cell_as_a_row_and_resume_calls_only_the_failed(
             "malformed response: no value at response path $.data.answer.text (response.text "
             f"of {targets}: [targets.rag]); the body was {{\"data\": {{\"status\": "
             "\"no answer\"}}")
-        assert by_case["c-007"]["error"].startswith("timeout: no response within 0.3s")
+        assert by_case["c-007"]["error"].startswith("timeout: no response within 1s")
         assert by_case["c-009"]["error"].startswith("HTTP 429")
         assert "gave up after 4 attempts" in by_case["c-009"]["error"]
         ok = [r for r in records if r["error"] is None]
@@ -146,7 +145,7 @@ def test_a_bad_day_ends_every_cell_as_a_row_and_resume_calls_only_the_failed(
             assert r["output_tokens"] == 6 and r["input_tokens"] > 0
         attempts = [json.loads(r["metadata_json"]).get("attempts", 1) for r in ok]
         assert max(attempts) > 1  # the opening storm was survived by retrying
-        assert elapsed < 20
+        assert elapsed < 30
 
         # What the service received: the secrets, resolved, in the headers; the case's input and
         # parameters as JSON values in the custom body.

@@ -66,7 +66,7 @@ def slow(call):
 
 
 def hangs(call):
-    time.sleep(2 if call.input.endswith("token1") else 0)
+    time.sleep(3 if call.input.endswith("token1") else 0)
     return "done"
 
 
@@ -174,9 +174,9 @@ def test_a_function_that_overruns_its_timeout_is_an_error_row(
     started = time.perf_counter()
     records = {r["prompt_id"]: r for r in run_shard(
         suite, f"python/{pipeline}:hangs", suite.cases, config, store,
-        provider_options={"python": {"timeout": 0.3}})}
-    assert time.perf_counter() - started < 3
-    assert records["c-001"]["error"] == "timeout: no answer within 0.3s"
+        provider_options={"python": {"timeout": 1.0}})}
+    assert time.perf_counter() - started < 2.5  # not the 3 s the function sleeps
+    assert records["c-001"]["error"] == "timeout: no answer within 1s"
     assert records["c-000"]["output"] == records["c-002"]["output"] == "done"
 
 
