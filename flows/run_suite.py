@@ -150,6 +150,7 @@ def prepare(params: RunSuiteParams, settings: Settings) -> Prepared:
         timeout=settings.request_timeout_s,
         max_attempts=settings.max_attempts,
         pricing_file=settings.pricing_file,
+        targets_file=settings.targets_file,
         rpm=params.rpm_limit,
         tpm=params.tpm_limit,
     )

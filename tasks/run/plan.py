@@ -104,12 +104,13 @@ def provider_options(
     pricing_file: Path | None = None,
     rpm: float | None = None,
     tpm: float | None = None,
+    targets_file: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Factory options for the providers the models use, from settings and overrides.
 
     ``rpm``/``tpm`` (one run's override) apply to every provider of the run, the offline
     ``fake`` one included; it takes no timeout, retry policy or prices (it makes no request and
-    costs nothing).
+    costs nothing). ``targets_file`` is where the ``http`` prefix finds its targets.
     """
     options: dict[str, dict[str, Any]] = {}
     prefixes = sorted({split_model_id(m)[0] for m in model_ids})
@@ -127,5 +128,7 @@ def provider_options(
                 opts["timeout"] = timeout
             if max_attempts is not None:
                 opts["retry"] = RetryPolicy(max_attempts=max_attempts)
+        if prefix == "http" and targets_file is not None:
+            opts["targets_file"] = targets_file
         options[prefix] = opts
     return options
