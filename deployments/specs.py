@@ -1,4 +1,4 @@
-"""The four Plumbline deployments, defined once: names, flows, schedules, limits, parameters."""
+"""The Plumbline deployments, defined once: names, flows, schedules, limits, parameters."""
 
 from __future__ import annotations
 
@@ -69,6 +69,13 @@ SPECS: tuple[DeploymentSpec, ...] = (
         description="Merge each day's small raw files only (after a backfill or a burst).",
         concurrency_limit=1,
         tags=("plumbline", "maintenance"),
+    ),
+    DeploymentSpec(
+        name="nightly-batch",
+        entrypoint="flows/nightly.py:nightly_batch",
+        description="Part of a nightly spread over workers: compact and aggregate some days.",
+        # Started by `nightly` only (no schedule, no limit: its parts run side by side).
+        tags=("plumbline", "part"),
     ),
 )
 
