@@ -26,11 +26,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from flows.compaction import compact_day_task
-from flows.spread import fan_out, run_parts
+from flows.spread import fan_out, run_parts, where
 from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig, Window
 from tasks.drift.report import DriftReport, EvidenceReports, compute_reports
 from tasks.errors import PlumblineError
-from tasks.run.lease import default_holder
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.storage.layout import day_prefix
@@ -289,7 +288,7 @@ def nightly_batch(days: list[date]) -> dict[str, int]:
     present = {d for d in days if next(iter(store.list(day_prefix(d))), None) is not None}
     written = _compact_and_aggregate_here(store, sorted(set(days)), present, rules)
     get_run_logger().info("nightly-batch: %d day(s), %d summary row(s), on %s", len(days),
-                          sum(written.values()), default_holder())
+                          sum(written.values()), where())
     return {d.isoformat(): n for d, n in written.items()}
 
 

@@ -37,7 +37,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
-from flows.spread import RunPart, Target, fan_out, run_parts
+from flows.spread import RunPart, Target, fan_out, run_parts, where
 from tasks.catalog import load_suite
 from tasks.errors import PlumblineError
 from tasks.identity import SOURCE_ON_DEMAND
@@ -252,8 +252,8 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
     cases = suite.cases if part is None else suite.cases[part.start:part.stop]
     if part is not None:
         ids = {c.id for c in cases}
-        state = RunState(state.run_id, state.resumed, [
-            r for r in state.rows if r["model_id"] in models and r["prompt_id"] in ids])
+        mine = [r for r in state.rows if r["model_id"] in models and r["prompt_id"] in ids]
+        state = RunState(state.run_id, bool(mine), mine)  # resumed: this part had rows
     completed = state.completed
     plan = plan_shards(cases, models, config, params.shard_size, completed)
     shard_count = len(shard_cases(cases, params.shard_size))
@@ -262,7 +262,8 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
         "run %s%s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
         "%d cell(s) to call, %d already done",
         config.run_id, " (resumed)" if state.resumed else "",
-        f" part {part.index}/{part.of} (cases {part.start}-{part.stop - 1})" if part else "",
+        f" part {part.index}/{part.of} (cases {part.start}-{part.stop - 1}, {where()})"
+        if part else "",
         suite.name, len(cases), suite.hash[:19], len(models), config.samples, store.describe(),
         total, len(completed),
     )

@@ -23,6 +23,7 @@ When to spread (``fan_out``):
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from prefect.states import Cancelling
 from pydantic import BaseModel, Field
 
 from tasks.errors import PlumblineError
+from tasks.run.lease import default_holder
 from tasks.run.progress import PROGRESS
 
 # Parts per online worker when spreading automatically: more than one, so that a worker also
@@ -77,6 +79,12 @@ class Target:
     name: str
     work_pool: str | None
     online_workers: int
+
+
+def where() -> str:
+    """This process as a person finds it in the logs: the worker that started it, pid, host."""
+    worker = os.environ.get("PREFECT__WORKER_NAME")
+    return (f"worker {worker!r}, " if worker else "") + default_holder()
 
 
 def online_workers(pool: str | None) -> int:

@@ -32,6 +32,7 @@ from uuid import UUID
 import httpx
 import pytest
 
+from tasks.identity import SOURCE_SCHEDULED, USER_SCHEDULER
 from tasks.records.io import read_records, write_records
 from tasks.storage.layout import RAW
 from tasks.storage.local import LocalStore
@@ -238,7 +239,8 @@ def test_a_big_run_and_a_nightly_spread_over_two_workers(stack: dict[str, Any],
         write_records(store, [record(timestamp=datetime(day.year, day.month, day.day, 6,
                                                         tzinfo=UTC) + timedelta(seconds=i),
                                      model_id=m, prompt_id=f"p-{i}", run_id=f"n-{d}")
-                              for m in MODELS for i in range(5)])
+                              for m in MODELS for i in range(5)],
+                      user_id=USER_SCHEDULER, source=SOURCE_SCHEDULED)
     nightly = _wait(url, _start(url, "nightly/nightly", {"workers": 4}), stack["workers"])
     batches = _children(url, nightly.id)
     assert len(batches) == 4 and all(b.state.is_completed() for b in batches)
