@@ -120,6 +120,8 @@ def fan_out(requested: int | None, *, deployment: str, units: int, min_units: in
     ``min_units``: the least work a part must have for a child run to pay when automatic.
     Raises ``PlumblineError`` when spreading is asked for and the deployment does not exist.
     """
+    if requested is not None and requested < 1:
+        raise PlumblineError(f"workers must be 1 or more (1: no spreading), got {requested}")
     if requested == 1 or units < 2:
         return 0, None
     if requested is None:

@@ -10,7 +10,10 @@ run as one shard and as 80 shards of 25 (the old default), two ways:
   created and its states reported through the API).
 
 The extra cost of a shard is ``(t80 - t1) / 79``; the Prefect share is the flow's extra minus
-``run_shard``'s. Best of three (the machine is shared); every run printed.
+``run_shard``'s. Then the user-visible question: the same flow body, 2,000 calls of one model
+to the repo's stub server answering in 100 ms, 64 in flight, with the old default (shards of
+25) and the new one (one task for the model); ideal 3.125 s. Best of three (the machine is
+shared); every run printed.
 
     PYTHONPATH=$PWD .venv/bin/python tests/bench/bench_shard_cost.py
 """
@@ -39,8 +42,11 @@ from tasks.run.plan import resolve_config, shard_cases  # noqa: E402
 from tasks.run.shard import run_shard  # noqa: E402
 from tasks.storage.local import LocalStore  # noqa: E402
 from tasks.suites.model import Suite  # noqa: E402
+from tests.bench.bench_throughput import start_server  # noqa: E402
 
 CELLS = 2000
+STUB_MODEL = "openai-compatible/bench-model"
+IDEAL_S = CELLS * 0.100 / 64
 SMALL = 25
 REPEATS = 3
 MODEL = "fake/stable"
@@ -67,8 +73,8 @@ def bare(suite: Suite, store: LocalStore, size: int, run_id: str) -> float:
 
 
 @flow(name="bench-shard-cost")
-def in_flow(suite_dir: str, size: int, run_id: str, data: str) -> int:
-    params = RunSuiteParams(suite=suite_dir, models=[MODEL], samples=1, run_id=run_id,
+def in_flow(suite_dir: str, size: int | None, run_id: str, data: str, model: str = MODEL) -> int:
+    params = RunSuiteParams(suite=suite_dir, models=[model], samples=1, run_id=run_id,
                             shard_size=size, concurrency=64)
     return int(execute(params, LocalStore(Path(data)))["written"])
 
@@ -110,9 +116,30 @@ def main() -> int:
               f"{best['flow-small']:.3f} s -> {task_ms:.1f} ms per extra task run, of which "
               f"{prefect_ms:.1f} ms Prefect (thread, task run, state reports); "
               f"ratio small/one {best['flow-small'] / best['flow-one']:.2f}")
+        server, base_url = start_server()
+        os.environ["OPENAI_COMPATIBLE_BASE_URL"] = base_url
+        stub: dict[str, list[float]] = {"old": [], "new": []}
+        try:
+            for i in range(REPEATS):
+                for label, size in (("old", SMALL), ("new", None)):
+                    t0 = time.perf_counter()
+                    written = in_flow(str(suite_dir), size, f"stub-{label}-{i}",
+                                      str(Path(tmp) / f"stub-{label}-{i}"), STUB_MODEL)
+                    wall = time.perf_counter() - t0
+                    assert written == CELLS, written
+                    stub[label].append(wall)
+                    print(f"  stub 100 ms, {label} default ({size or 'one task per model'}): "
+                          f"{wall:.3f} s ({wall / IDEAL_S:.2f}x ideal)")
+        finally:
+            server.terminate()
+            server.wait(10)
+        old, new = min(stub["old"]), min(stub["new"])
+        print(f"best of {REPEATS}: 2,000 calls through the flow, shards of 25 {old:.3f} s, one "
+              f"task {new:.3f} s: new/old {new / old:.2f}")
         print(f"RESULT cells={CELLS} shards_small={n_small} shard_ms={shard_ms:.1f} "
               f"task_run_ms={task_ms:.1f} prefect_ms={prefect_ms:.1f} "
-              f"flow_small_over_one={best['flow-small'] / best['flow-one']:.2f}")
+              f"flow_small_over_one={best['flow-small'] / best['flow-one']:.2f} "
+              f"stub_old_s={old:.3f} stub_new_s={new:.3f} new_over_old={new / old:.2f}")
         return 0
 
 
