@@ -22,9 +22,10 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from cyclopts import Parameter
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
@@ -109,7 +110,8 @@ class RunSuiteParams(BaseModel):
         "Empty: spread only when the run came from a deployment on a work pool with two or more "
         "online workers and is big enough to pay for it.",
     )
-    part: RunPart | None = Field(
+    # Hidden from `plumbline run --help`: only a parent run sets it.
+    part: Annotated[RunPart | None, Parameter(show=False)] = Field(
         None, description="Set by a run that spread itself over workers, for its child runs: "
         "which cases of which model this run does. Leave empty.",
     )
