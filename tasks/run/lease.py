@@ -25,6 +25,10 @@ foreign token and fails. What this guarantees:
 - A holder that died (SIGKILL, power loss) keeps the run id for at most ``TTL_S``; after that
   the lease is expired and the next run takes it over. Expiry is compared on wall clocks, so
   machines sharing a store need clocks within a fraction of ``TTL_S`` of each other (NTP).
+
+A run spread over child runs (``flows/spread.py``) is still one holder: the parent takes and
+renews the lease; each child is handed its token and only reads it (``FollowedLease``), working
+while the parent holds it and stopping within one check once it does not.
 """
 
 from __future__ import annotations
