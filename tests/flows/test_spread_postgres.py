@@ -188,6 +188,11 @@ def _artifact(url: str, flow_run: UUID, key: str) -> Any:
     return art.data
 
 
+def _rows(store: LocalStore, run_id: str) -> list[dict[str, Any]]:
+    table = read_records(store, [o.key for o in store.list(RAW + "/")])
+    return [r for r in table.to_pylist() if r["run_id"] == run_id]
+
+
 def _who_ran(stack: dict[str, Any], children: list[Any]) -> dict[str, set[str]]:
     """Which worker submitted each child, from the workers' own logs; and the children's pids."""
     ran: dict[str, set[str]] = {}
@@ -203,10 +208,10 @@ def test_a_big_run_and_a_nightly_spread_over_two_workers(stack: dict[str, Any],
     cases = [{"id": f"c-{i:04d}", "input": f"Repeat after me: token{i}", "ideal": [f"token{i}"],
               "assertion": {"type": "contains"}} for i in range(CASES)]
     suite_dir = write_suite(tmp_path / "big-suite", cases)
+    fields = {"suite": str(suite_dir), "models": MODELS, "samples": SAMPLES, "run_id": "spread-1",
+              "concurrency": 64}
     started = time.monotonic()
-    parent = _wait(url, _start(url, "run-suite/run-suite", {
-        "suite": str(suite_dir), "models": MODELS, "samples": SAMPLES, "run_id": "spread-1",
-        "concurrency": 64}), stack["workers"])
+    parent = _wait(url, _start(url, "run-suite/run-suite", fields), stack["workers"])
     children = _children(url, parent.id)
     elapsed = time.monotonic() - started
 
@@ -222,8 +227,7 @@ def test_a_big_run_and_a_nightly_spread_over_two_workers(stack: dict[str, Any],
 
     # Every cell stored exactly once, and the parent's summary counts them all.
     store = LocalStore(data)
-    rows = [r for r in read_records(store, [o.key for o in store.list(RAW + "/")]).to_pylist()
-            if r["run_id"] == "spread-1"]
+    rows = _rows(store, "spread-1")
     cells = {(r["model_id"], r["prompt_id"], r["sample_idx"]) for r in rows}
     assert len(rows) == len(cells) == len(MODELS) * CASES * SAMPLES
     summary = _artifact(url, parent.id, "run-summary")
@@ -231,6 +235,15 @@ def test_a_big_run_and_a_nightly_spread_over_two_workers(stack: dict[str, Any],
     assert {s["model_id"]: s["rows"] for s in summary} == {m: CASES * SAMPLES for m in MODELS}
     assert _artifact(url, parent.id, "run-progress") == 100.0
     print(f"run-suite: 4,000 cells over {len(children)} child runs in {elapsed:.1f} s")
+
+    # The same run id again resumes it: nothing is left, so nothing spreads or is called, and
+    # its summary still counts every row once.
+    again = _wait(url, _start(url, "run-suite/run-suite", fields), stack["workers"])
+    assert _children(url, again.id) == []
+    assert len(_rows(store, "spread-1")) == len(rows)
+    summary = _artifact(url, again.id, "run-summary")
+    summary = json.loads(summary) if isinstance(summary, str) else summary
+    assert {s["model_id"]: s["rows"] for s in summary} == {m: CASES * SAMPLES for m in MODELS}
 
     # The nightly over 8 days of raw data (+ today's run): its batches spread over both workers.
     first = date(2026, 10, 1)
