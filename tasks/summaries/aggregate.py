@@ -366,6 +366,19 @@ def batches(days: Sequence[date], size: int = DEFAULT_DAYS_PER_BATCH) -> list[li
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
+def even_batches(days: Sequence[date], parts: int,
+                 size: int = DEFAULT_DAYS_PER_BATCH) -> list[list[date]]:
+    """``days`` in at least ``parts`` batches of consecutive days, as even as they come and none
+    over ``size`` days (the nightly's parts when it spreads over workers)."""
+    ordered = sorted(days)
+    n = min(len(ordered), max(parts, -(-len(ordered) // size)))
+    if n == 0:
+        return []
+    q, r = divmod(len(ordered), n)
+    cuts = [i * q + min(i, r) for i in range(n + 1)]
+    return [ordered[cuts[i]:cuts[i + 1]] for i in range(n)]
+
+
 def aggregate_changed(
     store: ObjectStore, days_per_batch: int = DEFAULT_DAYS_PER_BATCH,
     rules: EvidenceRules | None = None,
