@@ -13,6 +13,9 @@ and its set of output hashes: the drift tests (Mann–Whitney U, day-over-day co
 distributions, not means — see docs/drift.md for why lists beat histograms here. It also counts
 the availability and refusal figures: failed calls and their most common message, and answered
 rows that are refusals (``tasks.refusal``, applied to the head of every answered output).
+
+Longer than 400 lines: the aggregation and its incremental plan (manifest, fingerprints) change
+together whenever a summary column is added, so they stay in one module.
 """
 
 from __future__ import annotations

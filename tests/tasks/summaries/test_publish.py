@@ -87,10 +87,11 @@ def test_drift_json_shape(store: LocalStore) -> None:
     assert {"pass_rate", "latency_ms", "output_len", "consistency"} <= metrics
     model_level = [t for t in doc["tests"] if t["suite"] is None and t["prompt_id"] is None]
     assert model_level
-    pass_tests = [t for t in doc["tests"] if t["metric"] == "pass_rate"]
+    rates = {"pass_rate", "error_rate", "refusal_rate"}
+    pass_tests = [t for t in doc["tests"] if t["metric"] in rates]
     assert all(t["test"] in {"fisher", "chi2"} for t in pass_tests)
     assert all(len(t["ci_recent"]) == 2 for t in pass_tests)
-    assert all(t["ci_recent"] is None for t in doc["tests"] if t["metric"] != "pass_rate")
+    assert all(t["ci_recent"] is None for t in doc["tests"] if t["metric"] not in rates)
     assert all(0 <= t["p_adjusted"] <= 1 for t in doc["tests"] if t["p_value"] is not None)
     assert any(t["significant"] for t in doc["tests"] if t["model_id"] == "fake/drifting")
 
