@@ -29,9 +29,9 @@ _lock = threading.Lock()
 _model: Any = None
 
 
-def available(package: str = MODEL_PACKAGE) -> bool:
-    """Whether the embedding model's package is installed."""
-    return importlib.util.find_spec(package) is not None
+def available(package: str | None = None) -> bool:
+    """Whether the embedding model's package (``MODEL_PACKAGE`` by default) is installed."""
+    return importlib.util.find_spec(package or MODEL_PACKAGE) is not None
 
 
 def load() -> Any:

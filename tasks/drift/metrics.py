@@ -26,6 +26,11 @@ from tasks.drift.stats import (
 )
 from tasks.drift.verdicts import band
 
+# Cosine distances below this are "the same answer" (float32 rounding of identical outputs);
+# a prompt answered identically every day has no spread and no semantic test (consistency covers
+# temperature 0).
+SAME_MEANING = 1e-4
+
 DISTRIBUTION_METRICS = {  # metric → the summary column holding its per-row values
     "score": "score_values",
     "latency_ms": "latency_values",
@@ -348,7 +353,7 @@ def semantic_tests(
         return []
     # Distances are skewed to the right (a day whose few samples all took a rare wording):
     # their logarithm is close enough to normal for the t interval (docs/drift.md, measured).
-    x = pl.col("distance").clip(1e-6).log()
+    x = pl.col("distance").clip(SAME_MEANING).log()
     base = ~pl.col("recent")
     n = base.cast(pl.Float64).sum().over("pgid")
     s1 = x.filter(base).sum().over("pgid")
@@ -373,8 +378,8 @@ def semantic_tests(
             # over its degrees of freedom; its cube root is close to normal, Wilson–Hilferty):
             # every prompt weighs by its own noise, and a few prompts changing meaning stand out
             # of many calm ones, which a mean of distances would dilute.
-            days = (d.filter(pl.col("z2").is_finite())
-                    .with_columns(gid=pl.Series(groups.maps[level][pgid]))
+            days = (d.with_columns(gid=pl.Series(groups.maps[level][pgid]))
+                    .filter(pl.col("z2").is_finite())
                     .group_by("gid", "date")
                     .agg(pl.col("recent").first(), value=pl.col("z2").mean().pow(1 / 3),
                          shown=pl.col("distance").mean())

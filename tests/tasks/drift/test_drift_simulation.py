@@ -11,21 +11,31 @@ table in docs/drift.md.
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as datetime_time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 
+from tasks import embeddings
 from tasks.drift.config import DriftConfig, Window
 from tasks.drift.report import compute_drift
 from tasks.drift.semantic import SemanticInput
 from tasks.drift.stats import wilson_interval
 from tasks.drift.verdicts import DRIFTING
-from tasks.summaries.embedding import window_distances
+from tasks.records.io import write_records
+from tasks.storage.local import LocalStore
+from tasks.summaries.aggregate import aggregate_changed, read_daily
+from tasks.summaries.embedding import semantic_input, window_distances
+from tasks.summaries.publish import drift_json_bytes
+from tests.support.helpers import record
 
 PROMPTS = 150
 SAMPLES = 3
@@ -342,6 +352,42 @@ def test_meaning_change_at_temperature_0_7_is_caught_and_its_twin_is_not() -> No
     assert share["meaning"]["semantic"] >= 0.95, share
     assert share["meaning_null"]["drifting"] <= 0.05, share
     assert share["meaning_null"]["semantic"] <= 0.05, share
+
+
+def test_meaning_change_with_the_real_model_end_to_end(tmp_path: Path) -> None:
+    """Raw rows in a store → aggregation → the embedding cache (all-MiniLM-L6-v2) → drift →
+    drift.json: the changed model drifts on its semantic test, its unchanged twin does not."""
+    if not embeddings.available():
+        pytest.skip(f"the real-model scenario {embeddings.INSTALL_HINT}")
+    store = LocalStore(tmp_path / "data")
+    prompts = 10
+    ids = {"fake/meaning": meaning_ids(True, 1, seed=21, prompts=prompts)[0],
+           "fake/meaning-null": meaning_ids(False, 1, seed=22, prompts=prompts)[0]}
+    first = AS_OF - timedelta(days=DAYS - 1)
+    for day in range(DAYS):
+        ts = datetime.combine(first + timedelta(days=day), datetime_time(6), tzinfo=UTC)
+        rows = [record(timestamp=ts, model_id=model, prompt_id=f"p{p:02d}", sample_idx=k,
+                       output=meaning_text(int(model_ids[p, day, k])), temperature=0.7,
+                       run_id=f"sim-{day}")
+                for model, model_ids in ids.items() for p in range(prompts)
+                for k in range(SAMPLES)]
+        write_records(store, rows, user_id="scheduler", source="scheduled")
+    aggregate_changed(store)
+    window = Window.ending(AS_OF, DriftConfig())
+    daily = read_daily(store, window.days())
+    semantic = semantic_input(store, daily, window)
+    assert semantic.skipped is None and semantic.encoder == embeddings.ENCODER_NAME
+    report = compute_drift(daily, AS_OF, semantic=semantic)
+    verdicts = {m["model_id"]: m["verdict"] for m in report.models}
+    flagged = report.tests.filter(pl.col("significant") & (pl.col("metric") == "semantic")
+                                  & (pl.col("level") == "model"))["model_id"].to_list()
+    assert verdicts == {"fake/meaning": DRIFTING, "fake/meaning-null": "stable"}, report.models
+    assert flagged == ["fake/meaning"]
+    # Every output was new text: the consistency test alone could not tell the two apart.
+    assert daily["distinct_outputs"].min() >= 2
+    store.put("summaries/latest/drift.json", drift_json_bytes(report))
+    doc = json.loads(store.get("summaries/latest/drift.json"))
+    assert doc["semantic"]["status"] == "ran" and doc["semantic"]["embedded"] > 0
 
 
 def dims_main(nights: int = 3) -> None:
