@@ -37,7 +37,11 @@ from tasks.storage.layout import (
 logger = logging.getLogger("plumbline.embedding")
 
 Encoder = Callable[[list[str]], np.ndarray]
-# A day's vectors as a frame: ``output_hash`` and ``vector`` (a fixed-size float32 array).
+# A day's vectors as a frame: ``output_hash`` and ``vector`` (a fixed-size array). The cache
+# stores unit vectors quantised to int8 (component × 127): a quarter of float32's bytes, and the
+# rounding (≤ 0.004 per component) moves a cosine distance by about 1e-3, far below the
+# day-to-day spread of a prompt's distances that the test measures.
+QUANT = 127.0
 VectorSource = Callable[[date], pl.DataFrame]
 
 PROMPT_KEYS = ["evidence", "model_id", "suite", "prompt_id"]
@@ -47,10 +51,10 @@ SUMMARY_COLUMNS = ["date", *PROMPT_KEYS, "output_hashes"]
 
 def _vector_frame(hashes: list[str], vectors: np.ndarray) -> pl.DataFrame:
     dim = vectors.shape[1] if vectors.ndim == 2 else embeddings.DIMENSIONS
+    quantised = np.clip(np.rint(vectors.reshape(len(hashes), dim) * QUANT), -QUANT, QUANT)
     return pl.DataFrame({
         "output_hash": pl.Series(hashes, dtype=pl.String),
-        "vector": pl.Series(vectors.astype(np.float32).reshape(len(hashes), dim),
-                            dtype=pl.Array(pl.Float32, dim)),
+        "vector": pl.Series(quantised.astype(np.int8), dtype=pl.Array(pl.Int8, dim)),
     })
 
 
@@ -133,9 +137,14 @@ def refresh_cache(
         if missing:
             texts = _texts(store, day, missing)
             if texts.height:
-                vectors = encode(texts["output"].to_list())
-                parts.append(_vector_frame(texts["output_hash"].to_list(), vectors))
-                embedded += texts.height
+                # One forward pass per distinct text (hashes of equal texts can differ when a
+                # writer hashed more than the text).
+                distinct = texts["output"].unique(maintain_order=True)
+                vectors = encode(distinct.to_list())
+                at = texts.join(distinct.to_frame().with_row_index("at"), on="output",
+                                how="left")["at"].to_numpy()
+                parts.append(_vector_frame(texts["output_hash"].to_list(), vectors[at]))
+                embedded += distinct.len()
         if not parts:
             store.delete(key)
             continue
@@ -180,6 +189,8 @@ def window_distances(daily: pl.DataFrame, window: Window, vectors: VectorSource)
         if joined.is_empty():
             return present, np.zeros((0, 1)), np.zeros(0)
         matrix = joined["vector"].to_numpy()
+        if matrix.dtype.kind == "i":  # the cache's int8 form
+            matrix = matrix.astype(np.float32) / QUANT
         per_group = sum_by_group(gid, matrix, n_groups)
         counts = np.bincount(gid, minlength=n_groups).astype(np.float64)
         return present, per_group[present], counts[present]
