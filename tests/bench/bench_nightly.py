@@ -19,6 +19,9 @@ the same run:
 Since issue 12 the aggregation also reads the head of every output (the refusal detector) and
 keeps the most common error message; the DuckDB query computes the same.
 
+Longer than 400 lines: one benchmark's phases, each run in its own child process, and the
+plain-loop baseline they are measured against belong together.
+
 Run: ``python -m tests.bench.bench_nightly`` (``--days 10`` for a quick look). ~5-10 minutes.
 """
 

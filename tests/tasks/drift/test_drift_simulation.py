@@ -5,7 +5,11 @@ Each simulated model answers ``PROMPTS`` prompts, 3 samples per prompt per day, 
 day-to-day provider load on latency, occasional non-deterministic outputs. One night holds
 ``MODELS`` models of each scenario together (so the Benjamini–Hochberg family is as large as a
 busy real night). Run ``python -m tests.tasks.drift.test_drift_simulation [nights]`` for the
-table in docs/drift.md.
+table in docs/drift.md (``... test_drift_simulation dims [nights]`` for the issue-12 scenarios:
+outage, refusals, a tenth of the prompts changing, meaning at temperature 0.7).
+
+Longer than 400 lines: every scenario shares the one simulator and its night, and the docs'
+tables are printed from here.
 """
 
 from __future__ import annotations
