@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import sparse
 
 # The columns of the frame the summaries stage hands the drift stage: one row per prompt and day.
 DISTANCE_SCHEMA = {"evidence": pl.String, "model_id": pl.String, "suite": pl.String,
@@ -44,15 +45,16 @@ class SemanticInput:
 
 
 def sum_by_group(group: np.ndarray, vectors: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per group, the sum of its rows' vectors (float64: many small terms)."""
-    out = np.zeros((n_groups, vectors.shape[1]), dtype=np.float64)
+    """Per group, the sum of its rows' vectors, as float64: one sparse (group × row) indicator
+    product. Integer vectors (the cache's quantised form) are summed in float32, exactly: their
+    sums stay far below 2**24."""
     if group.size == 0:
-        return out
-    order = np.argsort(group, kind="stable")
-    g = group[order]
-    starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
-    out[g[starts]] = np.add.reduceat(vectors[order].astype(np.float64), starts, axis=0)
-    return out
+        return np.zeros((n_groups, vectors.shape[1]), dtype=np.float64)
+    values = vectors.astype(np.float32 if vectors.dtype.kind == "i" else np.float64)
+    indicator = sparse.csr_matrix(
+        (np.ones(group.size, dtype=values.dtype), (group, np.arange(group.size))),
+        shape=(n_groups, group.size))
+    return np.asarray(indicator @ values, dtype=np.float64)
 
 
 def day_distances(

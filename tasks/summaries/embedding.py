@@ -42,6 +42,8 @@ Encoder = Callable[[list[str]], np.ndarray]
 # rounding (≤ 0.004 per component) moves a cosine distance by about 1e-3, far below the
 # day-to-day spread of a prompt's distances that the test measures.
 QUANT = 127.0
+# Vectors a night keeps in memory while it builds the cache (384 bytes each: ~190 MB).
+POOL_VECTORS = 500_000
 VectorSource = Callable[[date], pl.DataFrame]
 
 PROMPT_KEYS = ["evidence", "model_id", "suite", "prompt_id"]
@@ -110,32 +112,47 @@ def refresh_cache(
     vectors reused from other days' files)."""
     days = sorted(set(days))
     embedded = reused = 0
-    valid: list[date] = []  # days whose file is current, nearest candidates for reuse
+    hashes = pl.DataFrame(schema={"output_hash": pl.String})
+    # Where each cached vector can be read: every existing file of the window (a file's vectors
+    # are right for its hashes even when its day's set of hashes changed), newest day first.
+    on_file: dict[date, pl.DataFrame] = {}
+    for day in days:
+        have = _read_cache(store, embedding_cache_key(encoder, day), ["output_hash"])
+        if have is not None:
+            on_file[day] = have
+    index = (pl.concat([h.with_columns(day=pl.lit(d, pl.Date)) for d, h in on_file.items()])
+             .unique("output_hash", keep="last") if on_file
+             else pl.DataFrame(schema={"output_hash": pl.String, "day": pl.Date}))
+    # The vectors built this night, in memory up to POOL_VECTORS (the next day mostly repeats
+    # the last ones); older ones are read back from their files through ``index``.
+    pool = pl.DataFrame(schema={"output_hash": pl.String, "vector": pl.Array(pl.Int8, 1)})
     for day in days:
         key = embedding_cache_key(encoder, day)
         needed = day_hashes(daily, day)
-        have = _read_cache(store, key, ["output_hash"])
+        have = on_file.get(day)
         if have is not None and have["output_hash"].sort().to_list() == needed:
-            valid.append(day)
             continue
         if not needed:
             store.delete(key)
             continue
+        want = pl.DataFrame({"output_hash": needed}, schema=hashes.schema)
         parts = []
-        missing = needed
-        # Its own old file first, then the nearest current days: a repeated answer is found
-        # after one or two small filtered reads.
-        for other in [day, *sorted(valid, key=lambda d: abs((d - day).days))]:
-            if not missing:
-                break
-            found = _read_cache(store, embedding_cache_key(encoder, other), None, missing)
+        if pool.height:
+            parts.append(pool.join(want, on="output_hash", how="semi"))
+            want = want.join(parts[-1], on="output_hash", how="anti")
+        # One filtered read per file that holds some of the rest.
+        sources = want.join(index, on="output_hash", how="inner")
+        for (source,), part in sources.partition_by("day", as_dict=True).items():
+            found = _read_cache(store, embedding_cache_key(encoder, source), None,
+                                part["output_hash"].to_list())
             if found is not None and found.height:
                 parts.append(found)
-                got = set(found["output_hash"].to_list())
-                missing = [h for h in missing if h not in got]
+        if parts:
+            want = want.join(pl.concat([p.select("output_hash") for p in parts]),
+                             on="output_hash", how="anti")
         reused += sum(p.height for p in parts)
-        if missing:
-            texts = _texts(store, day, missing)
+        if want.height:
+            texts = _texts(store, day, want["output_hash"].to_list())
             if texts.height:
                 # One forward pass per distinct text (hashes of equal texts can differ when a
                 # writer hashed more than the text).
@@ -153,7 +170,10 @@ def refresh_cache(
         buf = io.BytesIO()
         frame.write_parquet(buf, compression="zstd", compression_level=1)
         store.put(key, buf.getvalue())
-        valid.append(day)
+        pool = (pl.concat([pool, frame]) if pool.height else frame) \
+            .unique("output_hash", keep="last", maintain_order=True).tail(POOL_VECTORS)
+        index = pl.concat([index, frame.select("output_hash", day=pl.lit(day, pl.Date))]) \
+            .unique("output_hash", keep="last")
     keep = {embedding_cache_key(encoder, d) for d in days}
     for obj in store.list(embedding_cache_prefix(encoder)):
         if obj.key not in keep and day_of_embedding_key(encoder, obj.key) is not None:
@@ -189,9 +209,9 @@ def window_distances(daily: pl.DataFrame, window: Window, vectors: VectorSource)
         if joined.is_empty():
             return present, np.zeros((0, 1)), np.zeros(0)
         matrix = joined["vector"].to_numpy()
-        if matrix.dtype.kind == "i":  # the cache's int8 form
-            matrix = matrix.astype(np.float32) / QUANT
         per_group = sum_by_group(gid, matrix, n_groups)
+        if matrix.dtype.kind == "i":  # the cache's int8 form, summed exactly as integers
+            per_group /= QUANT
         counts = np.bincount(gid, minlength=n_groups).astype(np.float64)
         return present, per_group[present], counts[present]
 
