@@ -49,6 +49,15 @@ VectorSource = Callable[[date], pl.DataFrame]
 PROMPT_KEYS = ["evidence", "model_id", "suite", "prompt_id"]
 # The summary columns this step reads.
 SUMMARY_COLUMNS = ["date", *PROMPT_KEYS, "output_hashes"]
+# Distinct outputs per prompt and day that are embedded and measured: the first ones of the
+# day's sorted hashes, a uniform sample since a hash is a digest of the text. At temperature 0.7
+# every sample is new; three samples already give a day's distance, and the cap keeps a
+# many-samples suite's embedding cost in check (docs/drift.md).
+MAX_OUTPUTS_PER_PROMPT_DAY = 5
+
+
+def _sampled() -> pl.Expr:
+    return pl.col("output_hashes").list.head(MAX_OUTPUTS_PER_PROMPT_DAY)
 
 
 def _vector_frame(hashes: list[str], vectors: np.ndarray) -> pl.DataFrame:
@@ -78,11 +87,12 @@ def _read_cache(store: ObjectStore, key: str, columns: list[str] | None = None,
 
 
 def day_hashes(daily: pl.DataFrame, day: date) -> list[str]:
-    """The distinct answered output hashes of one day's summary rows, sorted."""
+    """The distinct answered output hashes of one day's summary rows that are measured (at most
+    ``MAX_OUTPUTS_PER_PROMPT_DAY`` per prompt), sorted."""
     rows = daily.filter(pl.col("date") == day)
     if rows.is_empty():
         return []
-    return rows["output_hashes"].explode().drop_nulls().unique().sort().to_list()
+    return rows.select(_sampled()).to_series().explode().drop_nulls().unique().sort().to_list()
 
 
 def _texts(store: ObjectStore, day: date, missing: list[str]) -> pl.DataFrame:
@@ -199,7 +209,7 @@ def window_distances(daily: pl.DataFrame, window: Window, vectors: VectorSource)
     days = sorted(frame["date"].unique().to_list())
 
     def sums(day: date) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pairs = (frame.filter(pl.col("date") == day).select("gid", "output_hashes")
+        pairs = (frame.filter(pl.col("date") == day).select("gid", _sampled())
                  .explode("output_hashes").drop_nulls("output_hashes")
                  .unique().rename({"output_hashes": "output_hash"}))
         vec = vectors(day)

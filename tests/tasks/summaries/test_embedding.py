@@ -19,7 +19,7 @@ from tasks.records.io import write_records
 from tasks.storage.layout import EMBEDDINGS, embedding_cache_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
-from tasks.summaries.embedding import semantic_input
+from tasks.summaries.embedding import MAX_OUTPUTS_PER_PROMPT_DAY, semantic_input
 from tests.support.helpers import record
 
 FIRST = date(2026, 10, 27)
@@ -137,3 +137,19 @@ def test_without_the_extra_the_metric_is_skipped_and_says_why(
     assert report.semantic["status"] == "skipped"
     assert "plumbline[embeddings]" in report.semantic["reason"]
     assert not store.list(f"{EMBEDDINGS}/")
+
+
+def test_at_most_five_outputs_per_prompt_and_day_are_embedded(store: LocalStore) -> None:
+    # Eight samples of one prompt, each worded anew (temperature 0.7, many samples).
+    ts = datetime(FIRST.year, FIRST.month, FIRST.day, 6, tzinfo=UTC)
+    rows = [record(timestamp=ts, sample_idx=i, output=f"restart it, wording {i}",
+                   prompt_id="case-0") for i in range(8)]
+    write_records(store, rows, user_id="scheduler", source="scheduled")
+    encode = CountingEncoder()
+    semantic, _, daily = _night(store, FIRST, encode)
+    assert len(encode.seen) == MAX_OUTPUTS_PER_PROMPT_DAY == 5
+    # The embedded ones are the day's first hashes (sorted), a sample independent of the order
+    # the samples were written in.
+    cached = pl.read_parquet(store.local_path(embedding_cache_key("test-encoder", FIRST)))
+    assert cached["output_hash"].to_list() == sorted(daily["output_hashes"][0])[:5]
+    assert semantic.distances is not None
