@@ -16,7 +16,7 @@ from tasks.drift.config import DriftConfig, Window
 from tasks.drift.report import compute_drift
 from tasks.records.gdpr import delete_user
 from tasks.records.io import write_records
-from tasks.storage.layout import EMBEDDINGS, embedding_cache_key
+from tasks.storage.layout import EMBEDDINGS, day_of_embedding_key, embedding_cache_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
 from tasks.summaries.embedding import MAX_OUTPUTS_PER_PROMPT_DAY, semantic_input
@@ -153,3 +153,17 @@ def test_at_most_five_outputs_per_prompt_and_day_are_embedded(store: LocalStore)
     cached = pl.read_parquet(store.local_path(embedding_cache_key("test-encoder", FIRST)))
     assert cached["output_hash"].to_list() == sorted(daily["output_hashes"][0])[:5]
     assert semantic.distances is not None
+
+
+@pytest.mark.parametrize("encoder", ["", "../raw", "MiniLM", "a/b", "x" * 65])
+def test_an_encoder_name_that_is_not_a_key_segment_is_refused(encoder: str) -> None:
+    with pytest.raises(ValueError, match="encoder name"):
+        embedding_cache_key(encoder, FIRST)
+
+
+def test_the_cache_key_names_its_day_and_nothing_else_does() -> None:
+    key = embedding_cache_key("all-minilm-l6-v2", FIRST)
+    assert key == "state/embeddings/all-minilm-l6-v2/year=2026/month=10/day=27/part-0.parquet"
+    assert day_of_embedding_key("all-minilm-l6-v2", key) == FIRST
+    assert day_of_embedding_key("other-encoder", key) is None
+    assert day_of_embedding_key("all-minilm-l6-v2", "raw/year=2026/month=10/day=27/x") is None
