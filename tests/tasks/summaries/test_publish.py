@@ -93,6 +93,9 @@ def test_drift_json_shape(store: LocalStore) -> None:
     assert all(t["test"] in {"fisher", "chi2"} for t in pass_tests)
     assert all(len(t["ci_recent"]) == 2 for t in pass_tests)
     assert all(t["ci_recent"] is None for t in doc["tests"] if t["metric"] not in rates)
+    # No distances were handed to this night's drift stage: drift.json says the metric was
+    # skipped, and why.
+    assert doc["semantic"]["status"] == "skipped" and doc["semantic"]["reason"]
     assert all(0 <= t["p_adjusted"] <= 1 for t in doc["tests"] if t["p_value"] is not None)
     assert any(t["significant"] for t in doc["tests"] if t["model_id"] == "fake/drifting")
 
