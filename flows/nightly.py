@@ -8,11 +8,13 @@ backfill), or when ``workers`` asks for it, each batch becomes a child flow run 
 ``nightly-batch`` deployment, which the pool's workers pick up (``flows/spread.py``); the
 parent waits for them, then records what was aggregated and goes on.
 
-The drift stage is one vectorised task over the windows, run once per kind of evidence (the
-project's runs give the verdicts; community submissions get their own, labelled); the evidence
-stage dates each flagged project model's change and publishes its before/after answers; publishing
-writes ``summaries/latest/`` and, when a model's project verdict drifts, emits a Prefect event,
-calls the optional webhook and leaves a markdown report as an artifact.
+The drift stage first embeds the window's new distinct outputs (meaning drift; skipped without
+the ``embeddings`` extra), then is one vectorised task over the windows, run once per kind of
+evidence (the project's runs give the verdicts; community submissions get their own, labelled);
+the evidence stage dates each flagged project model's change and publishes its before/after
+answers; publishing writes ``summaries/latest/`` and, when a model's project verdict drifts or
+its availability degrades, emits a Prefect event, calls the optional webhook and leaves a
+markdown report as an artifact.
 """
 
 from __future__ import annotations
@@ -48,8 +50,9 @@ from tasks.summaries.aggregate import (
     summary_days,
 )
 from tasks.summaries.beforeafter import DEFAULT_MAX_PROMPTS, night_evidence
+from tasks.summaries.embedding import semantic_input
 from tasks.summaries.evidence import EvidenceRules
-from tasks.summaries.notify import notify_drift
+from tasks.summaries.notify import notify_availability, notify_drift
 from tasks.summaries.payloads import ProviderCalls
 from tasks.summaries.publish import (
     HISTORY_COLUMNS,
@@ -88,7 +91,9 @@ def drift_task(
     end = as_of or last_day_of(store, EVIDENCE_PROJECT) or days[-1]
     window = Window.ending(end, config)
     daily = read_daily(store, window.days())
-    return compute_reports(daily, end, config)
+    # Meaning drift: only outputs not yet in the embedding cache are embedded; without the
+    # `embeddings` extra the metric is skipped and drift.json says why.
+    return compute_reports(daily, end, config, semantic_input(store, daily, window))
 
 
 @task(name="evidence", cache_policy=NO_CACHE)
@@ -180,7 +185,9 @@ def count_task(
 def notify_task(reports: EvidenceReports, webhook_url: str | None) -> dict[str, Any]:
     # The project's verdicts only: community evidence is published, labelled, never alarmed on.
     report = reports.project
-    return notify_drift(report.models, report.window.to_json(), webhook_url)
+    window = report.window.to_json()
+    return {**notify_drift(report.models, window, webhook_url),
+            "availability": notify_availability(report.models, window, webhook_url)}
 
 
 def _compact_and_aggregate(
@@ -258,6 +265,7 @@ def execute(
         as_of=reports.project.window.as_of.isoformat() if reports else None,
         drifting=[m for m, v in verdicts.items() if v == "drifting"],
         community_drifting=[m for m, v in community.items() if v == "drifting"],
+        degraded=[m["model_id"] for m in reports.project.degraded] if reports else [],
         tests=reports.project.tests.height if reports else 0,
         verdicts=published.get("verdict_counts", {}),
         **counts,
