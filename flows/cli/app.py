@@ -16,7 +16,7 @@ from cyclopts import App, CycloptsError
 from rich.console import Console
 from rich.text import Text
 
-from flows.cli.common import quiet_prefect
+from flows.cli.common import quiet_prefect, start_early
 from flows.cli.demo import demo
 from flows.cli.models import models
 from flows.cli.nightly import nightly
@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `run` builds its options from the flow's parameter model, so loading that command
         # imports Prefect, which reads its logging level once, at import: set it first.
         quiet_prefect(verbose=not VERBOSE_FLAGS.isdisjoint(tokens))
+        # With no Prefect server named, the run needs Prefect's temporary one: start it now,
+        # so its start-up overlaps the imports below (flows.cli.common.start_early).
+        start_early(tokens)
     # Only once the guard has passed: this `tasks` is known to be Plumbline's.
     from tasks.errors import PlumblineError
 

@@ -4,10 +4,19 @@ report to (a configured server when it answers, else Prefect's ephemeral one).""
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import os
+import socket
+import subprocess
+import sys
+import time
+import tomllib
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
@@ -94,3 +103,115 @@ def probe_health(url: str, timeout_s: float) -> str | None:
         reason = getattr(exc, "reason", None) or exc
         return f"no answer within {timeout_s:g} s ({reason})"
     return None if status == 200 else f"its /health answered HTTP {status}"
+
+
+
+class EphemeralServer:
+    """Prefect's temporary API server for one command, started the way Prefect starts it.
+
+    Prefect starts the same server (uvicorn on ``prefect.server.api.server:create_app``, UI
+    off, in a subprocess) when a flow runs with no ``PREFECT_API_URL``; but first it imports
+    its whole server package into the calling process (FastAPI, SQLAlchemy, the API: about 2 s
+    of CPU) only to launch a subprocess that imports it again. Started from here (standard
+    library only), the command pays for neither, and can start it before importing Prefect, so
+    the server's start-up overlaps the command's own imports.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def spawn(self, verbose: bool = False) -> EphemeralServer:
+        """Start the server process (without waiting for it); it stops when this process exits.
+
+        Its settings come from the same environment and Prefect profile as this process's.
+        """
+        spec = importlib.util.find_spec("prefect")  # found, not imported
+        app_dir = Path(spec.origin).parent.parent if spec and spec.origin else Path()
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+               "PREFECT__SERVER_FINAL": "1"}
+        env.pop("PREFECT_API_URL", None)
+        quiet = None if verbose else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+             str(self.port), "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, stdout=quiet, stderr=quiet,
+        )
+        # Registered before the run's log and event workers register theirs: atexit runs in
+        # reverse order, so they send what is left to the server before it stops.
+        atexit.register(self.stop)
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> str | None:
+        """Wait until the server answers its health check; what went wrong, or None."""
+        deadline = time.monotonic() + timeout_s
+        while probe_health(self.api_url, 1.0) is not None:
+            if self.process is None or self.process.poll() is not None:
+                code = self.process.returncode if self.process else None
+                return f"exited with status {code} before answering"
+            if time.monotonic() > deadline:
+                self.stop()
+                return f"did not answer within {timeout_s:g} s"
+            time.sleep(0.05)
+        return None
+
+    def stop(self) -> None:
+        """Stop the server as Prefect does: terminate, then kill after 5 s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def names_a_server(env: Mapping[str, str] = os.environ) -> bool:
+    """A quick guess, without importing Prefect, at whether its settings name a server:
+    ``PREFECT_API_URL`` in the environment, or in the active profile of the profiles file.
+
+    Only a guess (Prefect also reads ``prefect.toml``, ``.env`` and ``pyproject.toml``):
+    ``prefect_target`` decides, after Prefect is imported, and a wrong guess costs an early
+    server that is stopped unused.
+    """
+    if env.get("PREFECT_API_URL"):
+        return True
+    home = Path(env.get("PREFECT_HOME") or "~/.prefect").expanduser()
+    path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml").expanduser()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    active = env.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    profile = data.get("profiles", {}).get(active, {})
+    return isinstance(profile, dict) and bool(profile.get("PREFECT_API_URL"))
+
+
+_early: list[EphemeralServer] = []
+
+
+def start_early(tokens: Sequence[str]) -> None:
+    """For ``plumbline run`` with no server named: start Prefect's temporary API server now,
+    before the command imports Prefect (1-2 s), so that its own start-up (seconds) overlaps."""
+    if "--help" in tokens or "-h" in tokens:
+        return
+    if "--ephemeral" in tokens or not names_a_server():
+        _early.append(EphemeralServer().spawn(verbose="--verbose" in tokens or "-v" in tokens))
+
+
+def take_early_server() -> EphemeralServer | None:
+    """The server ``start_early`` started, if any (handed over once)."""
+    return _early.pop() if _early else None

@@ -23,7 +23,13 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from pydantic import create_model
 from pydantic.fields import FieldInfo
 
-from flows.cli.common import PrefectTarget, Verbose, prefect_target
+from flows.cli.common import (
+    EphemeralServer,
+    PrefectTarget,
+    Verbose,
+    prefect_target,
+    take_early_server,
+)
 from flows.cli.progress import TerminalProgress
 from flows.cli.tables import print_table
 from flows.run_suite import RunSuiteParams, run_suite, shipped_suites
@@ -105,13 +111,21 @@ def data_dir_env(data_dir: Path | None) -> Iterator[None]:
 
 
 @contextmanager
-def on_api(target: PrefectTarget) -> Iterator[None]:
-    """Prefect settings for the run: no API URL (so the ephemeral API) when ``target`` is the
-    ephemeral one, whatever the profile says; unchanged otherwise."""
+def on_api(target: PrefectTarget, early: EphemeralServer | None) -> Iterator[None]:
+    """The run's Prefect API: ``target``'s server, or else a temporary one for this command
+    (``early``, started by ``main`` while this module was importing, or one started now). It
+    stops when the process exits, after Prefect has sent it the run's last logs."""
     if target.url is not None:
+        if early is not None:  # main guessed "no server"; Prefect's settings name one
+            early.stop()
         yield
         return
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+    server = early or EphemeralServer().spawn()
+    problem = server.wait_ready()
+    if problem is not None:
+        raise PlumblineError(f"Prefect's temporary API server {problem}; run with --verbose "
+                             "to see its output, or start a server (`prefect server start`)")
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         yield
 
 
@@ -139,7 +153,7 @@ def run(
             f"{target.problem}. Start it (`prefect server start`, or `plumbline up`), or run "
             "without it: `plumbline run --ephemeral ...` (then not in that server's UI).")
     print(target.line(), file=sys.stderr, flush=True)
-    with data_dir_env(data_dir), on_api(target), TerminalProgress():
+    with data_dir_env(data_dir), on_api(target, take_early_server()), TerminalProgress():
         result = run_suite(**params.model_dump())
     resumed = f", {result['resumed_cells']} already done" if result.get("resumed_cells") else ""
     print(f"run {result['run_id']}: {result['rows']} rows ({result.get('written', 0)} new"

@@ -7,7 +7,7 @@ import asyncio
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import pytest
 from rich.console import Console
@@ -62,9 +62,11 @@ def test_help_lists_every_flow_parameter_with_its_bounds_and_description() -> No
 
 def out_of_range(name: str) -> list[str] | None:
     """Arguments that break one of the field's bounds, or None if it has none."""
-    for meta in RunSuiteParams.model_fields[name].metadata:
+    field = RunSuiteParams.model_fields[name]
+    for meta in field.metadata:
         if getattr(meta, "min_length", None) == 1:
-            return [option(name)]
+            # A list option given no value; a text option given an empty one.
+            return [option(name)] if get_origin(field.annotation) is list else [option(name), ""]
         for attr, delta in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
             bound = getattr(meta, attr, None)
             if bound is not None:
