@@ -1,5 +1,8 @@
 """What a user's ``plumbline run`` costs, whole process, against the calls it makes.
 
+Longer than 400 lines: one benchmark with its own stub process, floor client, Prefect server and
+store checks, so that one invocation measures every variant side by side.
+
 In one invocation, on a generated suite of 2,000 cases (``contains "Paris"``, 1 sample,
 temperature 0) against the repo's stub LLM server answering in 100 ms, 64 calls in flight:
 
