@@ -53,7 +53,9 @@ app.command(
     help="Run a suite against models now (the run-suite flow).\n\nRun a suite against one or "
     "more models with the run-suite flow, with a progress bar, and print the per-model summary. "
     "The options are the run-suite flow's parameters, the fields of the Prefect UI's form, "
-    "with the same bounds and descriptions.",
+    "with the same bounds and descriptions. The run goes to the Prefect server that "
+    "PREFECT_API_URL or the active Prefect profile names (it must answer), else to a temporary "
+    "Prefect API started for this command; the first line says which.",
 )
 app.command(nightly, sort_key=2)
 app.command(serve, sort_key=3)
