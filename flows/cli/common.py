@@ -5,7 +5,9 @@ report to (a configured server when it answers, else Prefect's ephemeral one).""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
+import logging
 import os
 import socket
 import subprocess
@@ -215,3 +217,34 @@ def start_early(tokens: Sequence[str]) -> None:
 def take_early_server() -> EphemeralServer | None:
     """The server ``start_early`` started, if any (handed over once)."""
     return _early.pop() if _early else None
+
+
+class FastExit:
+    """End the process as soon as its exit handlers have run, without the interpreter's teardown.
+
+    After ``plumbline run`` has printed its summary, Python's own shutdown (freeing every object
+    of Prefect, pydantic, Polars and Arrow, module by module) costs 0.5 s of CPU and more than a
+    second of wall time on a busy machine, for nothing anyone sees. ``arm`` registers a handler
+    to run after every other exit handler (atexit runs them in reverse order of registration):
+    Prefect's log and event workers have sent what they hold and the temporary API server has
+    stopped by then; this flushes the standard streams and logging, then leaves with ``status``.
+    With ``status`` unset (the command did not return: an uncaught exception), the interpreter
+    exits normally.
+    """
+
+    def __init__(self) -> None:
+        self.status: int | None = None
+
+    def arm(self) -> FastExit:
+        atexit.register(self._exit)
+        return self
+
+    def _exit(self) -> None:
+        if self.status is None:
+            return
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            # A closed pipe: nothing more can reach it.
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(self.status)
