@@ -193,6 +193,11 @@ def test_with_no_server_configured_the_run_uses_a_temporary_api_and_says_so(
     assert not [p for p in Path("/proc").glob("[0-9]*")
                 if _cmdline(p).count(str(tmp_path / "prefect-home")) and
                 "uvicorn" in _cmdline(p)]
+    # A usage error still exits 2 with its message (the fast exit keeps the status and flushes).
+    bad = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--samples", "0"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("plumbline: error: --samples 0: "), bad.stderr
 
 
 def _cmdline(proc: Path) -> str:
