@@ -11,7 +11,8 @@ temperature 0) against the repo's stub LLM server answering in 100 ms, 64 calls 
   except ``--concurrency 64``): against a running Prefect server (``prefect server start`` on a
   free port, started here, ``PREFECT_API_URL`` set), and on Prefect's ephemeral API (no
   ``PREFECT_API_URL``, no profile naming a server);
-- 20,000 calls against the server.
+- 20,000 calls against the server (stopped, and reported as a timeout, after
+  ``--big-limit-s``, 600 s by default).
 
 Each variant gets one small warm-up run first (the ephemeral API's first start creates its
 database; a server's first run registers the flow): a user's second run, not their first ever.
@@ -137,14 +138,27 @@ class Measured:
     status: int
 
 
-def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> Measured:
-    """Run ``cmd`` to its end; its wall time and CPU (user + system, waited-for children too)."""
+class TimedOut(Exception):
+    """A measured process ran past its time limit (and was stopped)."""
+
+
+def measure(cmd: list[str], env: dict[str, str], cwd: Path,
+            limit_s: float | None = None) -> Measured:
+    """Run ``cmd`` to its end; its wall time and CPU (user + system, waited-for children too).
+
+    Past ``limit_s`` the process is killed and ``TimedOut`` raised."""
     with tempfile.TemporaryFile(mode="w+") as out_f, tempfile.TemporaryFile(mode="w+") as err_f:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out_f, stderr=err_f)
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # interrupted: leave no run behind
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG if limit_s else 0)
+                if pid:
+                    break
+                if time.perf_counter() - t0 > limit_s:  # type: ignore[operator]
+                    raise TimedOut(f"stopped after {limit_s:g} s")
+                time.sleep(0.05)
+        except BaseException:  # interrupted or too slow: leave no run behind
             proc.kill()
             proc.wait()
             raise
@@ -254,12 +268,13 @@ class Run:
 
 
 def cli_run(label: str, suite: Path, calls: int, env: dict[str, str], data: Path, stub: str,
-            extra: tuple[str, ...] = (), server_pid: int | None = None) -> Run:
+            extra: tuple[str, ...] = (), server_pid: int | None = None,
+            limit_s: float | None = None) -> Run:
     cmd = [*PLUMBLINE, "run", "--suite", str(suite), "--models", MODEL, "--concurrency",
            str(CONCURRENCY), *extra]
     before = stub_count(stub)
     server_cpu0 = proc_tree_cpu_s(server_pid) if server_pid else None
-    m = measure(cmd, {**env, "PLUMBLINE_DATA_DIR": str(data)}, ROOT)
+    m = measure(cmd, {**env, "PLUMBLINE_DATA_DIR": str(data)}, ROOT, limit_s)
     server_cpu = (proc_tree_cpu_s(server_pid) - server_cpu0
                   if server_pid and server_cpu0 is not None else None)
     if m.status != 0:
@@ -311,6 +326,8 @@ def main() -> int:
                         help="500 calls (2,000 for the big run), one repeat: for iteration")
     parser.add_argument("--repeats", type=int, default=None, help="runs per variant (median)")
     parser.add_argument("--no-big", action="store_true", help="skip the 20,000-call run")
+    parser.add_argument("--big-limit-s", type=float, default=600.0,
+                        help="stop the 20,000-call run after this long (reported as a timeout)")
     parser.add_argument("--stub", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor", nargs=2, metavar=("BASE_URL", "CALLS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -325,12 +342,13 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-"))
     try:
-        return bench(tmp, calls, big_calls, repeats, not args.no_big)
+        return bench(tmp, calls, big_calls, repeats, not args.no_big, args.big_limit_s)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench(tmp: Path, calls: int, big_calls: int, repeats: int, big: bool) -> int:
+def bench(tmp: Path, calls: int, big_calls: int, repeats: int, big: bool,
+          big_limit_s: float) -> int:
     suite = write_suite(tmp / "paris", calls)
     warm = write_suite(tmp / "warmup", WARMUP_CALLS)
     ideal = calls * LATENCY_S / CONCURRENCY
@@ -346,14 +364,14 @@ def bench(tmp: Path, calls: int, big_calls: int, repeats: int, big: bool) -> int
               f"{CONCURRENCY} in flight: ideal {ideal:.3f} s; median of {repeats}", flush=True)
         print(f"command: plumbline run --suite <generated> --models {MODEL} "
               f"--concurrency {CONCURRENCY}", flush=True)
-        return scenes(tmp, suite, warm, stub, calls, big_calls, repeats, big)
+        return scenes(tmp, suite, warm, stub, calls, big_calls, repeats, big, big_limit_s)
     finally:
         os.killpg(stub_proc.pid, signal.SIGTERM)
         stub_proc.wait(10)
 
 
 def scenes(tmp: Path, suite: Path, warm: Path, stub: str, calls: int, big_calls: int,
-           repeats: int, big: bool) -> int:
+           repeats: int, big: bool, big_limit_s: float) -> int:
     env_stub = {"OPENAI_COMPATIBLE_BASE_URL": f"{stub}/v1"}
     data = tmp / "data"
     lines = ["| what ran | calls | wall | x ideal | CPU per call (whole process) | "
@@ -398,38 +416,49 @@ def scenes(tmp: Path, suite: Path, warm: Path, stub: str, calls: int, big_calls:
                          diag.cpu_s, diag.server_cpu_s))
         print(f"  diagnostic, --shard-size 1000: {diag.wall_s:.2f} s, x{diag.ratio():.2f}",
               flush=True)
-        big_run = None
+
+        # Ephemeral: no PREFECT_API_URL and no profile naming a server (the server above idles).
+        eph_env = {**base_env(tmp, "ephemeral-home"), **env_stub}
+        cli_run("ephemeral warm-up", warm, WARMUP_CALLS, eph_env, data, stub)
+        runs = []
+        for i in range(repeats):
+            runs.append(cli_run("ephemeral", suite, calls, eph_env, data, stub))
+            print(f"  plumbline run, ephemeral {i + 1}: {runs[-1].wall_s:.2f} s, "
+                  f"x{runs[-1].ratio():.2f}", flush=True)
+        eph = median_run(runs)
+        lines.append(row("`plumbline run`, as typed, ephemeral Prefect API", calls, eph.wall_s,
+                         eph.cpu_s))
+
+        big_run, big_note = None, "skipped"
         if big:
             big_suite = write_suite(tmp / "paris-big", big_calls)
-            big_run = cli_run("big", big_suite, big_calls, env, data, stub,
-                              server_pid=server.pid)
-            lines.append(row("`plumbline run`, as typed, against a Prefect server", big_calls,
-                             big_run.wall_s, big_run.cpu_s, big_run.server_cpu_s))
-            print(f"  plumbline run, {big_calls} calls, server: {big_run.wall_s:.2f} s, "
-                  f"x{big_run.ratio():.2f}", flush=True)
-
-    # Ephemeral: no PREFECT_API_URL and no profile naming a server.
-    env = {**base_env(tmp, "ephemeral-home"), **env_stub}
-    cli_run("ephemeral warm-up", warm, WARMUP_CALLS, env, data, stub)
-    runs = []
-    for i in range(repeats):
-        runs.append(cli_run("ephemeral", suite, calls, env, data, stub))
-        print(f"  plumbline run, ephemeral {i + 1}: {runs[-1].wall_s:.2f} s, "
-              f"x{runs[-1].ratio():.2f}", flush=True)
-    eph = median_run(runs)
-    lines.append(row("`plumbline run`, as typed, ephemeral Prefect API", calls, eph.wall_s,
-                     eph.cpu_s))
+            try:
+                big_run = cli_run("big", big_suite, big_calls, env, data, stub,
+                                  server_pid=server.pid, limit_s=big_limit_s)
+            except TimedOut:
+                big_note = f"timeout_{big_limit_s:.0f}s"
+                lines.append(f"| `plumbline run`, as typed, against a Prefect server | "
+                             f"{big_calls} | > {big_limit_s:.0f} s (stopped) | "
+                             f"> {big_limit_s / (big_calls * LATENCY_S / CONCURRENCY):.1f} "
+                             "| - | - |")
+            else:
+                lines.append(row("`plumbline run`, as typed, against a Prefect server",
+                                 big_calls, big_run.wall_s, big_run.cpu_s,
+                                 big_run.server_cpu_s))
+            print(f"  plumbline run, {big_calls} calls, server: "
+                  f"{f'{big_run.wall_s:.2f} s, x{big_run.ratio():.2f}' if big_run else big_note}",
+                  flush=True)
 
     print("\n".join(lines))
     cpu_ms = srv.cpu_s * 1000 / calls
     verdicts = {"server": srv.ratio() <= TARGETS["server"],
                 "ephemeral": eph.ratio() <= TARGETS["ephemeral"],
                 "cpu_ms_per_call": cpu_ms <= TARGETS["cpu_ms_per_call"]}
-    if big_run is not None:
-        verdicts["big"] = big_run.ratio() <= TARGETS["big"]
+    if big:
+        verdicts["big"] = big_run is not None and big_run.ratio() <= TARGETS["big"]
     print("targets: " + ", ".join(f"{k} <= {TARGETS[k]} {'PASS' if ok else 'FAIL'}"
                                   for k, ok in verdicts.items()))
-    big_ratio = f"{big_run.ratio():.3f}" if big_run is not None else "skipped"
+    big_ratio = f"{big_run.ratio():.3f}" if big_run is not None else big_note
     print(f"RESULT calls={calls} floor_ratio={floor.ratio():.3f} server_ratio={srv.ratio():.3f} "
           f"ephemeral_ratio={eph.ratio():.3f} big_ratio={big_ratio} cpu_ms_per_call={cpu_ms:.3f}")
     return 0 if all(verdicts.values()) else 1
