@@ -5,6 +5,10 @@ asyncio, because a Prefect task per LLM call would cost more orchestration than 
 shard task is tagged ``provider:<prefix>``, so a Prefect concurrency limit on that tag caps
 how many shards hit one provider at once across every worker.
 
+The flow's parameters are one typed, described argument per field of ``RunSuiteParams`` (the
+Prefect UI's form shows them as top-level fields; ``plumbline run`` has one option for each);
+the flow builds a ``RunSuiteParams`` from them for ``execute``, the engine's entry.
+
 Before anything is read or called, the flow checks its parameters (a bad suite or model fails
 the run at once, with one message and no traceback) and takes the run id's lease
 (``tasks.run.lease``), so two flow runs never work on one run id together. A cancelled or
