@@ -428,6 +428,12 @@ def scenes(tmp: Path, suite: Path, warm: Path, stub: str, calls: int, big_calls:
         eph = median_run(runs)
         lines.append(row("`plumbline run`, as typed, ephemeral Prefect API", calls, eph.wall_s,
                          eph.cpu_s))
+        diag = cli_run("ephemeral, one shard", suite, calls, eph_env, data, stub,
+                       extra=("--shard-size", "1000"))
+        lines.append(row("diagnostic: same, `--shard-size 1000`", calls, diag.wall_s,
+                         diag.cpu_s))
+        print(f"  diagnostic, ephemeral, --shard-size 1000: {diag.wall_s:.2f} s, "
+              f"x{diag.ratio():.2f}", flush=True)
 
         big_run, big_note = None, "skipped"
         if big:
