@@ -14,7 +14,7 @@ from prefect.states import State
 from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
-from flows.run_suite import RunSuiteParams, refuse, run_suite
+from flows.run_suite import refuse, run_suite
 from tasks.errors import CanaryFailed, PlumblineError
 from tasks.identity import SOURCE_SCHEDULED
 from tasks.settings import Settings
@@ -103,11 +103,8 @@ def run_canary(params: DailyCanaryParams) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     failed: list[str] = []
     for suite in params.suites:
-        state = run_suite(
-            RunSuiteParams(suite=suite, models=models, samples=params.samples,
-                           source=SOURCE_SCHEDULED),
-            return_state=True,
-        )
+        state = run_suite(suite=suite, models=models, samples=params.samples,
+                          source=SOURCE_SCHEDULED, return_state=True)
         if state.is_completed():
             result = state.result()
             runs.append({"suite": suite, "run_id": result["run_id"], "rows": result["rows"]})

@@ -1,6 +1,7 @@
 """The ``run-suite`` flow: a suite × models × samples → scored rows in storage.
 
-Longer than 400 lines: the form, the in-process path and the spread path of one flow.
+Longer than 400 lines: the form (one annotated type per field, shared by ``RunSuiteParams``, the
+flow's signature and ``plumbline run``), the in-process path and the spread path of one flow.
 
 Tasks are mapped over (model × shard of cases), by default one task per model; the calls inside
 a shard run concurrently with asyncio, because a Prefect task per LLM call (or per 25 cases)
@@ -9,6 +10,10 @@ costs more orchestration than the calls (docs/deploy.md). Each shard task is tag
 provider at once across every worker. A big run started on a work pool with several workers (or
 asked to with ``workers``) spreads over child runs of the run-suite deployment instead, one per
 part of model × cases, under the parent's lease (``flows/spread.py``).
+
+The flow's parameters are one typed, described argument per field of ``RunSuiteParams`` (the
+Prefect UI's form shows them as top-level fields; ``plumbline run`` has one option for each);
+the flow builds a ``RunSuiteParams`` from them for ``execute``, the engine's entry.
 
 Before anything is read or called, the flow checks its parameters (a bad suite or model fails
 the run at once, with one message and no traceback) and takes the run id's lease
@@ -19,10 +24,10 @@ them briefly, so they end quietly with their rows written instead of each loggin
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from cyclopts import Parameter
@@ -36,7 +41,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
-from pydantic import BaseModel, Field
+from prefect.utilities.annotations import quote
+from pydantic import BaseModel, Field, WithJsonSchema
 
 from flows.spread import RunPart, Target, fan_out, run_parts, where
 from tasks.catalog import load_suite
@@ -60,6 +66,7 @@ from tasks.run.state import RunState, final_rows, load_rows, open_run
 from tasks.run.summary import for_reader, summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
+from tasks.suites.load import list_suites
 from tasks.suites.model import Case, Suite
 
 DEFAULT_MODELS = ["fake/stable", "fake/drifting"]
@@ -70,70 +77,127 @@ PROGRESS_EVERY_S = 2.0
 STOP_WAIT_S = 10.0
 
 
-class RunSuiteParams(BaseModel):
-    """What the Prefect UI's form for ``run-suite`` asks for."""
+def shipped_suites() -> list[str]:
+    """The names of the suites shipped in ``suites/`` (folders with a ``suite.toml``)."""
+    return [p.name for p in list_suites() if (p / "suite.toml").is_file()]
 
-    suite: str = Field("smoke", description="A shipped suite's name or a path to a suite folder.")
-    models: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_MODELS),
-        description="Model ids as provider/model, e.g. openai/gpt-4o, fake/stable.",
-        min_length=1,
-    )
-    samples: int | None = Field(
-        None, ge=1, le=100, description="Samples per case (default: the suite's)."
-    )
-    temperature: float | None = Field(
-        None, ge=0, le=2, description="Sampling temperature (default: the suite's)."
-    )
-    seed: int | None = Field(None, description="Sampling seed (default: the suite's).")
-    max_tokens: int | None = Field(
-        None, ge=1, le=32768, description="Max output tokens (default: the suite's)."
-    )
-    run_id: str | None = Field(
-        None, description="Re-use a run id to resume it; empty for a new run."
-    )
-    source: Literal["scheduled", "on_demand"] = Field(
-        SOURCE_ON_DEMAND, description="The label every row of the run carries in its source "
-        "column: 'scheduled' for the canary's cron runs, 'on_demand' for runs started by hand.",
-    )
-    as_of: datetime | None = Field(
-        None, description="The time the rows are stamped with, to backfill past days (the demo "
-        "does); empty for now.",
-    )
-    shard_size: int | None = Field(
-        None, ge=1, description="Cases per Prefect task; empty (the default) for one task per "
-        "model, whose calls run concurrently. Smaller shards only add overhead in one process.",
-    )
-    workers: int | None = Field(
-        None, ge=1, le=256, description="Spread the run over this many child flow runs of the "
-        "run-suite deployment, which the work pool's workers pick up; 1 runs it in this process. "
-        "Empty: spread only when the run came from a deployment on a work pool with two or more "
-        "online workers and is big enough to pay for it.",
-    )
-    # Hidden from `plumbline run --help`: only a parent run sets it.
-    part: Annotated[RunPart | None, Parameter(show=False)] = Field(
-        None, description="Set by a run that spread itself over workers, for its child runs: "
-        "which cases of which model this run does. Leave empty.",
-    )
-    system_prompt: str | None = Field(
-        None, description="System prompt sent before every case (default: the suite's)."
-    )
-    concurrency: int | None = Field(
-        None, ge=1, le=1024,
-        description="Calls in flight per shard task (default: PLUMBLINE_CONCURRENCY, 16).",
-    )
-    rpm_limit: float | None = Field(
-        None, gt=0, description="Requests per minute for each provider of this run, the offline "
-        "fake one included (default: PLUMBLINE_PROVIDER_LIMITS).",
-    )
-    tpm_limit: float | None = Field(
-        None, gt=0, description="Tokens per minute for each provider of this run, the offline "
-        "fake one included (default: PLUMBLINE_PROVIDER_LIMITS).",
-    )
-    use_cache: bool = Field(
-        False, description="Reuse cached answers for identical calls (same model, input, "
-        "parameters and sample index). Off by default: a canary must ask the model.",
-    )
+
+# The form's suite field: the shipped suites as a drop-down, or any path. An ``anyOf`` of two
+# string schemas is what the Prefect UI renders as a choice between two inputs ("Shipped suite"
+# selects from the list, "Suite folder" is free text); an ``enum`` alone would refuse a path,
+# and ``examples`` only becomes a placeholder. Read when the module loads, so a deployment
+# offers the suites its worker's checkout ships.
+SUITE_CHOICES = {"anyOf": [
+    {"title": "Shipped suite", "type": "string", "enum": shipped_suites()},
+    {"title": "Suite folder (path)", "type": "string", "minLength": 1},
+]}
+
+# One annotated type per parameter, shared by ``RunSuiteParams`` and the flow's signature, so the
+# Prefect UI's form, the CLI and the model validate the same bounds. The descriptions are what
+# the form and ``plumbline run --help`` show a user.
+SuiteArg = Annotated[str, Field(
+    min_length=1,
+    description="The suite to run: one of the shipped suites, or the path of a suite folder "
+    "(a suite.toml and its cases.jsonl) on the machine that runs the flow.",
+), WithJsonSchema(SUITE_CHOICES)]
+ModelsArg = Annotated[list[str], Field(
+    min_length=1,
+    description="The models to ask, each as provider/model, e.g. openai/gpt-4o, "
+    "anthropic/claude-sonnet-4-5 or the offline fake/stable.",
+)]
+SamplesArg = Annotated[int | None, Field(
+    ge=1, le=100,
+    description="How many times each case is asked (empty: the suite's own number).",
+)]
+TemperatureArg = Annotated[float | None, Field(
+    ge=0, le=2,
+    description="Sampling temperature sent with every call (empty: the suite's).",
+)]
+SeedArg = Annotated[int | None, Field(
+    description="Sampling seed sent to providers that accept one (empty: the suite's).",
+)]
+MaxTokensArg = Annotated[int | None, Field(
+    ge=1, le=32768,
+    description="The longest answer a model may give, in tokens (empty: the suite's).",
+)]
+RunIdArg = Annotated[str | None, Field(
+    description="Empty for a new run. The id of an earlier run to finish it: only the cells it "
+    "has not answered yet are called.",
+)]
+SourceArg = Annotated[Literal["scheduled", "on_demand"], Field(
+    description="The label the rows carry in their source column: 'on_demand' for a run "
+    "started by hand, 'scheduled' for the daily canary's runs.",
+)]
+AsOfArg = Annotated[datetime | None, Field(
+    description="The time every row is stamped with, to fill in a past day (empty: now).",
+)]
+ShardSizeArg = Annotated[int | None, Field(
+    ge=1,
+    description="Cases per Prefect task; empty (the default) for one task per model, whose calls "
+    "run concurrently. Smaller shards only add overhead in one process.",
+)]
+WorkersArg = Annotated[int | None, Field(
+    ge=1, le=256,
+    description="Spread the run over this many child flow runs of the run-suite deployment, "
+    "which the work pool's workers pick up; 1 runs it in this process. Empty: spread only when "
+    "the run came from a deployment on a work pool with two or more online workers and is big "
+    "enough to pay for it.",
+)]
+# Hidden from `plumbline run --help`: only a parent run sets it, on its children.
+PartArg = Annotated[RunPart | None, Parameter(show=False), Field(
+    description="Set by a run that spread itself over workers, for its child runs: which cases "
+    "of which model this run does. Leave empty.",
+)]
+SystemPromptArg = Annotated[str | None, Field(
+    description="A system prompt sent before every case (empty: the suite's, if any).",
+)]
+ConcurrencyArg = Annotated[int | None, Field(
+    ge=1, le=1024,
+    description="How many calls are in flight at once in each Prefect task (empty: "
+    "PLUMBLINE_CONCURRENCY, else 16).",
+)]
+RpmLimitArg = Annotated[float | None, Field(
+    gt=0,
+    description="Requests per minute allowed to each provider of this run, the offline fake "
+    "one included (empty: PLUMBLINE_PROVIDER_LIMITS).",
+)]
+TpmLimitArg = Annotated[float | None, Field(
+    gt=0,
+    description="Tokens per minute allowed to each provider of this run, the offline fake one "
+    "included (empty: PLUMBLINE_PROVIDER_LIMITS).",
+)]
+UseCacheArg = Annotated[bool, Field(
+    description="Reuse a cached answer for an identical call (same model, input, parameters "
+    "and sample). Off by default: a canary must ask the model.",
+)]
+
+
+class RunSuiteParams(BaseModel):
+    """A run's parameters: the ``run-suite`` flow's arguments, as one object for the engine.
+
+    Each field's type (bounds and description included) is shared with the flow's signature;
+    ``tests/flows/test_params_agree.py`` fails when a field is missing from the flow or from
+    ``plumbline run``.
+    """
+
+    suite: SuiteArg = "smoke"
+    # A plain default (pydantic copies it per instance), so the JSON schema shows it.
+    models: ModelsArg = list(DEFAULT_MODELS)
+    samples: SamplesArg = None
+    temperature: TemperatureArg = None
+    seed: SeedArg = None
+    max_tokens: MaxTokensArg = None
+    run_id: RunIdArg = None
+    source: SourceArg = SOURCE_ON_DEMAND
+    as_of: AsOfArg = None
+    shard_size: ShardSizeArg = None
+    workers: WorkersArg = None
+    part: PartArg = None
+    system_prompt: SystemPromptArg = None
+    concurrency: ConcurrencyArg = None
+    rpm_limit: RpmLimitArg = None
+    tpm_limit: TpmLimitArg = None
+    use_cache: UseCacheArg = False
 
 
 @task(name="run-shard", cache_policy=NO_CACHE, retries=0)
@@ -291,7 +355,10 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
             run_shard_task.with_options(
                 tags={f"provider:{split_model_id(p.model_id)[0]}"},
                 task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
-            ).submit(suite, p.model_id, p.cases, config, store, p.skip, options)
+            # quote(): Prefect would otherwise walk the suite and the cases twice per task (at
+            # submit and at start) looking for futures inside them: most of a big run's CPU.
+            ).submit(quote(suite), p.model_id, quote(p.cases), config, store, quote(p.skip),
+                     options)
             for p in plan
         ]
         try:
@@ -353,10 +420,8 @@ def _run_spread(prep: Prepared, params: RunSuiteParams, store: ObjectStore, leas
 
 
 def _flow_parameters(fields: dict[str, Any]) -> dict[str, Any]:
-    """A child's parameters as the run-suite flow takes them: all in ``params``, or each field
-    top-level when the flow's signature lists them."""
-    names = set(inspect.signature(run_suite.fn).parameters)
-    return {"params": fields} if names == {"params"} else fields
+    """A child's parameters as the run-suite flow takes them: each field top-level."""
+    return fields
 
 
 def _stop_shards(futures: list[PrefectFuture[Any]], run_id: str, exc: BaseException) -> None:
@@ -399,11 +464,55 @@ def _follow(futures: list[PrefectFuture[Any]], cells: list[int], run_id: str, to
             update_progress_artifact(progress_id, shown)
 
 
+F = TypeVar("F")
+
+
+def described_by(model: type[BaseModel]) -> Callable[[F], F]:
+    """Append an ``Args:`` section to a flow function's docstring, one line per field of
+    ``model``, with the field's description.
+
+    Prefect's parameter schema (the UI's form) takes each parameter's description from the
+    flow's docstring, not from the ``Field`` in its annotation (it overrides that one with its
+    own); written from ``model``, the form and the model say the same thing.
+    """
+    def decorate(fn: F) -> F:
+        lines = [f"    {name}: {' '.join((field.description or '').split())}"
+                 for name, field in model.model_fields.items()]
+        fn.__doc__ = f"{(fn.__doc__ or '').rstrip()}\n\nArgs:\n" + "\n".join(lines) + "\n"
+        return fn
+
+    return decorate
+
+
 @flow(name="run-suite", log_prints=True)
+@described_by(RunSuiteParams)
 def run_suite(
-    params: RunSuiteParams = RunSuiteParams(),
+    suite: SuiteArg = "smoke",
+    # The form shows this default; Prefect validates (copies) the list before the body sees it.
+    models: ModelsArg = DEFAULT_MODELS,
+    samples: SamplesArg = None,
+    temperature: TemperatureArg = None,
+    seed: SeedArg = None,
+    max_tokens: MaxTokensArg = None,
+    run_id: RunIdArg = None,
+    source: SourceArg = SOURCE_ON_DEMAND,
+    as_of: AsOfArg = None,
+    shard_size: ShardSizeArg = None,
+    workers: WorkersArg = None,
+    part: PartArg = None,
+    system_prompt: SystemPromptArg = None,
+    concurrency: ConcurrencyArg = None,
+    rpm_limit: RpmLimitArg = None,
+    tpm_limit: TpmLimitArg = None,
+    use_cache: UseCacheArg = False,
 ) -> dict[str, Any] | State:
-    """Run a prompt suite against models and keep every output as Parquet."""
+    """Run a prompt suite against models and keep every answer, scored, as Parquet rows."""
+    params = RunSuiteParams(
+        suite=suite, models=list(models), samples=samples, temperature=temperature, seed=seed,
+        max_tokens=max_tokens, run_id=run_id, source=source, as_of=as_of,
+        shard_size=shard_size, workers=workers, part=part, system_prompt=system_prompt,
+        concurrency=concurrency, rpm_limit=rpm_limit, tpm_limit=tpm_limit, use_cache=use_cache,
+    )
     settings = Settings()
     try:
         return execute(params, open_store(settings), settings)

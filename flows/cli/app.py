@@ -16,7 +16,7 @@ from cyclopts import App, CycloptsError
 from rich.console import Console
 from rich.text import Text
 
-from flows.cli.common import quiet_prefect
+from flows.cli.common import FastExit, quiet_prefect, start_early
 from flows.cli.demo import demo
 from flows.cli.export import export
 from flows.cli.models import models
@@ -54,7 +54,9 @@ app.command(
     help="Run a suite against models now (the run-suite flow).\n\nRun a suite against one or "
     "more models with the run-suite flow, with a progress bar, and print the per-model summary. "
     "The options are the run-suite flow's parameters, the fields of the Prefect UI's form, "
-    "with the same bounds and descriptions.",
+    "with the same bounds and descriptions. The run goes to the Prefect server that "
+    "PREFECT_API_URL or the active Prefect profile names (it must answer), else to a temporary "
+    "Prefect API started for this command; the first line says which.",
 )
 app.command(nightly, sort_key=2)
 app.command(serve, sort_key=3)
@@ -135,10 +137,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(problem, file=sys.stderr)
         return 2
     tokens = list(sys.argv[1:] if argv is None else argv)
+    exiting = None
     if tokens[:1] == ["run"]:
         # `run` builds its options from the flow's parameter model, so loading that command
         # imports Prefect, which reads its logging level once, at import: set it first.
         quiet_prefect(verbose=not VERBOSE_FLAGS.isdisjoint(tokens))
+        # The whole process is the command (not a test calling main): skip the interpreter's
+        # teardown once every exit handler has run (flows.cli.common.FastExit). Armed first,
+        # so that its handler runs last.
+        exiting = FastExit().arm() if argv is None else None
+        # With no Prefect server named, the run needs Prefect's temporary one: start it now,
+        # so its start-up overlaps the imports below (flows.cli.common.start_early).
+        start_early(tokens)
+    status = dispatch(tokens)
+    if exiting is not None:
+        exiting.status = status
+    return status
+
+
+def dispatch(tokens: list[str]) -> int:
+    """Run the command ``tokens`` name; its exit status (see ``main``)."""
     # Only once the guard has passed: this `tasks` is known to be Plumbline's.
     from tasks.errors import PlumblineError
 
@@ -152,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result if isinstance(result, int) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -41,7 +41,7 @@ def demo(
     quiet_prefect(verbose)
     # Prefect reads its logging settings once, when first imported: after quiet_prefect.
     from flows.nightly import nightly
-    from flows.run_suite import RunSuiteParams, run_suite
+    from flows.run_suite import run_suite
     from tasks.settings import Settings
     from tasks.storage import open_store
     from tasks.storage.layout import DEMO_STATE_KEY, latest_key
@@ -64,10 +64,10 @@ def demo(
         if day.isoformat() in done:
             print(f"{label} already simulated, skipping", flush=True)
             continue
-        result = run_suite(RunSuiteParams(
+        result = run_suite(
             suite=suite, models=models, source="scheduled", as_of=as_of,
             run_id=f"demo-{suite}-{day.isoformat()}",
-        ))
+        )
         rates = ", ".join(f"{r['model_id']} {r['pass_rate']:.2f}" for r in result["summary"])
         print(f"{label} {result['rows']} rows; pass rate {rates}", flush=True)
         done.add(day.isoformat())

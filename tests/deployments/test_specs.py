@@ -61,10 +61,15 @@ def test_every_entrypoint_is_a_flow_with_a_typed_form() -> None:
         assert flow.name == spec.name  # the deployment's URL reads <flow>/<deployment>
     deployments = {d.name: d for d in build_deployments()}
     schema = deployments["run-suite"]._parameter_openapi_schema.model_dump()
-    fields = schema["definitions"]["RunSuiteParams"]["properties"]
+    # The form's fields are top-level (not one "params" group), each described for a user.
+    fields = schema["properties"]
     for name in ("suite", "models", "samples", "temperature", "seed", "max_tokens", "run_id"):
         assert fields[name].get("description"), name
     assert fields["suite"]["default"] == "smoke"
+    # The suite: a drop-down of the shipped suites, or a path typed in.
+    choices, path = fields["suite"]["anyOf"]
+    assert {"smoke", "cheap", "drift-canary"} <= set(choices["enum"])
+    assert path["type"] == "string" and "enum" not in path
     canary = deployments["daily-canary"]._parameter_openapi_schema.model_dump()
     assert canary["definitions"]["DailyCanaryParams"]["properties"]["suites"]["default"] == [
         "drift-canary", "cheap"]

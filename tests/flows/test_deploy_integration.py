@@ -94,7 +94,7 @@ def test_deploy_all_then_a_worker_runs_run_suite(server: dict[str, Any]) -> None
     assert deployed["nightly"]["global_concurrency_limit"]["limit"] == 1
     # The UI's form: typed fields with their descriptions.
     schema = deployed["run-suite"]["parameter_openapi_schema"]
-    fields = schema["definitions"]["RunSuiteParams"]["properties"]
+    fields = schema["properties"]  # top-level fields, not one "params" group
     assert {"suite", "models", "samples", "temperature", "seed", "max_tokens", "run_id"} <= set(
         fields)
     assert all(f.get("description") for f in fields.values())
@@ -109,8 +109,8 @@ def test_deploy_all_then_a_worker_runs_run_suite(server: dict[str, Any]) -> None
 
     from prefect.client.orchestration import get_client
 
-    params = {"params": {"suite": "smoke", "models": ["fake/stable", "fake/drifting"],
-                         "samples": 2, "seed": 7, "run_id": "it-deploy-1"}}
+    params = {"suite": "smoke", "models": ["fake/stable", "fake/drifting"], "samples": 2,
+              "seed": 7, "run_id": "it-deploy-1"}
     with temporary_settings(updates={PREFECT_API_URL: url}), get_client(sync_client=True) as c:
         dep = c.read_deployment_by_name("run-suite/run-suite")
         run = c.create_flow_run_from_deployment(dep.id, parameters=params)

@@ -3,6 +3,7 @@ re-running a run id resumes it, a missing key fails before any call."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -55,10 +56,10 @@ def test_flow_maps_tagged_shards_reports_progress_and_resumes(
     try:
         with StubLLMServer() as server:
             monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", f"{server.base_url}/v1")
-            state = run_suite(params, return_state=True)
+            state = run_suite(**params.model_dump(), return_state=True)
             result = state.result()
             assert server.requests == 12
-            again = run_suite(params)  # same run id: nothing left to call
+            again = run_suite(**params.model_dump())  # same run id: nothing left to call
             assert server.requests == 12
     finally:
         unsubscribe()
@@ -84,6 +85,12 @@ def test_flow_maps_tagged_shards_reports_progress_and_resumes(
     artifacts = flow_run_artifacts(flow_run_id)
     assert artifacts["run-progress"].data == 100.0
     assert artifacts["run-summary"].type == "table"
+    # The table a person reads in the UI: numbers rounded (milliseconds whole, rates to 3).
+    table = artifacts["run-summary"].data
+    table = json.loads(table) if isinstance(table, str) else table
+    for row in table:
+        assert all(isinstance(row[c], int) for c in ("latency_p50_ms", "latency_p95_ms")), row
+        assert row["pass_rate"] == round(row["pass_rate"], 3)
 
 
 def test_missing_key_fails_the_flow_before_any_row(
@@ -91,7 +98,7 @@ def test_missing_key_fails_the_flow_before_any_row(
 ) -> None:
     monkeypatch.delenv("GROQ_API_KEY", raising=False)
     with pytest.raises(ProviderConfigError, match="GROQ_API_KEY"):
-        run_suite(RunSuiteParams(models=["fake/stable", "groq/llama-3.3-70b-versatile"]))
+        run_suite(models=["fake/stable", "groq/llama-3.3-70b-versatile"])
     assert not list(data_dir.glob("raw/**/*.parquet"))
 
 
@@ -180,13 +187,14 @@ def test_two_overlapping_runs_of_one_run_id_write_each_cell_once(
     with StubLLMServer(latency_s=0.25) as server:
         monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", f"{server.base_url}/v1")
         thread = threading.Thread(target=lambda: first.update(state=run_suite(
-            params, return_state=True)))
+            **params.model_dump(), return_state=True)))
         thread.start()
         deadline = time.monotonic() + 60
         while read_lease(store, "backfill-1") is None or server.requests == 0:
             assert time.monotonic() < deadline, "the first run never started calling"
             time.sleep(0.05)
-        second = run_suite(params, return_state=True)  # the user's retry, while the first runs
+        # The user's retry, while the first runs.
+        second = run_suite(**params.model_dump(), return_state=True)
         requests_when_refused = server.requests
         thread.join(120)
 
@@ -207,7 +215,7 @@ def test_two_overlapping_runs_of_one_run_id_write_each_cell_once(
     assert errors == [second.message]
     assert not any("Traceback" in m for _, m in logs)
     # The lease was released: re-running the id now resumes it, with nothing left to call.
-    again = run_suite(params)
+    again = run_suite(**params.model_dump())
     assert again["written"] == 0 and again["rows"] == 48
 
 
@@ -228,7 +236,7 @@ def test_a_bad_suite_or_model_fails_at_once_with_one_message_and_no_traceback(
 ) -> None:
     """Issue 16, item 11: the UI form's bad value failed the run with two full tracebacks."""
     started = time.monotonic()
-    state = run_suite(params, return_state=True)
+    state = run_suite(**params.model_dump(), return_state=True)
     assert time.monotonic() - started < 10
     assert state.is_failed() and message in state.message
     flow_run_id = state.state_details.flow_run_id
@@ -239,7 +247,7 @@ def test_a_bad_suite_or_model_fails_at_once_with_one_message_and_no_traceback(
     assert not list(data_dir.glob("raw/**/*.parquet"))
     # Called directly (the CLI, a parent flow), the error itself is raised, message intact.
     with pytest.raises(PlumblineError, match=re.escape(message)):
-        run_suite(params)
+        run_suite(**params.model_dump())
 
 
 def test_an_interrupted_run_stops_its_shards_quietly_keeping_every_answer(
@@ -267,7 +275,7 @@ def test_an_interrupted_run_stops_its_shards_quietly_keeping_every_answer(
     unsubscribe = PROGRESS.subscribe(interrupt_once_started)
     try:
         with pytest.raises(KeyboardInterrupt):
-            run_suite(params)
+            run_suite(**params.model_dump())
     finally:
         unsubscribe()
     stopped_after = time.monotonic() - interrupted[0]
@@ -299,7 +307,7 @@ def test_an_interrupted_run_stops_its_shards_quietly_keeping_every_answer(
     # Nothing answered is lost, nothing is doubled: a resume calls exactly the rest.
     answered = stored_rows(data_dir, "interrupted-1")
     assert 20 <= len(answered) < 200 and len(answered) == int(said[1])
-    resumed = run_suite(params.model_copy(update={"rpm_limit": None}))
+    resumed = run_suite(**params.model_copy(update={"rpm_limit": None}).model_dump())
     assert resumed["resumed_cells"] + resumed["written"] >= 200
     assert len({(r["model_id"], r["prompt_id"], r["sample_idx"])
                 for r in stored_rows(data_dir, "interrupted-1")}) == 200

@@ -1,18 +1,24 @@
-"""``plumbline run`` asks for exactly the run-suite flow's parameters, within their bounds, and
-its own options (--data-dir, --concurrency) reach the run."""
+"""``plumbline run`` asks for exactly the run-suite flow's parameters, within their bounds, its
+own options (--data-dir, --concurrency) reach the run, and it says which Prefect API it uses: a
+configured server that answers, a temporary one when none is configured, and an error (not a
+silent fallback) when the configured one is down."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import pytest
 from rich.console import Console
 
 from flows.cli.app import app, main
+from flows.cli.common import free_port, names_a_server
 from flows.run_suite import RunSuiteParams
 from tasks.storage.layout import RAW
 from tasks.storage.local import LocalStore
@@ -65,9 +71,11 @@ def test_help_lists_every_flow_parameter_with_its_bounds_and_description() -> No
 
 def out_of_range(name: str) -> list[str] | None:
     """Arguments that break one of the field's bounds, or None if it has none."""
-    for meta in RunSuiteParams.model_fields[name].metadata:
+    field = RunSuiteParams.model_fields[name]
+    for meta in field.metadata:
         if getattr(meta, "min_length", None) == 1:
-            return [option(name)]
+            # A list option given no value; a text option given an empty one.
+            return [option(name)] if get_origin(field.annotation) is list else [option(name), ""]
         for attr, delta in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
             bound = getattr(meta, attr, None)
             if bound is not None:
@@ -130,8 +138,11 @@ def test_data_dir_and_concurrency_reach_the_run(
     assert peaks[1] == 1
     assert 2 <= peaks[3] <= 3, peaks
 
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "run cli-1: 6 rows (6 new)" in out and "run cli-3: 6 rows (6 new)" in out
+    # The harness's server answers its health check: the command says it used it.
+    assert "Prefect: using the server at http://127.0.0.1:" in captured.err
     # The rows went to --data-dir, not to the folder PLUMBLINE_DATA_DIR names, which is back.
     assert len(LocalStore(elsewhere).list(RAW + "/")) == 2
     assert not data_dir.exists()
@@ -139,3 +150,80 @@ def test_data_dir_and_concurrency_reach_the_run(
     # The summary is one line per model, numbers rounded for a reader.
     rows = [line.split() for line in out.splitlines() if "openai-compatible/m" in line]
     assert len(rows) == 2 and all(r[1:4] == ["6", "6", "1.000"] for r in rows), rows
+
+
+def test_a_configured_server_that_does_not_answer_stops_the_run_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    started = os.times().elapsed
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        assert main(["run", "--models", "fake/stable", "--data-dir", str(tmp_path)]) == 2
+    assert os.times().elapsed - started < 10  # a short probe, not Prefect's long retries
+    err = capsys.readouterr().err
+    assert err.startswith(f"plumbline: error: the Prefect server at {url} (PREFECT_API_URL) is "
+                          "not usable: no answer within 1.5 s"), err
+    assert "prefect server start" in err and "plumbline run --ephemeral" in err
+    assert not (tmp_path / RAW).exists()
+
+
+def test_with_no_server_configured_the_run_uses_a_temporary_api_and_says_so(
+    tmp_path: Path,
+) -> None:
+    """The user's path with nothing set up: `plumbline run` in a fresh shell and Prefect home."""
+    root = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PREFECT_", "PLUMBLINE_"))}
+    env.update({"PREFECT_HOME": str(tmp_path / "prefect-home"), "PYTHONPATH": str(root),
+                "PLUMBLINE_DATA_DIR": str(tmp_path / "data"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "run", "--suite", "smoke", "--models",
+         "fake/stable", "--samples", "1"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = done.stderr.splitlines()[0]
+    assert first.startswith("Prefect: no server configured, so a temporary local Prefect API "
+                            "runs this"), first
+    assert "prefect server start" in first
+    assert re.search(r"^run smoke-\S+: 8 rows \(8 new\)$", done.stdout, re.M), done.stdout
+    assert len(LocalStore(tmp_path / "data").list(RAW + "/")) == 1
+    # The temporary server wrote its database where Prefect keeps it, and stopped with us.
+    assert (tmp_path / "prefect-home" / "prefect.db").exists()
+    assert not [p for p in Path("/proc").glob("[0-9]*")
+                if _cmdline(p).count(str(tmp_path / "prefect-home")) and
+                "uvicorn" in _cmdline(p)]
+    # A usage error still exits 2 with its message (the fast exit keeps the status and flushes).
+    bad = subprocess.run([sys.executable, "-m", "flows.cli", "run", "--samples", "0"], env=env,
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("plumbline: error: --samples 0: "), bad.stderr
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "environ").read_bytes().decode(errors="replace") + (
+            proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize(("env", "profiles", "named"), [
+    ({"PREFECT_API_URL": "http://prefect:4200/api"}, None, True),
+    ({}, None, False),  # no profiles file: Prefect's default, ephemeral
+    ({}, 'active = "remote"\n[profiles.remote]\nPREFECT_API_URL = "http://p:4200/api"\n', True),
+    ({}, 'active = "local"\n[profiles.local]\nPREFECT_LOGGING_LEVEL = "INFO"\n', False),
+    ({"PREFECT_PROFILE": "remote"},
+     'active = "local"\n[profiles.local]\n[profiles.remote]\nPREFECT_API_URL = "http://p"\n',
+     True),
+    ({}, "not [ toml", False),
+])
+def test_the_early_guess_reads_the_environment_and_the_active_profile(
+    tmp_path: Path, env: dict[str, str], profiles: str | None, named: bool
+) -> None:
+    if profiles is not None:
+        (tmp_path / "profiles.toml").write_text(profiles)
+    assert names_a_server({**env, "PREFECT_HOME": str(tmp_path)}) is named
