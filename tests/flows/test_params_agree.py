@@ -53,6 +53,11 @@ def constraints(schema: dict[str, Any]) -> list[tuple[str, Any]]:
     return found
 
 
+# Set only by a parent run on the child runs it spreads over (flows/spread.py): a form field, as
+# every flow parameter must be, but never an option a person types.
+PARENT_ONLY = {"part"}
+
+
 def disagreements(model: type[BaseModel], form: dict[str, Any], cli: dict[str, str],
                   cli_model: type[BaseModel]) -> list[str]:
     """What differs between ``model``'s fields, the flow's ``form`` (its parameter schema) and
@@ -68,7 +73,9 @@ def disagreements(model: type[BaseModel], form: dict[str, Any], cli: dict[str, s
     for name in props.keys() - fields.keys():
         problems.append(f"the run-suite flow's parameter `{name}` is not a field of "
                         "RunSuiteParams")
-    for name in fields.keys() - {o[2:].replace("-", "_") for o in cli}:
+    for name in PARENT_ONLY & {o[2:].replace("-", "_") for o in cli}:
+        problems.append(f"{option(name)} is set by a parent run only: hide it from `plumbline run`")
+    for name in fields.keys() - PARENT_ONLY - {o[2:].replace("-", "_") for o in cli}:
         problems.append(f"RunSuiteParams.{name} has no option {option(name)} in `plumbline run`")
     for opt in cli.keys() - CLI_ONLY - {option(n) for n in fields}:
         problems.append(f"`plumbline run` option {opt} is neither a RunSuiteParams field nor "
@@ -105,15 +112,15 @@ def test_the_model_the_form_and_the_cli_agree() -> None:
 
 
 def test_a_field_added_to_the_model_alone_is_named_as_missing() -> None:
-    class WithWorkers(RunSuiteParams):
-        workers: int | None = Field(None, ge=1, le=64, description="Workers to spread over.")
+    class WithBudget(RunSuiteParams):
+        budget_usd: float | None = Field(None, gt=0, description="Stop after spending this.")
 
     form = parameter_schema(run_suite).model_dump_for_openapi()
-    problems = disagreements(WithWorkers, form, cli_help_lines(), RunOptions)
+    problems = disagreements(WithBudget, form, cli_help_lines(), RunOptions)
     assert problems == [
-        "RunSuiteParams.workers is not a parameter of the run-suite flow (the Prefect UI's "
-        "form): add `workers` to run_suite's signature",
-        "RunSuiteParams.workers has no option --workers in `plumbline run`",
+        "RunSuiteParams.budget_usd is not a parameter of the run-suite flow (the Prefect UI's "
+        "form): add `budget_usd` to run_suite's signature",
+        "RunSuiteParams.budget_usd has no option --budget-usd in `plumbline run`",
     ]
 
 
