@@ -255,8 +255,8 @@ def cancel_a_run_from_the_ui(up: Stack) -> None:
               "fake/drifting@2025-01-01"]
     dep = up.deployments()["run-suite"]["id"]
     run = str(httpx.post(f"{up.api}/deployments/{dep}/create_flow_run", json={"parameters": {
-        "params": {"suite": "smoke", "models": models, "samples": 20, "shard_size": 1,
-                   "rpm_limit": 600}}}, timeout=10).json()["id"])
+        "suite": "smoke", "models": models, "samples": 20, "shard_size": 1, "rpm_limit": 600}},
+        timeout=10).json()["id"])
     wait_until(lambda: any("cell(s) to call" in m for _, m in up.logs(run)),
                "the run to start calling", 120, [up.proc])
     time.sleep(2)
