@@ -57,3 +57,12 @@ export function dayNum(isoDate) {
 export function dayStr(n) { return new Date(n * DAY_MS).toISOString().slice(0, 10); }
 
 export function dateOnly(v) { return v ? String(v).slice(0, 10) : "—"; }
+
+// Costs are small (a call costs fractions of a cent): four significant digits, never rounded to 0.
+export function fmtUsd(v) {
+  if (!isNum(v)) return "—";
+  if (v === 0) return "$0";
+  return Math.abs(v) >= 1 ? `$${v.toFixed(2)}` : `$${Number(v.toPrecision(3))}`;
+}
+
+export function fmtChars(v) { return isNum(v) ? `${intFmt.format(Math.round(v))} chars` : "—"; }
