@@ -17,7 +17,18 @@ from fastapi.responses import JSONResponse, Response
 from api.flusher import SpoolFlusher
 from api.limits import BodyLimitMiddleware, HeaderLimitMiddleware, RateLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
-from api.routes import dashboard, data, docs, drift, health, metrics, models, submit, user
+from api.routes import (
+    dashboard,
+    data,
+    docs,
+    drift,
+    export,
+    health,
+    metrics,
+    models,
+    submit,
+    user,
+)
 from api.spool import Spool
 from api.summaries import SummaryCache
 from tasks import __version__
@@ -151,6 +162,7 @@ def create_app(settings: Settings | None = None, store: ObjectStore | None = Non
     app.include_router(data.router)
     app.include_router(models.router)
     app.include_router(drift.router)
+    app.include_router(export.router)
     app.include_router(submit.router)
     app.include_router(user.router)
     app.include_router(dashboard.router)

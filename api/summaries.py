@@ -111,3 +111,8 @@ def summary_response(summary: Summary, if_none_match: str | None) -> Response:
     if _matches(if_none_match, summary.etag):
         return Response(status_code=304, headers=headers)
     return Response(summary.body, media_type="application/json", headers=headers)
+
+
+def not_modified(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag`` (or is ``*``): the client's copy is current."""
+    return _matches(if_none_match, etag)

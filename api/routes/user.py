@@ -13,12 +13,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
 
 from api.deps import SettingsDep, SpoolDep, StoreDep, UserDep
 from api.schemas import DeleteResponse, ErrorResponse, UserStatsResponse
 from api.spool import Spool
 from tasks.errors import SpoolError
 from tasks.records import gdpr
+from tasks.summaries.export import export_user_rows
 
 router = APIRouter(tags=["user"])
 
@@ -48,6 +50,22 @@ def my_stats(user_id: UserDep, store: StoreDep, spool: SpoolDep) -> UserStatsRes
         models_tested=sorted(set(stored.models_tested) | set(pending.models)),
         last_submission=max(lasts) if lasts else None,
     )
+
+
+@router.get(
+    "/api/user/me/export",
+    responses={**_RESPONSES,
+               200: {"description": "Every row you submitted that has been stored, as one ZSTD "
+                                    "Parquet file (the raw record schema).",
+                     "content": {"application/vnd.apache.parquet": {}}}},
+)
+def export_me(user_id: UserDep, store: StoreDep) -> Response:
+    """Download your own stored rows as Parquet (submissions still in the spool, not yet
+    flushed, are not in it: see ``/api/user/me/stats`` for their count)."""
+    made = export_user_rows(store, user_id)
+    return Response(made.body, media_type=made.media_type,
+                    headers={"Content-Disposition": f'attachment; filename="{made.filename}"',
+                             "Cache-Control": "private, no-store"})
 
 
 @router.delete("/api/user/me", response_model=DeleteResponse, responses=_RESPONSES)

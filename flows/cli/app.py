@@ -18,6 +18,7 @@ from rich.text import Text
 
 from flows.cli.common import quiet_prefect
 from flows.cli.demo import demo
+from flows.cli.export import export
 from flows.cli.models import models
 from flows.cli.nightly import nightly
 from flows.cli.serve import api, serve, up
@@ -63,6 +64,7 @@ app.command(submit, sort_key=6)
 suites_app.sort_key = 7
 app.command(suites_app)
 app.command(models, sort_key=8)
+app.command(export, sort_key=9)
 
 
 def foreign_package() -> str | None:

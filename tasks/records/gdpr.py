@@ -150,6 +150,16 @@ def anonymize_user(store: ObjectStore, user_id: str) -> int:
     return moved
 
 
+def user_table(store: ObjectStore, user_id: str) -> pa.Table:
+    """Every row the user submitted (live files only, each row once), all columns: the export
+    a user asks for to see their own data."""
+    check_user_id(user_id)
+    keys = [
+        k for day in list_days(store) for k in live_keys(store, user_day_prefix(day, user_id))
+    ]
+    return dedup_by_id(read_records(store, keys))
+
+
 def user_stats(store: ObjectStore, user_id: str) -> UserStats:
     """Count, models tested and last submission, reading only the user's own files."""
     check_user_id(user_id)
