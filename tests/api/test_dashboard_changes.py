@@ -229,6 +229,7 @@ def test_every_history_chart_has_a_point_per_day_and_the_change_marker(
           label: svg.getAttribute('aria-label')};
       } return out; })()""")
     note = tab.js("document.getElementById('change-point').innerText")
+    detail = tab.js("document.getElementById('detail').innerText")
     assert set(charts) == set(CHARTS)
     expected = [CHANGE.isoformat(), (CHANGE - timedelta(days=1)).isoformat(),
                 (CHANGE + timedelta(days=2)).isoformat()]
@@ -240,6 +241,7 @@ def test_every_history_chart_has_a_point_per_day_and_the_change_marker(
         assert c["band"], cls
         assert f"change began on or about {CHANGE.isoformat()}" in c["label"], cls
     assert f"Change began on or about {CHANGE.isoformat()}" in note
+    assert not {"null", "undefined", "NaN"} & set(detail.split())
     assert tab.errors == []
 
 
@@ -315,6 +317,9 @@ def test_an_older_summary_renders_no_data_not_errors(tab: Tab, base: str) -> Non
     assert sorted(empty) == ["error_rate", "refusal_rate"]
     assert drawn == len(CHARTS) - 2
     assert markers == 0 and tab.js("document.getElementById('change-point')") is None
+    # Absent parts leave nothing behind: no "null", "undefined" or "NaN" written as text.
+    detail = tab.js("document.getElementById('detail').innerText")
+    assert not {"null", "undefined", "NaN"} & set(detail.split())
     assert "No availability data" in avail
     assert tab.errors == []
 

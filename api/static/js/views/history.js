@@ -104,14 +104,16 @@ export function historySection(modelId, result, win, marker) {
       `${marker.metric ? `, estimated from the daily ${marker.metric.replaceAll("_", " ")}` : ""}; ` +
       "the amber band is the range of days it could be.");
   }
-  section.append(
+  // (append writes a null as the text "null": absent parts are filtered out.)
+  section.append(...[
     marker ? h("p", { class: "change-note", id: "change-point", "data-date": dayStr(marker.day) },
-      h("strong", { text: "Change began on or about " }), h("time", { text: dayStr(marker.day) }),
+      h("strong", { text: "Change began on or about " }),
+      h("time", { datetime: dayStr(marker.day), text: dayStr(marker.day) }),
       marker.earliest !== null && marker.latest !== null && marker.latest > marker.earliest
         ? ` (between ${dayStr(marker.earliest)} and ${dayStr(marker.latest)})` : "") : null,
     notes.length ? h("p", { class: "hint", text: notes.join(" ") }) : null,
     h("div", { class: "chart-grid" },
       HISTORY_CHARTS.map((spec) => chartFigure(modelId, days, spec, win, marker))),
-    historyTable(days));
+    historyTable(days)].filter(Boolean));
   return section;
 }

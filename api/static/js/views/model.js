@@ -122,9 +122,10 @@ function communitySection(modelId, summary, result, drift) {
       fact("Pass rate now", fmtPct(c.pass_rate_recent)),
       fact("Baseline", fmtPct(c.pass_rate_baseline)),
       fact("Rows recent / baseline", `${fmtInt(c.rows_recent)} / ${fmtInt(c.rows_baseline)}`)),
-    Array.isArray(c.reasons) && c.reasons.length && c.verdict !== "stable"
-      ? h("ul", { class: "reasons" }, c.reasons.map((r) => h("li", { text: String(r) })))
-      : null);
+    // Never a null or a 0 here: append would write either as text.
+    ...(Array.isArray(c.reasons) && c.reasons.length > 0 && c.verdict !== "stable"
+      ? [h("ul", { class: "reasons" }, c.reasons.map((r) => h("li", { text: String(r) })))]
+      : []));
   }
   if (days.length) section.append(historyTable(days, "Show community submissions per day as a table"));
   section.append(driftSection(modelId, drift && drift.community_tests, COMMUNITY_DRIFT));
