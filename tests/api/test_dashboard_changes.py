@@ -336,6 +336,10 @@ def test_compare_view_ranks_the_models_of_a_suite(tab: Tab, base: str) -> None:
         tab.js(f"(() => {{ const s = document.getElementById({json.dumps(select)});"
                f" s.value = {json.dumps(value)}; s.dispatchEvent(new Event('change')); }})()")
 
+    # The models table: only fake/flaky's outage shows, beside (not instead of) its verdict.
+    degraded = tab.js("[...document.querySelectorAll('#models-table tr')].filter(r =>"
+                      " r.querySelector('[data-availability=degraded]')).map(r =>"
+                      " [r.dataset.modelId, r.querySelector('.badge').dataset.verdict])")
     suites = tab.js("[...document.getElementById('compare-suite').options].map(o => o.value)")
     by_pass = ranked()
     text = tab.js("document.getElementById('compare').innerText")
@@ -348,6 +352,7 @@ def test_compare_view_ranks_the_models_of_a_suite(tab: Tab, base: str) -> None:
     tab.click('#compare-table a[href="#model=fake%2Fdrifting"]')
     tab.wait_for(f"{DETAIL_READY} && document.getElementById('detail').dataset.modelId"
                  " === 'fake/drifting'")
+    assert degraded == [["fake/flaky", "stable"]]
     assert suites == ["smoke", "math"]  # most-run first
     assert by_pass == [["1", "fake/flaky", "stable"], ["2", "fake/stable", "stable"],
                        ["3", "fake/drifting", "drifting"]]
