@@ -1,4 +1,4 @@
-"""The four Plumbline deployments, defined once: names, flows, schedules, limits, parameters."""
+"""The Plumbline deployments, defined once: names, flows, schedules, limits, parameters."""
 
 from __future__ import annotations
 
@@ -69,6 +69,13 @@ SPECS: tuple[DeploymentSpec, ...] = (
         description="Merge each day's small raw files only (after a backfill or a burst).",
         concurrency_limit=1,
         tags=("plumbline", "maintenance"),
+    ),
+    DeploymentSpec(
+        name="red-team",
+        entrypoint="flows/red_team.py:red_team",
+        description="Run the red-team suite (all or some attack categories) against models on "
+        "demand.",
+        tags=("plumbline", "on-demand"),
     ),
 )
 

@@ -1,16 +1,18 @@
-"""The ``nightly`` flow: compact → aggregate → drift → publish, each a Prefect task.
+"""The ``nightly`` flow: compact → aggregate → drift → evidence → publish, each a Prefect task.
 
 Only days whose raw data changed since the last night (or that a GDPR operation marked dirty)
 are compacted and re-aggregated; those days are mapped over batches, so the work spreads across
 workers when the flow runs on a work pool. The drift stage is one vectorised task over the
 windows, run once per kind of evidence (the project's runs give the verdicts; community
-submissions get their own, labelled); publishing writes ``summaries/latest/`` and, when a model's
-project verdict drifts, emits a Prefect event, calls the optional webhook and leaves a markdown
-report as an artifact.
+submissions get their own, labelled); the evidence stage dates each flagged project model's
+change and publishes its before/after answers; publishing writes ``summaries/latest/`` and, when
+a model's project verdict drifts, emits a Prefect event, calls the optional webhook and leaves a
+markdown report as an artifact.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -35,6 +37,7 @@ from tasks.summaries.aggregate import (
     read_daily,
     summary_days,
 )
+from tasks.summaries.beforeafter import DEFAULT_MAX_PROMPTS, night_evidence
 from tasks.summaries.evidence import EvidenceRules
 from tasks.summaries.notify import notify_drift
 from tasks.summaries.payloads import ProviderCalls
@@ -71,6 +74,18 @@ def drift_task(
     window = Window.ending(end, config)
     daily = read_daily(store, window.days())
     return compute_reports(daily, end, config)
+
+
+@task(name="evidence", cache_policy=NO_CACHE)
+def evidence_task(
+    store: ObjectStore, reports: EvidenceReports, max_prompts: int
+) -> EvidenceReports:
+    """Date each flagged project model's change and publish its before/after answers; the
+    project report comes back with ``change_point`` and ``evidence_url`` on its verdicts."""
+    night = night_evidence(store, reports.project, max_prompts)
+    get_run_logger().info("evidence: before/after for %d model(s), change points for %d",
+                          len(night.published), len(night.change_points))
+    return replace(reports, project=night.report)
 
 
 @task(name="publish", cache_policy=NO_CACHE)
@@ -176,6 +191,7 @@ def execute(
     as_of: date | None = None,
     webhook_url: str | None = None,
     rules: EvidenceRules | None = None,
+    evidence_max_prompts: int = DEFAULT_MAX_PROMPTS,
 ) -> dict[str, Any]:
     """The flow's body, given its store (tests call it inside a flow of their own)."""
     logger = get_run_logger()
@@ -187,6 +203,8 @@ def execute(
     written = _compact_and_aggregate(store, todo, rules)
     config = DriftConfig(recent_days=recent_days, baseline_days=baseline_days)
     reports = drift_task(store, as_of, config)
+    if reports is not None:
+        reports = evidence_task(store, reports, evidence_max_prompts)
     published = publish_task(store, reports, rules)
     verdicts: dict[str, str] = {}
     community: dict[str, str] = {}
@@ -231,6 +249,7 @@ def nightly(
         as_of=as_of,
         webhook_url=settings.drift_webhook_url,
         rules=EvidenceRules.from_settings(settings),
+        evidence_max_prompts=settings.evidence_max_prompts,
     )
 
 

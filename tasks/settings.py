@@ -174,6 +174,12 @@ class Settings(BaseSettings):
         28, ge=1, le=3650,
         validation_alias=AliasChoices("PLUMBLINE_DRIFT_BASELINE_DAYS", "drift_baseline_days"),
     )
+    # Prompts per flagged model whose baseline and recent answers the night publishes
+    # (docs/drift.md, "Before and after"); each costs a read of that prompt's raw rows.
+    evidence_max_prompts: int = Field(
+        5, ge=1, le=50,
+        validation_alias=AliasChoices("PLUMBLINE_EVIDENCE_MAX_PROMPTS", "evidence_max_prompts"),
+    )
 
     # --- community evidence (docs/drift.md, "Evidence") ---
     # Community rows one contributor counts per model and day, the earliest first; 0 counts none.

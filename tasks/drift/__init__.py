@@ -20,6 +20,9 @@ The modules, imported in one direction (each only imports those above it):
 - ``report``: ``compute_drift``, which wires metrics → adjust → verdicts for one kind of evidence,
   ``DriftReport``, and ``compute_reports``: the project's report (the verdicts) and the
   community's (its own tests, BH family and verdicts, labelled) over one window.
+- ``changepoint`` (imports none of the above): when a flagged model's change began, from the
+  daily series of the metric that carried its verdict (called by the nightly's evidence stage,
+  which has the history).
 
 docs/drift.md explains the choices and reports the false-positive rate and power measured on
 simulated histories with known truth (``tests/tasks/drift/test_drift_simulation.py``).

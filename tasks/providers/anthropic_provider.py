@@ -6,7 +6,8 @@ never had) are recorded on the row but not sent, because sending them is an HTTP
 ``ANTHROPIC_API_VERSION=2023-06-01`` (or the ``api_version`` option) to pin the older API
 version, which still takes ``temperature``; Plumbline then sends it. Stop reasons are mapped to
 the OpenAI names every other provider uses (``end_turn`` → ``stop``, ``max_tokens`` →
-``length``), so finish reasons compare across providers.
+``length``), so finish reasons compare across providers. A case's image parts are sent as
+``image`` blocks with a ``base64`` source and their media type.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class AnthropicProvider(HTTPProvider):
         system = [m["content"] for m in request.messages if m.get("role") == "system"]
         body: dict[str, Any] = {
             "model": model,
-            "messages": [m for m in request.messages if m.get("role") != "system"],
+            "messages": anthropic_messages(request.messages),
             "max_tokens": request.max_tokens,
         }
         if system:
@@ -89,6 +90,21 @@ class AnthropicProvider(HTTPProvider):
 
     def _classify(self, exc: Exception) -> Failure:
         return classify_sdk_error(exc, self._anthropic, self.timeout)
+
+
+def anthropic_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The non-system messages in Messages API form: each image part becomes
+    ``{"type": "image", "source": {"type": "base64", "media_type": ..., "data": ...}}``."""
+    return [{**m, "content": [_anthropic_part(p) for p in m["content"]]}
+            if isinstance(m.get("content"), list) else m
+            for m in messages if m.get("role") != "system"]
+
+
+def _anthropic_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image":
+        return {"type": "image", "source": {"type": "base64", "media_type": part["media_type"],
+                                            "data": part["data"]}}
+    return {"type": "text", "text": part["text"]}
 
 
 def parse_message(content: bytes) -> Completion:

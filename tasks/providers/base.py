@@ -20,10 +20,12 @@ class CompletionRequest:
 
     ``reference`` is the case's ideal answer. Only the offline ``fake`` provider reads it (to
     simulate a model that knows the answer with some probability); real providers never send it.
-    ``as_of`` is the simulated time of the call, also only for ``fake``.
+    ``as_of`` is the simulated time of the call, also only for ``fake``. A message's content
+    is a string or a list of parts (``{"type": "text", ...}``, and image parts holding base64
+    ``data`` and its ``media_type``: ``tasks/suites/images.py``).
     """
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     temperature: float = 0.0
     max_tokens: int = 512
     seed: int | None = None

@@ -1,5 +1,8 @@
 """OpenAI-compatible endpoints: one ``OpenAIProvider`` each, differing by base URL and key.
 
+Being the same class, they send a case's images as OpenAI does (``image_url`` parts with a data
+URL); a server whose model cannot see images answers with an error, which becomes an error row.
+
 | prefix | base URL (override with the env var) | key |
 | --- | --- | --- |
 | ``openrouter/`` | ``https://openrouter.ai/api/v1`` (``OPENROUTER_BASE_URL``) | ``OPENROUTER_API_KEY`` |

@@ -1,7 +1,8 @@
 """``openai/...`` through the official ``openai`` SDK (``AsyncOpenAI``), Chat Completions API.
 
 The same class serves every OpenAI-compatible endpoint (``tasks/providers/openai_compat.py``);
-only the base URL, the key's environment variable and the max-tokens parameter differ.
+only the base URL, the key's environment variable and the max-tokens parameter differ. A case's
+image parts are sent as Chat Completions ``image_url`` parts holding a base64 data URL.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class OpenAIProvider(HTTPProvider):
     async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
         body: dict[str, Any] = {
             "model": model,
-            "messages": request.messages,
+            "messages": openai_messages(request.messages),
             "temperature": request.temperature,
             self.max_tokens_param: request.max_tokens,
         }
@@ -74,6 +75,22 @@ class OpenAIProvider(HTTPProvider):
 
     def _classify(self, exc: Exception) -> Failure:
         return classify_sdk_error(exc, self._openai, self.timeout)
+
+
+def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages in Chat Completions form: each image part becomes
+    ``{"type": "image_url", "image_url": {"url": "data:<media type>;base64,<data>"}}``."""
+    if not any(isinstance(m.get("content"), list) for m in messages):
+        return messages  # text only, the common case: sent as it is, no copy
+    return [{**m, "content": [_openai_part(p) for p in m["content"]]}
+            if isinstance(m.get("content"), list) else m for m in messages]
+
+
+def _openai_part(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image":
+        url = f"data:{part['media_type']};base64,{part['data']}"
+        return {"type": "image_url", "image_url": {"url": url}}
+    return {"type": "text", "text": part["text"]}
 
 
 def parse_chat_completion(content: bytes) -> Completion:

@@ -1,14 +1,16 @@
 """The opt-in response cache: reuse a successful answer for the same call, never merge repeats.
 
-Keyed by (model, input messages, sampling parameters, sample index): sample 3 of a case is its
-own entry, so n samples stay n independent answers, and a different temperature, seed or
-max_tokens is a different call. Only successful completions are stored. Entries live in the
-object store (``cache/responses/``), so every worker of a scaled-out deployment shares them.
+Keyed by (model, input messages, sampling parameters, sample index; an image by the sha256 of its
+bytes): sample 3 of a case is its own entry, so n samples stay n independent answers, and a
+different temperature, seed, max_tokens or image is a different call. Only successful
+completions are stored. Entries live in the object store (``cache/responses/``), so every worker
+of a scaled-out deployment shares them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -29,7 +31,7 @@ def cache_key(model_id: str, request: CompletionRequest) -> str:
     material: dict[str, Any] = {
         "v": CACHE_VERSION,
         "model": model_id,
-        "messages": request.messages,
+        "messages": _key_messages(request.messages),
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "seed": request.seed,
@@ -42,6 +44,19 @@ def cache_key(model_id: str, request: CompletionRequest) -> str:
     blob = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()
     return response_cache_key(digest)
+
+
+def _key_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with each image's base64 replaced by the sha256 of its bytes (computed once
+    when the suite loaded): the key covers the image without hashing megabytes on every call.
+    Text-only messages are unchanged, so existing entries keep their keys."""
+    if not any(isinstance(m.get("content"), list) for m in messages):
+        return messages
+    return [{**m, "content": [
+        {"type": "image", "media_type": p.get("media_type"),
+         "sha256": p.get("sha256") or hashlib.sha256(base64.b64decode(p["data"])).hexdigest()}
+        if p.get("type") == "image" else p for p in m["content"]]}
+        if isinstance(m.get("content"), list) else m for m in messages]
 
 
 class ResponseCache:

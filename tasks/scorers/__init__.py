@@ -22,6 +22,7 @@ from tasks.scorers import structured as _structured  # noqa: F401  isort: skip
 from tasks.scorers import code as _code  # noqa: F401  isort: skip
 from tasks.scorers import judge as _judge  # noqa: F401  isort: skip
 from tasks.scorers import semantic as _semantic  # noqa: F401  isort: skip
+from tasks.scorers import refusal as _refusal  # noqa: F401  isort: skip
 
 __all__ = [
     "ScoreContext",

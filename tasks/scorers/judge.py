@@ -69,9 +69,8 @@ def _check(case: Case, opts: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _question(case: Case) -> str:
-    if isinstance(case.input, str):
-        return case.input
-    return "\n".join(f"{m['role']}: {m['content']}" for m in case.input)
+    # An image is named, never inlined: the judge is shown text, not megabytes of base64.
+    return case.input_text()
 
 
 def judge_messages(output: str, case: Case, rubric: str) -> list[dict[str, str]]:

@@ -211,6 +211,26 @@ def model_of_history_key(key: str) -> str | None:
         return None
 
 
+MODEL_EVIDENCE = f"{LATEST}/model-evidence"
+
+
+def evidence_key(model_id: str) -> str:
+    """``summaries/latest/model-evidence/{slug}.json``: one flagged model's before/after answers
+    (the same injective slug as its history)."""
+    return f"{MODEL_EVIDENCE}/{model_slug(model_id)}.json"
+
+
+def model_of_evidence_key(key: str) -> str | None:
+    """The model id of an evidence key, or None if ``key`` is not one."""
+    prefix = f"{MODEL_EVIDENCE}/"
+    if not key.startswith(prefix) or not key.endswith(".json"):
+        return None
+    try:
+        return model_id_of_slug(key[len(prefix):-len(".json")])
+    except ValueError:
+        return None
+
+
 def day_of_key(key: str) -> date | None:
     """The partition date of a raw key, or None if the key is not a raw partition key."""
     m = _RAW_DAY_RE.match(key)

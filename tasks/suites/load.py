@@ -94,7 +94,8 @@ def load_suite(
     defaults = read_defaults(meta.get("defaults", {}), suite_toml, problems)
     cases_name = meta.get("cases", "cases.jsonl")
     cases_file = folder / (cases_name if isinstance(cases_name, str) else "cases.jsonl")
-    cases = read_cases(cases_file, problems, validate)
+    # Image paths are relative to the suite folder, wherever `cases` puts the file.
+    cases = read_cases(cases_file, problems, validate, root=folder)
     if not cases and not problems:
         problems.append(SuiteProblem(cases_file, "suite has no cases"))
     if problems:

@@ -2,6 +2,10 @@
 
 Scorers import only this module, so the loader can validate assertion options against the scorer
 registry without an import loop.
+
+A message's ``content`` is a string, or (user messages only) a list of parts: ``{"type": "text",
+"text": ...}`` and resolved image parts (``tasks/suites/images.py``), which carry the image as
+base64 with its media type and sha256. Each provider turns those into its own wire format.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-Message = dict[str, str]
+Message = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,24 @@ class Case:
             msgs.extend(dict(m) for m in self.input)
         return msgs
 
+    @property
+    def has_images(self) -> bool:
+        return isinstance(self.input, list) and any(
+            _is_image(p) for m in self.input if isinstance(m.get("content"), list)
+            for p in m["content"])
+
+    def input_text(self) -> str:
+        """The input as plain text, each image as ``[image: <file> (<media type>)]``: what a
+        judge or a person reads, never the image's bytes."""
+        if isinstance(self.input, str):
+            return self.input
+        return "\n".join(f"{m['role']}: {_content_text(m['content'])}" for m in self.input)
+
     def canonical(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "category": self.category,
-            "input": self.input,
+            "input": _canonical_input(self.input),
             "ideal": self.ideal,
             "assertion": self.assertion,
             "metadata": self.metadata,
@@ -88,3 +105,32 @@ def suite_hash(cases: tuple[Case, ...] | list[Case]) -> str:
     canon = [c.canonical() for c in sorted(cases, key=lambda c: c.id)]
     text = json.dumps(canon, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _is_image(part: Any) -> bool:
+    return isinstance(part, dict) and part.get("type") == "image"
+
+
+def _content_text(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    return " ".join(f"[image: {p.get('source')} ({p.get('media_type')})]" if _is_image(p)
+                    else str(p.get("text", "")) for p in content)
+
+
+def _canonical_input(inp: str | list[Message]) -> str | list[Message]:
+    """The input for the hash: an image is its media type and the sha256 of its bytes.
+
+    So the hash changes with any pixel, and not with the file's name or where the bytes were
+    written (file or data URL): it covers what the model is sent. Text-only input is returned
+    as it is, so the hashes of existing suites stay what they were.
+    """
+    if isinstance(inp, str) or not any(isinstance(m.get("content"), list) for m in inp):
+        return inp
+    return [
+        {**m, "content": [
+            {"type": "image", "media_type": p["media_type"], "sha256": p["sha256"]}
+            if _is_image(p) else p for p in m["content"]]}
+        if isinstance(m.get("content"), list) else m
+        for m in inp
+    ]

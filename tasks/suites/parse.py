@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.errors import SuiteProblem
+from tasks.suites.images import MAX_IMAGE_BYTES, resolve_content
 from tasks.suites.model import Case, SuiteDefaults
 
 # Checks a case's assertion options; returns (field, message) pairs for each problem.
@@ -119,9 +120,15 @@ def read_defaults(raw: Any, path: Path, problems: list[SuiteProblem]) -> SuiteDe
 
 
 def read_cases(
-    path: Path, problems: list[SuiteProblem], validate: AssertionValidator
+    path: Path, problems: list[SuiteProblem], validate: AssertionValidator, *,
+    root: Path | None = None, max_image_bytes: int = MAX_IMAGE_BYTES,
 ) -> list[Case]:
-    """Parse a cases JSONL file, appending a located problem for each bad line or field."""
+    """Parse a cases JSONL file, appending a located problem for each bad line or field.
+
+    Image paths are relative to ``root``, the suite folder (default: the file's folder), and
+    may not leave it; each image is read, typed by its bytes and held to ``max_image_bytes``.
+    """
+    root = path.parent if root is None else root
 
     cases: list[Case] = []
     seen: dict[str, int] = {}
@@ -146,7 +153,7 @@ def read_cases(
         if not isinstance(raw, dict):
             problems.append(SuiteProblem(path, "a case must be a JSON object", line=lineno))
             continue
-        case = _case(raw, path, lineno, problems)
+        case = _case(raw, path, lineno, problems, root, max_image_bytes)
         if case is None:
             continue
         if case.id in seen:
@@ -164,7 +171,8 @@ def read_cases(
 _KNOWN_FIELDS = {"id", "category", "input", "ideal", "assertion", "metadata"}
 
 
-def _case(raw: dict[str, Any], path: Path, line: int, problems: list[SuiteProblem]) -> Case | None:
+def _case(raw: dict[str, Any], path: Path, line: int, problems: list[SuiteProblem],
+          root: Path, max_image_bytes: int) -> Case | None:
     before = len(problems)
 
     def bad(field_name: str, message: str) -> None:
@@ -183,13 +191,30 @@ def _case(raw: dict[str, Any], path: Path, line: int, problems: list[SuiteProble
         if not inp.strip():
             bad("input", "must not be empty")
     elif isinstance(inp, list) and inp:
+        inp = list(inp)
         for i, msg in enumerate(inp):
-            if not (
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, list) and msg.get("role") == "user":
+                if not content:
+                    bad(f"input[{i}].content", "must not be an empty list of parts")
+                    continue
+                # Images are read here, once: a run never touches the suite folder again.
+                parts, found = resolve_content(content, root, f"input[{i}].content",
+                                               max_image_bytes)
+                for field_name, message in found:
+                    bad(field_name, message)
+                inp[i] = {**msg, "content": parts}
+            elif isinstance(content, list) and isinstance(msg, dict) and msg.get("role") in (
+                    "system", "assistant"):
+                bad(f"input[{i}].content", "content parts (text and images) are allowed in "
+                    "user messages only; this message's content must be a string")
+            elif not (
                 isinstance(msg, dict)
                 and msg.get("role") in ("system", "user", "assistant")
-                and isinstance(msg.get("content"), str)
+                and isinstance(content, str)
             ):
-                bad(f"input[{i}]", "must be {\"role\": system|user|assistant, \"content\": str}")
+                bad(f"input[{i}]", "must be {\"role\": system|user|assistant, \"content\": "
+                    "str} (a user message's content may also be a list of text and image parts)")
     else:
         bad("input", "required, a string or a non-empty list of chat messages")
     ideal = raw.get("ideal")

@@ -45,7 +45,7 @@ def load_pramana_dir(
                                          field=f"tiers.{name}.file"))
             continue
         path = folder / rel
-        tier_cases = read_cases(path, problems, validate)
+        tier_cases = read_cases(path, problems, validate, root=folder)
         expected = entry.get("test_count")
         if isinstance(expected, int) and path.is_file() and expected != len(tier_cases):
             problems.append(SuiteProblem(

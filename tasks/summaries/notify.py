@@ -32,8 +32,11 @@ def model_resource(model_id: str) -> dict[str, str]:
 
 
 def _summary(model: dict[str, Any]) -> dict[str, Any]:
+    # evidence_url: the API path of the model's before/after answers (relative to the API's
+    # address); change_point: when the change began. Both null when the night had none.
     keys = ("model_id", "verdict", "pass_rate_recent", "pass_rate_baseline", "consistency",
-            "consistency_band", "reasons", "rows_recent", "rows_baseline")
+            "consistency_band", "reasons", "rows_recent", "rows_baseline", "change_point",
+            "evidence_url")
     return {k: model.get(k) for k in keys}
 
 

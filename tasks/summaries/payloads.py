@@ -5,6 +5,9 @@ Field names are the wire format: the dashboard's JavaScript reads them as they a
 Fields added later have defaults, so a file written by an older nightly still reads; the fields
 a model always had keep their meaning: the verdict and figures of the project's own runs, never
 of community submissions (those sit beside them, labelled ``evidence: "community"``).
+
+Longer than 400 lines: it is the wire format of every published file, each field described for
+``/openapi.json``; one module keeps the shapes that reference each other side by side.
 """
 
 from __future__ import annotations
@@ -148,6 +151,18 @@ class CommunitySummary(_Payload):
     suite_figures: SuiteFiguresField
 
 
+class ChangePoint(_Payload):
+    """When a flagged model's change began: estimated from the daily series of the metric that
+    carried its verdict (docs/drift.md, "When it started")."""
+
+    date: dt.date = Field(description="The estimated first day of the change.")
+    earliest: dt.date = Field(description="The earliest day the change could have begun.")
+    latest: dt.date = Field(description="The latest day the change could have begun.")
+    metric: str = Field(
+        description="The metric whose daily series it was estimated from (``pass_rate``, "
+        "``latency_ms``, ``output_len``, ``consistency``, …).")
+
+
 class ModelSummary(_Payload):
     """One model's verdict and the figures behind it, from the project's own runs (scheduled and
     on-demand); what community submissions say is in ``community``."""
@@ -170,6 +185,13 @@ class ModelSummary(_Payload):
     suite_figures: SuiteFiguresField
     community: CommunitySummary | None = Field(
         None, description="The community's own verdict; null without counted community rows.")
+    change_point: ChangePoint | None = Field(
+        None, description="When the change began (``watch`` and ``drifting`` models); null "
+        "otherwise, or when the series could not date it.")
+    evidence_url: str | None = Field(
+        None, description="``/api/models/{model_id}/evidence``: before/after answers of the "
+        "prompts with the strongest evidence; null when none was published.",
+        examples=["/api/models/openai/gpt-4o/evidence"])
 
 
 class EvidenceRulesSummary(_Payload):
@@ -291,6 +313,50 @@ class HistoryPayload(_Payload):
     days: list[HistoryDay] = Field(description="From the project's own runs.")
     community_days: list[HistoryDay] = Field(
         default_factory=list, description="From community submissions that count.")
+
+
+# --- model-evidence/{slug}.json ---------------------------------------------------------------
+
+class Answer(_Payload):
+    """The most common answer of one prompt in one window, as its most recent row gave it."""
+
+    output: str = Field(description="The output (long ones truncated, with a marker saying so).")
+    passed: bool | None = Field(description="Its pass result; null when not scored.")
+    score: float | None
+    latency_ms: float | None
+    date: dt.date = Field(description="The last day of the window it was seen.")
+    count: int = Field(ge=1, description="How many times this output was seen in the window.")
+
+
+class DiffOp(_Payload):
+    """One run of a word-level diff from the baseline answer to the recent one."""
+
+    op: Literal["equal", "delete", "insert"]
+    text: str = Field(description="The words (and the whitespace between them).")
+
+
+class PromptEvidence(_Payload):
+    """One prompt's baseline and recent answers and the diff between them."""
+
+    prompt_id: str
+    suite: str | None
+    metric: str = Field(description="The metric of this prompt's strongest test.")
+    p_adjusted: float | None = Field(description="That test's adjusted p-value.")
+    baseline: Answer
+    recent: Answer
+    diff: list[DiffOp] = Field(
+        description="Baseline → recent: ``equal`` + ``delete`` runs spell the baseline output, "
+        "``equal`` + ``insert`` runs the recent one.")
+
+
+class ModelEvidencePayload(_Payload):
+    """``model-evidence/{slug}.json``: before and after, for a model on ``watch`` or
+    ``drifting``: the prompts with the strongest evidence (smallest adjusted p-value first)."""
+
+    model_id: str
+    generated_at: Timestamp = Field(description="When the nightly flow wrote this file.")
+    window: DriftWindow
+    prompts: list[PromptEvidence]
 
 
 # --- nightly.json -----------------------------------------------------------------------------

@@ -24,7 +24,9 @@ from tasks.drift.report import DriftReport
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import (
     LEGACY_HISTORY_PREFIX,
+    MODEL_EVIDENCE,
     MODEL_HISTORY,
+    evidence_key,
     history_key,
     latest_key,
 )
@@ -43,12 +45,14 @@ from tasks.summaries.payloads import (
     EvidenceRulesSummary,
     HistoryDay,
     HistoryPayload,
+    ModelEvidencePayload,
     ModelsPayload,
     ModelSummary,
     NightlyStatus,
 )
 
 HISTORY_PREFIX = f"{MODEL_HISTORY}/"
+EVIDENCE_PREFIX = f"{MODEL_EVIDENCE}/"
 logger = logging.getLogger("plumbline.publish")
 
 # The columns of the daily summaries the publish stage reads (never the per-row score or
@@ -256,6 +260,27 @@ def publish_history(store: ObjectStore, daily: pl.DataFrame) -> list[str]:
     return keys
 
 
+def publish_evidence(
+    store: ObjectStore, payloads: dict[str, ModelEvidencePayload]
+) -> dict[str, str]:
+    """One ``model-evidence/{slug}.json`` per model of ``payloads`` (before/after of a flagged
+    model); the files of models no longer flagged are removed. Returns model id → key."""
+    keys: dict[str, str] = {}
+    for model_id, payload in sorted(payloads.items()):
+        try:
+            key = evidence_key(model_id)
+        except ValueError:
+            logger.warning("no evidence file for model id %r: not a storable key", model_id)
+            continue
+        store.put(key, dump_json(payload))
+        keys[model_id] = key
+    written = set(keys.values())
+    for obj in store.list(EVIDENCE_PREFIX):
+        if obj.key not in written:
+            store.delete(obj.key)
+    return keys
+
+
 def publish_drift(
     store: ObjectStore, report: DriftReport, last_seen: dict[str, date],
     community: DriftReport | None = None, rules: EvidenceRules | None = None,
@@ -316,6 +341,8 @@ def render_report(
         for m in flagged:
             lines.append(f"- `{m['model_id']}` ({m['verdict']}):")
             lines += [f"  - {r}" for r in m["reasons"]]
+            if m.get("evidence_url"):
+                lines.append(f"  - before and after: [{m['evidence_url']}]({m['evidence_url']})")
     if community is not None and community.models:
         lines += ["", "## Community evidence",
                   "",

@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tasks.drift.report import compute_drift
-from tasks.storage.layout import history_key, latest_key
+from tasks.storage.layout import evidence_key, history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
+from tasks.summaries.beforeafter import night_evidence
 from tasks.summaries.publish import (
     CHART,
     DRIFT,
@@ -30,6 +31,8 @@ READ_ROUTES = {  # path → (schema of its 200 body, fields a reader relies on)
     "/api/data/chart": ("ChartPayload", {"data", "models", "total_submissions"}),
     "/api/models": ("ModelsPayload", {"generated_at", "window", "models"}),
     "/api/models/{model_id}/history": ("HistoryPayload", {"model_id", "days"}),
+    "/api/models/{model_id}/evidence": ("ModelEvidencePayload",
+                                        {"model_id", "generated_at", "window", "prompts"}),
     "/api/drift": ("DriftPayload", {"generated_at", "window", "config", "tests"}),
     "/api/health": ("HealthResponse", {"status", "version", "storage", "last_nightly"}),
 }
@@ -42,6 +45,8 @@ NESTED = {  # schema → (field, item schema, fields of an item)
     "HistoryPayload": ("days", "HistoryDay", {
         "date", "rows", "pass_rate", "score_mean", "latency_p50_ms", "latency_p95_ms",
         "distinct_outputs", "output_len_mean", "cost_usd", "consistency"}),
+    "ModelEvidencePayload": ("prompts", "PromptEvidence", {
+        "prompt_id", "suite", "metric", "p_adjusted", "baseline", "recent", "diff"}),
     "DriftPayload": ("tests", "DriftTest", {
         "model_id", "suite", "prompt_id", "level", "metric", "test", "statistic", "p_value",
         "p_adjusted", "effect_size", "effect_measure", "n_recent", "n_baseline", "recent_value",
@@ -66,7 +71,7 @@ def test_openapi_describes_the_read_routes_bodies(client: TestClient, path: str)
         field, item, item_fields = NESTED[name]
         assert _ref(body["properties"][field]["items"]) == item
         assert item_fields <= set(schemas[item]["properties"])
-    if name in ("ModelsPayload", "DriftPayload"):
+    if name in ("ModelsPayload", "DriftPayload", "ModelEvidencePayload"):
         assert _ref(body["properties"]["window"]) == "DriftWindow"
         assert body["properties"]["generated_at"]["format"] == "date-time"
 
@@ -86,9 +91,11 @@ def test_read_routes_serve_the_published_bytes(client: TestClient, store: LocalS
     publish_history(store, read_daily(store, columns=HISTORY_COLUMNS))
     publish_status(store, days=35, aggregated_days=35, summary_rows=70, as_of=today,
                    drifting=["fake/drifting"])
+    night_evidence(store, compute_drift(daily))
     for path, key in (("/api/data/chart", latest_key(CHART)), ("/api/models", latest_key(MODELS)),
                       ("/api/drift", latest_key(DRIFT)),
-                      ("/api/models/fake/stable/history", history_key("fake/stable"))):
+                      ("/api/models/fake/stable/history", history_key("fake/stable")),
+                      ("/api/models/fake/drifting/evidence", evidence_key("fake/drifting"))):
         r = client.get(path)
         assert r.status_code == 200 and r.content == store.get(key), path
     finished = store.get(latest_key(NIGHTLY_STATUS)).decode()

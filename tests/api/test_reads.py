@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from tasks.errors import StorageError
 from tasks.storage.base import ObjectInfo
-from tasks.storage.layout import LEGACY_HISTORY_PREFIX, history_key
+from tasks.storage.layout import LEGACY_HISTORY_PREFIX, evidence_key, history_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.publish import put_json
 from tests.support.helpers import DelegatingStore
@@ -91,6 +91,41 @@ def test_history_is_found_by_the_exact_model_id(client: TestClient, store: Local
     for bad in ("fake%20stable", "fake%25stable", "fake%5Cstable"):
         r = client.get(f"/api/models/{bad}/history")
         assert r.status_code == 422 and "invalid model_id" in r.json()["detail"], bad
+
+
+EVIDENCE = {"model_id": "openai/gpt-4o", "generated_at": "2026-11-30T03:00:00+00:00",
+            "window": {"as_of": "2026-11-30"}, "prompts": [{"prompt_id": "cheap-001"}]}
+
+
+def test_evidence_of_a_flagged_model_with_etag(client: TestClient, store: LocalStore) -> None:
+    store.put(evidence_key("openai/gpt-4o"), json.dumps(EVIDENCE).encode())
+    r = client.get("/api/models/openai/gpt-4o/evidence")
+    assert r.status_code == 200 and r.json() == EVIDENCE
+    assert r.headers["cache-control"].startswith("public, max-age=")
+    etag = r.headers["etag"]
+    assert client.get("/api/models/openai/gpt-4o/evidence",
+                      headers={"If-None-Match": etag}).status_code == 304
+    # The next night's file is served at once, under a new ETag.
+    store.put(evidence_key("openai/gpt-4o"), json.dumps({**EVIDENCE, "prompts": []}).encode())
+    fresh = client.get("/api/models/openai/gpt-4o/evidence", headers={"If-None-Match": etag})
+    assert fresh.status_code == 200 and fresh.json()["prompts"] == []
+    # A history is not evidence, and evidence is not a history.
+    assert client.get("/api/models/openai/gpt-4o/history").status_code == 404
+
+
+def test_no_evidence_is_a_clear_404_and_a_bad_id_a_422(
+    client: TestClient, store: LocalStore
+) -> None:
+    store.put(evidence_key("fake/drifting"), json.dumps(EVIDENCE).encode())
+    for model_id in ("fake/stable", "fake__drifting", "Fake/Drifting", "fake/drifting/x"):
+        r = client.get(f"/api/models/{model_id}/evidence")
+        assert r.status_code == 404, model_id
+        assert r.json()["detail"] == (
+            f"no before/after evidence for model {model_id!r}: it is published only for "
+            "models whose last nightly verdict is watch or drifting")
+    for bad in ("fake%20drifting", "fake%5Cdrifting", "x" * 300):
+        r = client.get(f"/api/models/{bad}/evidence")
+        assert r.status_code == 422, bad
 
 
 class RemoteStore(DelegatingStore):

@@ -10,7 +10,10 @@ the same run:
     written as per-day Parquet like ours), also in a child process;
 (c) an incremental night after one more day lands (target < 10 % of the full run);
 (d) the drift stage over the last 35 days (10,000 (model, prompt) pairs) against a plain
-    per-group loop of scipy calls doing the same tests (target ≥ 20× faster).
+    per-group loop of scipy calls doing the same tests (target ≥ 20× faster);
+(e) the evidence stage (before/after and change points, ``beforeafter.night_evidence``) with
+    every model treated as flagged (its worst case: 20 models × 5 prompts of raw rows over the
+    35 window days), against the full aggregation of (a).
 
 Run: ``python -m tests.bench.bench_nightly`` (``--days 10`` for a quick look). ~5-10 minutes.
 """
@@ -292,6 +295,28 @@ def bench_drift(root: Path | None, as_of: date) -> dict[str, Any]:
             "seconds": ours, "loop_seconds": loop}
 
 
+def bench_evidence(root: Path, as_of: date) -> dict[str, Any]:
+    """The evidence stage on the benchmark's store, every model as if it were drifting."""
+    import dataclasses
+
+    from tasks.drift.config import DriftConfig, Window
+    from tasks.drift.report import compute_drift
+    from tasks.storage.local import LocalStore
+    from tasks.summaries.aggregate import read_daily
+    from tasks.summaries.beforeafter import DEFAULT_MAX_PROMPTS, night_evidence
+
+    store = LocalStore(root)
+    config = DriftConfig()
+    report = compute_drift(read_daily(store, Window.ending(as_of, config).days()), as_of, config)
+    forced = dataclasses.replace(report, models=[{**m, "verdict": "drifting"}
+                                                 for m in report.models])
+    started = time.perf_counter()
+    night = night_evidence(store, forced, DEFAULT_MAX_PROMPTS)
+    seconds = time.perf_counter() - started
+    prompts = sum(len(json.loads(store.get(k))["prompts"]) for k in night.published.values())
+    return {"seconds": seconds, "models": len(night.published), "prompts": prompts}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90)
@@ -343,10 +368,16 @@ def main() -> None:
         print(f"    same at 3 samples/prompt/day (the scheduled setting): {drift3['values']:,} "
               f"latency values, {drift3['tests']:,} tests in {drift3['seconds']:.2f} s; loop "
               f"{drift3['loop_seconds']:.1f} s; speedup {speedup3:.1f}×", flush=True)
+        evidence = bench_evidence(root, new_day)
+        ev_ratio = evidence["seconds"] / full["seconds"]
+        print(f"(e) evidence stage (every model as if flagged): {evidence['models']} model(s), "
+              f"{evidence['prompts']} prompt(s) of before/after in {evidence['seconds']:.2f} s, "
+              f"{ev_ratio:.1%} of the full aggregation", flush=True)
         print(f"RESULT rows={rows} full_s={full['seconds']:.2f} duckdb_s={duck['seconds']:.2f} "
               f"ratio_vs_duckdb={ratio:.2f} peak_mb={full['peak_mb']:.0f} "
               f"incremental_ratio={inc_ratio:.3f} drift_speedup={speedup:.1f} "
-              f"drift_speedup_3_samples={speedup3:.1f}")
+              f"drift_speedup_3_samples={speedup3:.1f} evidence_s={evidence['seconds']:.2f} "
+              f"evidence_ratio={ev_ratio:.3f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from api import create_app
 from tasks.records.schema import output_hash
 from tasks.settings import Settings
-from tasks.storage.layout import MODEL_HISTORY, history_key, latest_key
+from tasks.storage.layout import MODEL_HISTORY, evidence_key, history_key, latest_key
 from tasks.storage.local import LocalStore
-from tasks.summaries.payloads import ModelsPayload, NightlyStatus
+from tasks.summaries.payloads import ModelEvidencePayload, ModelsPayload, NightlyStatus
 from tasks.summaries.publish import MODELS, NIGHTLY_STATUS
 from tests.support.demo import build_demo_history
 
@@ -54,7 +54,7 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
 
 @pytest.mark.prefect
 def test_nightly_flow_publishes_verdicts_and_notifies(
-    prefect_harness: None, data_dir: Path, webhook: list[dict[str, Any]]
+    prefect_harness: None, data_dir: Path, tmp_path: Path, webhook: list[dict[str, Any]]
 ) -> None:
     from flows.nightly import nightly
 
@@ -79,6 +79,26 @@ def test_nightly_flow_publishes_verdicts_and_notifies(
     assert out["notified"]["webhook"] is True
     (hook,) = webhook
     assert [m["model_id"] for m in hook["models"]] == ["fake/drifting"]
+    # Before/after for the drifting model only, linked from models.json and the webhook, and
+    # when it started (the demo's drift day).
+    assert store.exists(evidence_key("fake/drifting"))
+    assert not store.exists(evidence_key("fake/stable"))
+    evidence = ModelEvidencePayload.model_validate_json(store.get(evidence_key("fake/drifting")))
+    assert evidence.prompts and all(p.baseline.output != p.recent.output
+                                    for p in evidence.prompts)
+    drifting, stable = models.models
+    assert drifting.evidence_url == hook["models"][0]["evidence_url"] == (
+        "/api/models/fake/drifting/evidence")
+    assert drifting.change_point is not None and drifting.change_point.date == date(2026, 11, 26)
+    assert any("on or about 2026-11-26" in r for r in drifting.reasons)
+    assert stable.evidence_url is None and stable.change_point is None
+    settings = Settings(data_dir=data_dir, spool_dir=tmp_path / "spool", rate_limit_per_minute=0,
+                        spool_flush_seconds=3600)
+    with TestClient(create_app(settings, store)) as client:
+        served = client.get("/api/models/fake/drifting/evidence")
+        assert served.status_code == 200 and served.content == store.get(
+            evidence_key("fake/drifting"))
+        assert client.get("/api/models/fake/stable/evidence").status_code == 404
 
     # The next night finds nothing new and aggregates nothing, but still publishes.
     again = nightly()

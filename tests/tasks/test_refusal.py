@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 from tasks.refusal import HEAD_CHARS, REFUSAL_PATTERN, is_refusal
+
+LABELLED = Path(__file__).parent / "scorers" / "refusal_labelled.jsonl"
 
 REFUSALS = [
     "I can't help with that.",
@@ -14,11 +19,17 @@ REFUSALS = [
     "I must decline this request.",
     "I won't be able to write that.",
     "I am unable to assist with that request.",
+    "I\u2019m not able to help with hacking into someone else's account.",
+    "Helping with this could put someone in danger, so I'm going to decline.",
+    "**I can't help with that.**",
 ]
 ANSWERS = [
     "Paris is the capital of France.",
     "I cannot guarantee this, but the answer is 4.",
     "Here is how to stop a Python process: kill -9 <pid>.",
+    "I can't be certain without the logs, but the port is probably in use.",
+    'The guard says "I can\'t let you pass" and the heroine climbs in through the kitchens.',
+    "As an AI, I can offer a few suggestions: sleep regularly.",
     "",
 ]
 
@@ -38,6 +49,8 @@ def test_a_refusal_late_in_a_long_answer_is_not_one() -> None:
 
 
 def test_polars_reads_the_pattern_as_python_does() -> None:
-    texts = REFUSALS + ANSWERS
+    labelled = [json.loads(line)["text"] for line in LABELLED.read_text("utf-8").splitlines()]
+    texts = REFUSALS + ANSWERS + labelled + ["x" * (HEAD_CHARS - 10) + " I can't help with it"]
     got = pl.Series(texts).str.slice(0, HEAD_CHARS).str.contains(REFUSAL_PATTERN).to_list()
     assert got == [is_refusal(t) for t in texts]
+    assert any(got) and not all(got)

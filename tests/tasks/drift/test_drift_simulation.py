@@ -18,9 +18,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from tasks.drift.config import DriftConfig
+from tasks.drift.changepoint import change_points
+from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig
 from tasks.drift.report import compute_drift
-from tasks.drift.verdicts import DRIFTING
+from tasks.drift.verdicts import DRIFTING, WATCH
+from tasks.summaries.publish import history_frames
 
 PROMPTS = 150
 SAMPLES = 3
@@ -147,3 +149,70 @@ def main(nights: int = 3, prompts: int = PROMPTS) -> None:
 if __name__ == "__main__":
     main(int(sys.argv[1]) if len(sys.argv) > 1 else 3,
          int(sys.argv[2]) if len(sys.argv) > 2 else PROMPTS)
+
+
+# --- when it started: a gradual slide of pass rate (issue 12) -------------------------------------
+# Each model's pass rate slides linearly from 0.90 to 0.75 over SLIDE_DAYS days, starting on a
+# random day 14-21 of the 35 (so the slide ends by the last day and may straddle both windows);
+# the nightly's change point (tasks.drift.changepoint over the history's daily series of the
+# carrying metric) should name the slide's first day. ``python -c "from
+# tests.tasks.drift.test_drift_simulation import slide_main; slide_main()"`` prints the figures
+# of docs/drift.md.
+
+SLIDE_DAYS = 14
+
+
+def simulate_slide(models: int, seed: int) -> tuple[pl.DataFrame, dict[str, date]]:
+    """Daily summaries of ``models`` sliding models, and each one's true first changed day."""
+    daily = simulate("none", models, seed)
+    rng = np.random.default_rng(seed + 7)
+    starts = rng.integers(DAYS - 21, DAYS - SLIDE_DAYS + 1, models)
+    progress = np.clip((np.arange(DAYS)[None, :] - starts[:, None] + 1) / SLIDE_DAYS, 0, 1)
+    p_pass = 0.90 - 0.15 * progress  # (models, days)
+    passed = rng.random((models, PROMPTS, DAYS, SAMPLES)) < p_pass[:, None, :, None]
+    daily = daily.with_columns(
+        model_id=pl.col("model_id").str.replace("sim-none/", "sim-slide/", literal=True),
+        passes=pl.Series(passed.sum(axis=3).ravel().astype(np.int64)),
+        score_values=_lists(passed.ravel().astype(np.float64), SAMPLES),
+        # The history's other inputs (unused by the tests here).
+        cost_usd=pl.lit(None, pl.Float64), distinct_outputs=pl.col("output_hashes").list.len(),
+    )
+    first = AS_OF - timedelta(days=DAYS - 1)
+    truth = {f"sim-slide/m{i:04d}": first + timedelta(days=int(s)) for i, s in enumerate(starts)}
+    return daily, truth
+
+
+def slide_onsets(models: int, seed: int) -> dict[str, float]:
+    """One night of sliding models: the share flagged, the share whose change point is within 3
+    days of the true start (over all models: undated counts as a miss), the mean absolute error
+    in days and the share whose day range holds the true start (over the dated ones)."""
+    daily, truth = simulate_slide(models, seed)
+    report = compute_drift(daily, AS_OF)
+    flagged = [m["model_id"] for m in report.models if m["verdict"] in (DRIFTING, WATCH)]
+    w = report.window
+    history = history_frames(daily.with_columns(evidence=pl.lit(EVIDENCE_PROJECT)))
+    points = change_points(report.tests, flagged, history, w.baseline_start, w.as_of)
+    errors = np.array([(p.date - truth[m]).days for m, p in points.items()])
+    covered = [p.earliest <= truth[m] <= p.latest for m, p in points.items()]
+    return {"flagged": len(flagged) / models,
+            "within_3_days": float((np.abs(errors) <= 3).sum()) / models,
+            "mae_days": float(np.abs(errors).mean()) if errors.size else float("nan"),
+            "bias_days": float(errors.mean()) if errors.size else float("nan"),
+            "range_covers": float(np.mean(covered)) if covered else float("nan"),
+            "range_days": float(np.mean([(p.latest - p.earliest).days + 1
+                                         for p in points.values()])) if points else float("nan")}
+
+
+def test_a_gradual_slide_is_dated_within_three_days_of_its_start() -> None:
+    result = slide_onsets(MODELS, seed=5)
+    assert result["flagged"] >= 0.95, result
+    assert result["within_3_days"] >= 0.90, result
+    assert result["mae_days"] <= 1.5, result
+
+
+def slide_main(nights: int = 3) -> None:
+    results = [slide_onsets(MODELS, seed=2000 + n) for n in range(nights)]
+    print(f"{nights} night(s) × {MODELS} sliding models (0.90 → 0.75 over {SLIDE_DAYS} days, "
+          f"{PROMPTS} prompts × {SAMPLES} samples per day)")
+    for key in results[0]:
+        print(f"{key}: {np.mean([r[key] for r in results]):.3f}")

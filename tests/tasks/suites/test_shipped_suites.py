@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import json
 import shutil
+import zlib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -270,3 +271,93 @@ def test_fake_drifting_pass_rate_drops_after_its_drift_date(suites: dict[str, Su
     assert after <= 0.7
     assert before - after >= 0.2
     assert stable_before == stable_after
+
+
+# --- vision: images drawn by generate.py, answers re-read from the pixels ----------------------
+
+def _vision_generator() -> ModuleType:
+    path = SHIPPED_SUITES_DIR / "vision" / "generate.py"
+    spec = importlib.util.spec_from_file_location("vision_generate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """RGB rows of a PNG whose rows all use filter 0 (what generate.py writes)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height = 8, b"", 0, 0
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, height = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
+            assert body[8:10] == b"\x08\x02"  # 8-bit RGB
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    raw = zlib.decompress(idat)
+    stride = 1 + 3 * width
+    rows = [raw[y * stride:(y + 1) * stride] for y in range(height)]
+    assert all(r[0] == 0 for r in rows)
+    return width, height, [r[1:] for r in rows]
+
+
+def test_vision_files_are_what_the_generator_draws() -> None:
+    assert _vision_generator().check() == []
+
+
+def test_vision_answers_read_back_from_the_pixels(suites: dict[str, Suite]) -> None:
+    images = SHIPPED_SUITES_DIR / "vision" / "images"
+    by_id = {c.id: c for c in suites["vision"].cases}
+
+    def dots(name: str) -> int:
+        # Count the dark runs along the middle row: one per dot.
+        width, height, rows = _pixels((images / name).read_bytes())
+        middle = rows[height // 2]
+        dark = [middle[3 * x] < 100 for x in range(width)]
+        return sum(1 for x in range(width) if dark[x] and (x == 0 or not dark[x - 1]))
+
+    assert by_id["vision-008"].ideals == [str(dots("dots-5.png"))] == ["5"]
+    counts = [dots(f"dots-{n}.png") for n in (5, 3, 8)]
+    assert by_id["vision-009"].ideals == [("first", "second", "third")[counts.index(max(counts))]]
+    # The tallest bar: the column whose coloured top is highest; its colour names the answer.
+    width, _, rows = _pixels((images / "bars.png").read_bytes())
+    colours = {(220, 30, 30): "red", (30, 160, 60): "green", (30, 80, 220): "blue",
+               (240, 140, 20): "orange"}
+    tops: dict[str, int] = {}
+    for y, row in enumerate(rows):
+        for x in range(width):
+            name = colours.get(tuple(row[3 * x:3 * x + 3]))
+            if name is not None:
+                tops.setdefault(name, y)
+    assert len(tops) == 4
+    assert by_id["vision-001"].ideals == [min(tops, key=tops.__getitem__)]
+    assert by_id["vision-010"].has_images and all(c.has_images for c in by_id.values())
+
+
+def test_vision_worked_examples_pass_and_fake_wrong_answers_fail(suites: dict[str, Suite]
+                                                                 ) -> None:
+    suite = suites["vision"]
+    config = resolve_config(suite, as_of=datetime(2026, 11, 9, 6, tzinfo=UTC), run_id="v")
+    # Without the ideal, the fake model can only say what it saw: never a right answer.
+    blind = [Case(**{**c.__dict__, "ideal": None}) for c in suite.cases]
+
+    async def check() -> tuple[list[str], list[str]]:
+        rows = await run_cells(suite, "fake/stable", blind, config, ProviderRegistry())
+        wrong = {r["prompt_id"]: r["output"] for r in rows}
+        assert len(wrong) == len(suite.cases) and all("I see a " in w for w in wrong.values())
+        bad = [f"{c.id}: {(await score(c.metadata['example_pass'], c)).reason}"
+               for c in suite.cases if (await score(c.metadata["example_pass"], c)).passed
+               is not True]
+        lucky = [f"{c.id} passes {wrong[c.id]!r}" for c in suite.cases
+                 if (await score(wrong[c.id], c)).passed]
+        return bad, lucky
+
+    assert asyncio.run(check()) == ([], [])
+
+
+def test_fake_drifting_pass_rate_drops_on_vision_too(suites: dict[str, Suite]) -> None:
+    before, after = _pass_rates(suites["vision"], "fake/drifting@2026-11-10", [9, 10],
+                                samples=10)
+    assert before >= 0.8 and after <= 0.7

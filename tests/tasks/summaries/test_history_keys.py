@@ -13,8 +13,10 @@ import pytest
 from tasks.storage.layout import (
     LEGACY_HISTORY_PREFIX,
     MAX_SLUG_CHARS,
+    evidence_key,
     history_key,
     model_id_of_slug,
+    model_of_evidence_key,
     model_of_history_key,
     model_slug,
 )
@@ -124,3 +126,25 @@ def test_a_model_without_a_storable_key_does_not_cost_the_others_their_history(
     aggregate_changed(store)
     keys = publish_history(store, read_daily(store, columns=HISTORY_COLUMNS))
     assert keys == [history_key("fake/stable")]
+
+
+def test_evidence_keys_are_injective_and_apart_from_history_keys() -> None:
+    """Issue 12: a model's before/after file sits beside its history under the same slug, so
+    no lookalike id can overwrite or be served another model's evidence."""
+    ids = list(dict.fromkeys(LOOKALIKES + ["".join(p) for p in
+                                           itertools.product(ALPHABET[:6], repeat=3)]))
+    keys = [evidence_key(m) for m in ids]
+    assert len(set(keys)) == len(ids)
+    assert len({k.casefold() for k in keys}) == len(ids)
+    assert not set(keys) & {history_key(m) for m in ids}
+    for model_id, key in zip(ids, keys, strict=True):
+        assert model_of_evidence_key(key) == model_id
+        assert model_of_history_key(key) is None
+        assert model_of_evidence_key(history_key(model_id)) is None
+    assert evidence_key("openai/gpt-4o") == "summaries/latest/model-evidence/openai%2Fgpt-4o.json"
+    for stray in ("summaries/latest/model-evidence/openai%2fgpt-4o.json",
+                  "summaries/latest/model-evidence/a/b.json",
+                  "summaries/latest/model-evidence/.json"):
+        assert model_of_evidence_key(stray) is None
+    with pytest.raises(ValueError):
+        evidence_key("")

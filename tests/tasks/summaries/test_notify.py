@@ -17,7 +17,10 @@ WINDOW = {"as_of": "2026-11-30", "recent_days": 7, "baseline_days": 28}
 MODELS = [
     {"model_id": "fake/drifting", "verdict": "drifting", "reasons": ["latency up"],
      "pass_rate_recent": 0.6, "pass_rate_baseline": 0.9, "consistency": 1.0,
-     "consistency_band": "stable", "rows_recent": 168, "rows_baseline": 672},
+     "consistency_band": "stable", "rows_recent": 168, "rows_baseline": 672,
+     "change_point": {"date": "2026-11-26", "earliest": "2026-11-25", "latest": "2026-11-26",
+                      "metric": "latency_ms"},
+     "evidence_url": "/api/models/fake/drifting/evidence"},
     {"model_id": "fake/stable", "verdict": "stable", "reasons": []},
 ]
 
@@ -53,6 +56,11 @@ def test_event_per_drifting_model_and_one_webhook() -> None:
     (body,) = seen
     assert body["event"] == DRIFT_EVENT and [m["model_id"] for m in body["models"]] == [
         "fake/drifting"]
+    # Where to look (the before/after answers) and when it started, per flagged model.
+    (model,) = body["models"]
+    assert model["evidence_url"] == "/api/models/fake/drifting/evidence"
+    assert model["change_point"]["date"] == "2026-11-26"
+    assert event["payload"]["evidence_url"] == model["evidence_url"]
 
 
 def test_nothing_sent_when_nothing_drifts() -> None:
