@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from api import create_app
 from tasks.settings import Settings
-from tasks.storage.layout import history_key, latest_key
+from tasks.storage.layout import evidence_key, history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.payloads import (
     MODELS,
     HistoryDay,
     HistoryPayload,
+    ModelEvidencePayload,
     ModelsPayload,
     ModelSummary,
 )
@@ -122,7 +123,6 @@ def _evidence() -> dict[str, Any]:
     base_day, recent_day = AS_OF - timedelta(days=20), AS_OF - timedelta(days=1)
     return {
         "model_id": "fake/drifting", "generated_at": datetime.now(UTC).isoformat(),
-        "window": {"as_of": AS_OF.isoformat(), "recent_days": 7, "baseline_days": 28},
         "prompts": [
             {"prompt_id": "math-001", "suite": "smoke", "metric": "pass_rate",
              "p_adjusted": 0.00012,
@@ -142,7 +142,8 @@ def _evidence() -> dict[str, Any]:
 
 
 def write_published(store: LocalStore) -> None:
-    """models.json and the histories, validated against their payload models first."""
+    """models.json, the histories and fake/drifting's evidence, each validated against its
+    payload model first."""
     window = {"as_of": AS_OF.isoformat(), "recent_days": 7, "baseline_days": 28,
               "recent_start": (AS_OF - timedelta(days=6)).isoformat(),
               "baseline_start": (AS_OF - timedelta(days=34)).isoformat(),
@@ -154,6 +155,9 @@ def write_published(store: LocalStore) -> None:
         history = _history(model_id, new_fields=model_id != "fake/stable")
         _check(HistoryPayload, history)
         store.put(history_key(model_id), json.dumps(history).encode())
+    evidence = {**_evidence(), "window": window}
+    ModelEvidencePayload.model_validate(evidence)
+    store.put(evidence_key("fake/drifting"), json.dumps(evidence).encode())
     store.put(latest_key(NIGHTLY_STATUS),
               json.dumps({"finished_at": datetime.now(UTC).isoformat()}).encode())
 
@@ -169,17 +173,8 @@ def _check(model: type[BaseModel], payload: dict[str, Any]) -> None:
     model.model_validate({**payload, key: [known(inner, x) for x in payload[key]]})
 
 
-def _app(store: LocalStore, tmp_path: Path, evidence: dict[str, dict[str, Any]]) -> FastAPI:
-    app = create_app(Settings(data_dir=tmp_path / "data"), store)
-    if not any(getattr(r, "path", "").endswith("/evidence") for r in app.routes):
-        # The evidence route comes from another branch (i12-evidence); until it is merged the
-        # test serves the contract's shape itself, 404 included.
-        @app.get("/api/models/{model_id:path}/evidence")
-        def evidence_route(model_id: str) -> dict[str, Any]:
-            if model_id not in evidence:
-                raise HTTPException(404, f"no evidence for model {model_id!r}")
-            return evidence[model_id]
-    return app
+def _app(store: LocalStore, tmp_path: Path) -> FastAPI:
+    return create_app(Settings(data_dir=tmp_path / "data"), store)
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +192,7 @@ def tab(browser: tuple[str, str]) -> Iterator[Tab]:
 @pytest.fixture
 def base(store: LocalStore, tmp_path: Path) -> Iterator[str]:
     write_published(store)
-    with serve_in_thread(_app(store, tmp_path, {"fake/drifting": _evidence()})) as url:
+    with serve_in_thread(_app(store, tmp_path)) as url:
         yield url
 
 

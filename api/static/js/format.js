@@ -66,3 +66,11 @@ export function fmtUsd(v) {
 }
 
 export function fmtChars(v) { return isNum(v) ? `${intFmt.format(Math.round(v))} chars` : "—"; }
+
+// The drift metrics (drift.json's `metric`), named for people.
+export const METRIC_NAMES = {
+  pass_rate: "Pass rate", score: "Score", score_mean: "Score", latency_ms: "Latency",
+  latency: "Latency", output_len: "Output length", output_length: "Output length",
+  consistency: "Consistency", error_rate: "Error rate", cost_usd: "Cost",
+  refusal_rate: "Refusal rate", semantic: "Meaning (semantic)",
+};

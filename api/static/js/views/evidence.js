@@ -4,7 +4,7 @@
 // Answers and error messages are model output or provider text: untrusted, always set as text.
 
 import { h } from "../dom.js";
-import { dateOnly, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
+import { METRIC_NAMES, dateOnly, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
 
 // A long answer is cut for display (the evidence file bounds it too): the page stays readable.
 const MAX_OUTPUT_CHARS = 4000;
@@ -96,7 +96,8 @@ function diffBlock(diff) {
 
 function promptCard(p, i) {
   const where = [p.suite, p.prompt_id].filter(Boolean).map(String).join(" / ") || `prompt ${i + 1}`;
-  const metric = p.metric ? String(p.metric).replaceAll("_", " ") : null;
+  const metric = p.metric ? (METRIC_NAMES[p.metric] || String(p.metric).replaceAll("_", " ")).toLowerCase()
+    : null;
   return h("article", { class: "evidence-prompt", "data-prompt-id": String(p.prompt_id ?? "") },
     h("h4", { text: where }),
     metric || isNum(p.p_adjusted) ? h("p", { class: "sub",

@@ -4,7 +4,7 @@
 
 import { lineChart } from "../charts.js";
 import { h } from "../dom.js";
-import { dayNum, dayStr, fmtChars, fmtInt, fmtMs, fmtNum, fmtPct, fmtUsd, isNum } from "../format.js";
+import { METRIC_NAMES, dayNum, dayStr, fmtChars, fmtInt, fmtMs, fmtNum, fmtPct, fmtUsd, isNum } from "../format.js";
 
 // Each chart: the history field it draws, its title, how values read, and its CSS classes.
 // `rate` charts run from 0 to 100 %; the others are scaled to their data. A field that no day
@@ -60,6 +60,8 @@ function chartFigure(modelId, days, spec, win, marker) {
       marker }));
 }
 
+function metricName(metric) { return (METRIC_NAMES[metric] || metric.replaceAll("_", " ")).toLowerCase(); }
+
 function fmtValue(spec, v) { return spec.rate ? fmtPct(v) : spec.format(v); }
 
 export function historyTable(days, label = "Show daily history as a table") {
@@ -101,7 +103,7 @@ export function historySection(modelId, result, win, marker) {
   if (win) notes.push("The shaded band is the recent window the drift tests compare with the baseline.");
   if (marker) {
     notes.push(`The dashed line marks the estimated start of the change: ${marker.label}` +
-      `${marker.metric ? `, estimated from the daily ${marker.metric.replaceAll("_", " ")}` : ""}; ` +
+      `${marker.metric ? `, estimated from the daily ${metricName(marker.metric)}` : ""}; ` +
       "the amber band is the range of days it could be.");
   }
   // (append writes a null as the text "null": absent parts are filtered out.)

@@ -5,17 +5,11 @@
 
 import { loadEvidence, loadHistory } from "../api.js";
 import { $, h } from "../dom.js";
-import { dateOnly, dayNum, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
+import { METRIC_NAMES, dateOnly, dayNum, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
 import { badge, communityBadge, sortModels } from "../verdicts.js";
 import { availabilitySection, evidenceSection } from "./evidence.js";
 import { changeMarker, historySection, historyTable } from "./history.js";
 
-const METRIC_NAMES = {
-  pass_rate: "Pass rate", score: "Score", score_mean: "Score", latency_ms: "Latency",
-  latency: "Latency", output_len: "Output length", output_length: "Output length",
-  consistency: "Consistency", error_rate: "Error rate", cost_usd: "Cost",
-  refusal_rate: "Refusal rate", semantic: "Meaning (semantic)",
-};
 const TEST_NAMES = {
   fisher_exact: "Fisher's exact", fisher: "Fisher's exact", chi_square: "χ²", chi2: "χ²",
   mann_whitney_u: "Mann–Whitney U", mannwhitneyu: "Mann–Whitney U", mann_whitney: "Mann–Whitney U",
