@@ -77,6 +77,13 @@ SPECS: tuple[DeploymentSpec, ...] = (
         "demand.",
         tags=("plumbline", "on-demand"),
     ),
+    DeploymentSpec(
+        name="nightly-batch",
+        entrypoint="flows/nightly.py:nightly_batch",
+        description="Part of a nightly spread over workers: compact and aggregate some days.",
+        # Started by `nightly` only (no schedule, no limit: its parts run side by side).
+        tags=("plumbline", "part"),
+    ),
 )
 
 

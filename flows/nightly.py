@@ -1,12 +1,19 @@
 """The ``nightly`` flow: compact → aggregate → drift → evidence → publish, each a Prefect task.
 
 Only days whose raw data changed since the last night (or that a GDPR operation marked dirty)
-are compacted and re-aggregated; those days are mapped over batches, so the work spreads across
-workers when the flow runs on a work pool. The drift stage is one vectorised task over the
-windows, run once per kind of evidence (the project's runs give the verdicts; community
-submissions get their own, labelled); the evidence stage dates each flagged project model's
-change and publishes its before/after answers; publishing writes ``summaries/latest/`` and, when
-a model's project verdict drifts, emits a Prefect event, calls the optional webhook and leaves a
+are compacted and re-aggregated, in batches of days. The batches run as tasks of this flow run,
+in its process, unless there are enough of them to pay for spreading: on a work pool with two
+or more online workers and at least ``2 × MIN_PART_DAYS`` days to aggregate (a rebuild, a
+backfill), or when ``workers`` asks for it, each batch becomes a child flow run of the
+``nightly-batch`` deployment, which the pool's workers pick up (``flows/spread.py``); the
+parent waits for them, then records what was aggregated and goes on.
+
+The drift stage first embeds the window's new distinct outputs (meaning drift; skipped without
+the ``embeddings`` extra), then is one vectorised task over the windows, run once per kind of
+evidence (the project's runs give the verdicts; community submissions get their own, labelled);
+the evidence stage dates each flagged project model's change and publishes its before/after
+answers; publishing writes ``summaries/latest/`` and, when a model's project verdict drifts or
+its availability degrades, emits a Prefect event, calls the optional webhook and leaves a
 markdown report as an artifact.
 """
 
@@ -20,17 +27,22 @@ import polars as pl
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from flows.compaction import compact_day_task
+from flows.spread import fan_out, run_parts, where
 from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig, Window
 from tasks.drift.report import DriftReport, EvidenceReports, compute_reports
+from tasks.errors import PlumblineError
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
+from tasks.storage.layout import day_prefix
 from tasks.summaries.aggregate import (
     AggregationPlan,
     aggregate_days,
     batches,
     commit,
+    even_batches,
     last_day_of,
     plan,
     raw_fingerprints,
@@ -38,8 +50,9 @@ from tasks.summaries.aggregate import (
     summary_days,
 )
 from tasks.summaries.beforeafter import DEFAULT_MAX_PROMPTS, night_evidence
+from tasks.summaries.embedding import semantic_input
 from tasks.summaries.evidence import EvidenceRules
-from tasks.summaries.notify import notify_drift
+from tasks.summaries.notify import notify_availability, notify_drift
 from tasks.summaries.payloads import ProviderCalls
 from tasks.summaries.publish import (
     HISTORY_COLUMNS,
@@ -52,6 +65,11 @@ from tasks.summaries.publish import (
 
 # Days of history published per model (the chart always covers every day).
 HISTORY_DAYS = 90
+# A day of raw data aggregates in well under a second (docs/benchmarks.md: 90 days of 110,000
+# rows in 6 s), a child run costs seconds to start (docs/deploy.md): a part is worth a child run
+# only with at least this many days, so a usual night (a day or two) never spreads.
+MIN_PART_DAYS = 30
+NIGHTLY_BATCH_DEPLOYMENT = "nightly-batch/nightly-batch"
 
 
 @task(name="aggregate-days", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[5, 30])
@@ -73,7 +91,9 @@ def drift_task(
     end = as_of or last_day_of(store, EVIDENCE_PROJECT) or days[-1]
     window = Window.ending(end, config)
     daily = read_daily(store, window.days())
-    return compute_reports(daily, end, config)
+    # Meaning drift: only outputs not yet in the embedding cache are embedded; without the
+    # `embeddings` extra the metric is skipped and drift.json says why.
+    return compute_reports(daily, end, config, semantic_input(store, daily, window))
 
 
 @task(name="evidence", cache_policy=NO_CACHE)
@@ -165,21 +185,43 @@ def count_task(
 def notify_task(reports: EvidenceReports, webhook_url: str | None) -> dict[str, Any]:
     # The project's verdicts only: community evidence is published, labelled, never alarmed on.
     report = reports.project
-    return notify_drift(report.models, report.window.to_json(), webhook_url)
+    window = report.window.to_json()
+    return {**notify_drift(report.models, window, webhook_url),
+            "availability": notify_availability(report.models, window, webhook_url)}
 
 
 def _compact_and_aggregate(
-    store: ObjectStore, todo: AggregationPlan, rules: EvidenceRules
+    store: ObjectStore, todo: AggregationPlan, rules: EvidenceRules, workers: int | None = None
 ) -> dict[date, int]:
-    present = set(todo.fingerprints)
-    for fut in [compact_day_task.submit(store, d) for d in todo.days if d in present]:
-        fut.result()
+    parts, target = fan_out(workers, deployment=NIGHTLY_BATCH_DEPLOYMENT, units=len(todo.days),
+                            min_units=MIN_PART_DAYS)
+    if target is not None:
+        work = even_batches(todo.days, parts)
+        get_run_logger().info("nightly: %d day(s) spread over %d child run(s) of %s",
+                              len(todo.days), len(work), target.name)
+        run_parts(target, f"nightly {todo.days[0]}..{todo.days[-1]}",
+                  [{"days": [d.isoformat() for d in b]} for b in work], [len(b) for b in work],
+                  key=f"nightly:{flow_run.get_id()}")
+        # The children wrote the summaries: count them from the store.
+        counted = read_daily(store, todo.days, columns=["date"])
+        written = {d: 0 for d in todo.days}
+        written.update(dict(counted.group_by("date").len().iter_rows()))
+    else:
+        written = _compact_and_aggregate_here(store, todo.days, set(todo.fingerprints), rules)
     # Compaction renamed files: the manifest records the listing the aggregation actually read.
-    fingerprints = raw_fingerprints(store)
+    commit(store, todo, raw_fingerprints(store), rules)
+    return written
+
+
+def _compact_and_aggregate_here(
+    store: ObjectStore, days: list[date], present: set[date], rules: EvidenceRules
+) -> dict[date, int]:
+    """Compact and aggregate ``days`` as tasks of this flow run (one per day, one per batch)."""
+    for fut in [compact_day_task.submit(store, d) for d in days if d in present]:
+        fut.result()
     written: dict[date, int] = {}
-    for fut in [aggregate_days_task.submit(store, b, rules) for b in batches(todo.days)]:
+    for fut in [aggregate_days_task.submit(store, b, rules) for b in batches(days)]:
         written.update(fut.result())
-    commit(store, todo, fingerprints, rules)
     return written
 
 
@@ -192,6 +234,7 @@ def execute(
     webhook_url: str | None = None,
     rules: EvidenceRules | None = None,
     evidence_max_prompts: int = DEFAULT_MAX_PROMPTS,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """The flow's body, given its store (tests call it inside a flow of their own)."""
     logger = get_run_logger()
@@ -200,7 +243,7 @@ def execute(
     logger.info("nightly: %d raw day(s) in %s; %d to aggregate (%d changed, %d dirty, %d gone)",
                 len(todo.fingerprints), store.describe(), len(todo.days), len(todo.changed),
                 len(todo.dirty), len(todo.removed))
-    written = _compact_and_aggregate(store, todo, rules)
+    written = _compact_and_aggregate(store, todo, rules, workers)
     config = DriftConfig(recent_days=recent_days, baseline_days=baseline_days)
     reports = drift_task(store, as_of, config)
     if reports is not None:
@@ -222,6 +265,7 @@ def execute(
         as_of=reports.project.window.as_of.isoformat() if reports else None,
         drifting=[m for m, v in verdicts.items() if v == "drifting"],
         community_drifting=[m for m, v in community.items() if v == "drifting"],
+        degraded=[m["model_id"] for m in reports.project.degraded] if reports else [],
         tests=reports.project.tests.height if reports else 0,
         verdicts=published.get("verdict_counts", {}),
         **counts,
@@ -234,12 +278,14 @@ def execute(
 
 @flow(name="nightly", log_prints=True)
 def nightly(
-    recent_days: int | None = None, baseline_days: int | None = None, as_of: date | None = None
+    recent_days: int | None = None, baseline_days: int | None = None, as_of: date | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Compact, aggregate, test for drift and publish the summaries the API serves.
 
     ``recent_days`` / ``baseline_days`` default to the settings (7 and 28 days); ``as_of`` to
-    the latest day with data.
+    the latest day with data; ``workers``: how many ``nightly-batch`` child runs to spread the
+    days to aggregate over (1: none; empty: automatic, see the module docstring).
     """
     settings = Settings()
     return execute(
@@ -250,7 +296,27 @@ def nightly(
         webhook_url=settings.drift_webhook_url,
         rules=EvidenceRules.from_settings(settings),
         evidence_max_prompts=settings.evidence_max_prompts,
+        workers=workers,
     )
+
+
+@flow(name="nightly-batch", log_prints=True)
+def nightly_batch(days: list[date]) -> dict[str, int]:
+    """Compact and aggregate some days: one part of a nightly spread over workers.
+
+    Started by the ``nightly`` flow (never on a schedule); the nightly records the aggregation
+    and publishes once every part is done.
+    """
+    if not days or len(days) > 366:
+        raise PlumblineError(f"nightly-batch takes 1 to 366 days, got {len(days)}")
+    settings = Settings()
+    store = open_store(settings)
+    rules = EvidenceRules.from_settings(settings)
+    present = {d for d in days if next(iter(store.list(day_prefix(d))), None) is not None}
+    written = _compact_and_aggregate_here(store, sorted(set(days)), present, rules)
+    get_run_logger().info("nightly-batch: %d day(s), %d summary row(s), on %s", len(days),
+                          sum(written.values()), where())
+    return {d.isoformat(): n for d, n in written.items()}
 
 
 if __name__ == "__main__":

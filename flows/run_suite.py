@@ -1,9 +1,14 @@
 """The ``run-suite`` flow: a suite × models × samples → scored rows in storage.
 
-Tasks are mapped over (model × shard of cases); the calls inside a shard run concurrently with
-asyncio, because a Prefect task per LLM call would cost more orchestration than the call. Each
-shard task is tagged ``provider:<prefix>``, so a Prefect concurrency limit on that tag caps
-how many shards hit one provider at once across every worker.
+Longer than 400 lines: the form, the in-process path and the spread path of one flow.
+
+Tasks are mapped over (model × shard of cases), by default one task per model; the calls inside
+a shard run concurrently with asyncio, because a Prefect task per LLM call (or per 25 cases)
+costs more orchestration than the calls (docs/deploy.md). Each shard task is tagged
+``provider:<prefix>``, so a Prefect concurrency limit on that tag caps how many shards hit one
+provider at once across every worker. A big run started on a work pool with several workers (or
+asked to with ``workers``) spreads over child runs of the run-suite deployment instead, one per
+part of model × cases, under the parent's lease (``flows/spread.py``).
 
 Before anything is read or called, the flow checks its parameters (a bad suite or model fails
 the run at once, with one message and no traceback) and takes the run id's lease
@@ -14,11 +19,13 @@ them briefly, so they end quietly with their rows written instead of each loggin
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from cyclopts import Parameter
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
@@ -31,16 +38,25 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed, State
 from pydantic import BaseModel, Field
 
+from flows.spread import RunPart, Target, fan_out, run_parts, where
 from tasks.catalog import load_suite
 from tasks.errors import PlumblineError
 from tasks.identity import SOURCE_ON_DEMAND
 from tasks.providers.base import split_model_id
 from tasks.providers.registry import ProviderRegistry
-from tasks.run.lease import RunLease, default_holder
-from tasks.run.plan import RunConfig, plan_shards, provider_options, resolve_config, shard_cases
+from tasks.run.lease import FollowedLease, RunLease, default_holder
+from tasks.run.plan import (
+    PartPlan,
+    RunConfig,
+    plan_parts,
+    plan_shards,
+    provider_options,
+    resolve_config,
+    shard_cases,
+)
 from tasks.run.progress import PROGRESS
 from tasks.run.shard import run_shard
-from tasks.run.state import final_rows, open_run
+from tasks.run.state import RunState, final_rows, load_rows, open_run
 from tasks.run.summary import for_reader, summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
@@ -84,9 +100,20 @@ class RunSuiteParams(BaseModel):
         None, description="The time the rows are stamped with, to backfill past days (the demo "
         "does); empty for now.",
     )
-    shard_size: int = Field(
-        25, ge=1, le=1000, description="Cases per Prefect task: smaller shards spread a run over "
-        "more tasks and workers, larger ones cost less orchestration.",
+    shard_size: int | None = Field(
+        None, ge=1, description="Cases per Prefect task; empty (the default) for one task per "
+        "model, whose calls run concurrently. Smaller shards only add overhead in one process.",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=256, description="Spread the run over this many child flow runs of the "
+        "run-suite deployment, which the work pool's workers pick up; 1 runs it in this process. "
+        "Empty: spread only when the run came from a deployment on a work pool with two or more "
+        "online workers and is big enough to pay for it.",
+    )
+    # Hidden from `plumbline run --help`: only a parent run sets it.
+    part: Annotated[RunPart | None, Parameter(show=False)] = Field(
+        None, description="Set by a run that spread itself over workers, for its child runs: "
+        "which cases of which model this run does. Leave empty.",
     )
     system_prompt: str | None = Field(
         None, description="System prompt sent before every case (default: the suite's)."
@@ -150,6 +177,7 @@ def prepare(params: RunSuiteParams, settings: Settings) -> Prepared:
         timeout=settings.request_timeout_s,
         max_attempts=settings.max_attempts,
         pricing_file=settings.pricing_file,
+        targets_file=settings.targets_file,
         rpm=params.rpm_limit,
         tpm=params.tpm_limit,
     )
@@ -184,41 +212,75 @@ def execute(
 ) -> dict[str, Any]:
     """The flow's body, given its store: check, take the run id, resume, map shards, summarize.
 
+    A run spreads itself over child runs when ``fan_out`` says so (``flows/spread.py``); a child
+    (``params.part`` set) works on its part under the parent's lease instead of taking one.
     Raises a ``PlumblineError`` before any call when a parameter is wrong, and ``RunBusy`` when
     another flow run holds the run id.
     """
     settings = settings or Settings()
     prep = prepare(params, settings)
     run_id = prep.config.run_id
-    lease = RunLease(store, run_id, holder_name(), on_lost=lambda: PROGRESS.request_stop(run_id))
-    # A run id generated just now cannot be contended: no settle-and-read-back needed.
-    lease.acquire(fresh=params.run_id is None)
-    lease.start_renewing()
+    lease: RunLease | FollowedLease
+    if params.part is not None:
+        if params.run_id is None or len(prep.models) != 1:
+            raise PlumblineError("a run's part needs its run id and exactly one model")
+        lease = FollowedLease(store, run_id, params.part.lease_token,
+                              on_lost=lambda: PROGRESS.request_stop(run_id))
+        lease.follow()
+    else:
+        lease = RunLease(store, run_id, holder_name(),
+                         on_lost=lambda: PROGRESS.request_stop(run_id))
+        # A run id generated just now cannot be contended: no settle-and-read-back needed.
+        lease.acquire(fresh=params.run_id is None)
+        lease.start_renewing()
     try:
-        return _run(prep, params.shard_size, store, lease)
+        return _run(prep, params, store, lease)
     finally:
         lease.release()
 
 
-def _run(prep: Prepared, shard_size: int, store: ObjectStore, lease: RunLease) -> dict[str, Any]:
+# A child run costs a few seconds of fixed time (a worker picks it up, starts a process, imports
+# Prefect and Plumbline, reads the run's state): a part is worth one only with at least this many
+# cells (docs/deploy.md, "Spreading one run over workers").
+MIN_PART_CELLS = 1000
+RUN_SUITE_DEPLOYMENT = "run-suite/run-suite"
+
+
+def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
+         lease: RunLease | FollowedLease) -> dict[str, Any]:
     logger = get_run_logger()
     suite, models, options, config = prep.suite, prep.models, prep.options, prep.config
     state = open_run(store, suite, config)
+    part = params.part
+    cases = suite.cases if part is None else suite.cases[part.start:part.stop]
+    if part is not None:
+        ids = {c.id for c in cases}
+        mine = [r for r in state.rows if r["model_id"] in models and r["prompt_id"] in ids]
+        state = RunState(state.run_id, bool(mine), mine)  # resumed: this part had rows
     completed = state.completed
-    plan = plan_shards(suite.cases, models, config, shard_size, completed)
-    shard_count = len(shard_cases(suite.cases, shard_size))
+    plan = plan_shards(cases, models, config, params.shard_size, completed)
+    shard_count = len(shard_cases(cases, params.shard_size))
     total = sum(p.todo for p in plan)
     logger.info(
-        "run %s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
+        "run %s%s%s: suite %s (%d cases, %s) x %d model(s) x %d sample(s) into %s; "
         "%d cell(s) to call, %d already done",
-        config.run_id, " (resumed)" if state.resumed else "", suite.name, len(suite.cases),
-        suite.hash[:19], len(models), config.samples, store.describe(), total,
-        len(completed),
+        config.run_id, " (resumed)" if state.resumed else "",
+        f" part {part.index}/{part.of} (cases {part.start}-{part.stop - 1}, {where()})"
+        if part else "",
+        suite.name, len(cases), suite.hash[:19], len(models), config.samples, store.describe(),
+        total, len(completed),
     )
     # The plan was read under the lease; one more look before the first call narrows the window
     # in which a contender whose write was slow could still overtake it (tasks.run.lease).
     lease.renew()
     lease.check()
+    if part is None and isinstance(lease, RunLease):
+        parts, target = fan_out(params.workers, deployment=RUN_SUITE_DEPLOYMENT, units=total,
+                                min_units=MIN_PART_CELLS, prefer_current=True)
+        if target is not None:
+            cut = plan_parts(suite.cases, models, config.samples, parts, completed)
+            if len(cut) >= 2:
+                return _run_spread(prep, params, store, lease, state, cut, target)
     PROGRESS.start(config.run_id, total)
     try:
         progress_id = create_progress_artifact(
@@ -242,17 +304,59 @@ def _run(prep: Prepared, shard_size: int, store: ObjectStore, lease: RunLease) -
     finally:
         PROGRESS.forget(config.run_id)
     rows = final_rows([*state.rows, *new])
+    what = f"suite `{suite.name}` {suite.version}"
+    _summarize(rows, config.run_id, what + (f", part {part.index}/{part.of}" if part else ""))
+    return {"run_id": config.run_id, "suite": suite.name, "rows": len(rows),
+            "written": len(new), "resumed_cells": len(completed),
+            "summary": summarize(rows)}
+
+
+def _summarize(rows: list[dict[str, Any]], run_id: str, what: str) -> None:
+    logger = get_run_logger()
     summary = summarize(rows)
-    create_table_artifact(
-        key="run-summary",
-        table=for_reader(summary),
-        description=f"Run `{config.run_id}`: suite `{suite.name}` {suite.version}",
-    )
+    create_table_artifact(key="run-summary", table=for_reader(summary),
+                          description=f"Run `{run_id}`: {what}")
     for row in summary:
         logger.info("%s: pass rate %.2f over %d rows, %d errors", row["model_id"],
                     row["pass_rate"] or 0.0, row["rows"], row["errors"])
+
+
+def _run_spread(prep: Prepared, params: RunSuiteParams, store: ObjectStore, lease: RunLease,
+                state: RunState, cut: list[PartPlan], target: Target) -> dict[str, Any]:
+    """The run as child runs of the run-suite deployment, one per part, under this lease.
+
+    The parent keeps renewing the run id's lease while the children work (they follow it), and
+    summarises every row of the run from the store once they are all done.
+    """
+    suite, config = prep.suite, prep.config
+    n = len(cut)
+    get_run_logger().info(
+        "run %s: spread over %d child run(s) of %s (work pool %s, %d online worker(s)): %s",
+        config.run_id, n, target.name, target.work_pool or "none", target.online_workers,
+        ", ".join(f"{p.model_id} cases {p.start}-{p.stop - 1}" for p in cut))
+    base = params.model_dump(mode="json", exclude={"models", "part", "workers", "run_id"})
+    child_params = [
+        _flow_parameters({**base, "models": [p.model_id], "run_id": config.run_id, "workers": 1,
+                          "part": RunPart(index=i + 1, of=n, start=p.start, stop=p.stop,
+                                          lease_token=lease.token).model_dump()})
+        for i, p in enumerate(cut)
+    ]
+    ended = run_parts(target, config.run_id, child_params, [p.todo for p in cut],
+                      key=f"{config.run_id}:{lease.token}")
+    lease.check()
+    stored = load_rows(store, config)
+    rows = final_rows(stored)
+    _summarize(rows, config.run_id, f"suite `{suite.name}` {suite.version}, {n} part(s)")
     return {"run_id": config.run_id, "suite": suite.name, "rows": len(rows),
-            "written": len(new), "resumed_cells": len(completed), "summary": summary}
+            "written": len(stored) - len(state.rows), "resumed_cells": len(state.completed),
+            "summary": summarize(rows), "parts": [c.name for c in ended]}
+
+
+def _flow_parameters(fields: dict[str, Any]) -> dict[str, Any]:
+    """A child's parameters as the run-suite flow takes them: all in ``params``, or each field
+    top-level when the flow's signature lists them."""
+    names = set(inspect.signature(run_suite.fn).parameters)
+    return {"params": fields} if names == {"params"} else fields
 
 
 def _stop_shards(futures: list[PrefectFuture[Any]], run_id: str, exc: BaseException) -> None:

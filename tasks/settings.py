@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     pricing_file: Path | None = Field(
         None, validation_alias=AliasChoices("PLUMBLINE_PRICING_FILE", "pricing_file")
     )
+    # The http/<name> targets (docs/providers.md); read by the process that makes the calls.
+    targets_file: Path = Field(
+        Path("targets.toml"),
+        validation_alias=AliasChoices("PLUMBLINE_TARGETS_FILE", "targets_file"),
+    )
 
     environment: Literal["development", "production"] = Field(
         "development", validation_alias=AliasChoices("PLUMBLINE_ENV", "environment")

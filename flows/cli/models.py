@@ -15,8 +15,11 @@ def models() -> int:
     from tasks.providers.registry import known_prefixes
 
     offline = ", ".join(f"fake/{m}" for m in FAKE_MODELS) + " (offline, no key)"
+    special = {"fake": offline,
+               "http": "http/<name> (a target of PLUMBLINE_TARGETS_FILE, targets.toml)",
+               "python": "python/<module>:<function> (your own function)"}
     rows = [
-        {"prefix": prefix, "model_ids": offline if prefix == "fake" else f"{prefix}/<model>"}
+        {"prefix": prefix, "model_ids": special.get(prefix, f"{prefix}/<model>")}
         for prefix in known_prefixes()
     ]
     print_table(rows, ["prefix", "model_ids"])

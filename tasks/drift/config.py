@@ -39,6 +39,9 @@ class DriftConfig:
     min_rate_difference: float = 0.01
     # A consistency drop smaller than this is not acted on even when significant.
     min_consistency_drop: float = 0.05
+    # Meaning drift: the worst recent day's distance to the baseline's answers must lie at least
+    # this many baseline standard deviations above the baseline days' mean (docs/drift.md).
+    min_semantic_score: float = 3.0
     # Chi-square replaces Fisher's exact test when every expected count reaches this.
     chi2_min_expected: float = 5.0
     # Pramana's consistency bands.

@@ -1,5 +1,10 @@
 """The night's tests per metric: the window's summaries grouped per model, suite and prompt, then
-pass rate, score/latency/output-length distributions and output consistency tested per group."""
+rates (pass, error, refusal), score/latency/output-length distributions, output consistency and
+meaning (``semantic``, from distances the summaries stage computed) tested per group.
+
+Longer than 400 lines: each metric's test is a short vectorised block over the same groups, and
+keeping them together keeps their shared helpers private.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,11 @@ from tasks.drift.stats import (
     wilson_interval,
 )
 from tasks.drift.verdicts import band
+
+# Cosine distances below this are "the same answer" (float32 rounding of identical outputs);
+# a prompt answered identically every day has no spread and no semantic test (consistency covers
+# temperature 0).
+SAME_MEANING = 1e-4
 
 DISTRIBUTION_METRICS = {  # metric → the summary column holding its per-row values
     "score": "score_values",
@@ -85,13 +95,32 @@ def _frame(level: str, labels: pl.DataFrame, idx: np.ndarray, **cols: Any) -> pl
     })
 
 
+RATE_METRICS = {  # metric → (the summary column counting events, the one counting trials)
+    "pass_rate": ("passes", "scored"),
+    # Failed calls over all calls: availability, not quality (verdicts.AVAILABILITY_METRICS).
+    "error_rate": ("errors", "rows"),
+    # Refusals over answered calls (tasks/refusal.py's detector): a quality dimension.
+    "refusal_rate": ("refusals", "answered"),
+}
+
+
 def pass_rate_tests(groups: Groups, config: DriftConfig) -> list[pl.DataFrame]:
     """Fisher or chi-square (Yates) per group on passes, with a Wilson interval."""
+    return rate_tests(groups, config, "pass_rate")
+
+
+def rate_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.DataFrame]:
+    """Fisher or chi-square (Yates) per group on the events of a rate (``RATE_METRICS``), with a
+    Wilson interval of the recent rate. Summaries without the rate's columns (written before it
+    existed) give no tests."""
     f = groups.frame
+    events_col, trials_col = RATE_METRICS[metric]
+    if events_col not in f.columns or trials_col not in f.columns:
+        return []
     pgid = f["pgid"].to_numpy()
     recent = f["recent"].to_numpy()
-    passes = f["passes"].fill_null(0).to_numpy().astype(np.float64)
-    scored = f["scored"].fill_null(0).to_numpy().astype(np.float64)
+    passes = f[events_col].fill_null(0).to_numpy().astype(np.float64)
+    scored = f[trials_col].fill_null(0).to_numpy().astype(np.float64)
     out = []
     for level in LEVELS:
         gid = groups.maps[level][pgid]
@@ -122,7 +151,7 @@ def pass_rate_tests(groups: Groups, config: DriftConfig) -> list[pl.DataFrame]:
         lo, hi = wilson_interval(a, n1)
         out.append(_frame(
             level, groups.labels[level], idx,
-            metric="pass_rate",
+            metric=metric,
             test=np.where(large, "chi2", "fisher"),
             statistic=np.where(large, chi_stat, odds),
             p_value=np.where(large, chi_p, fisher_p),
@@ -297,3 +326,89 @@ def consistency_tests(
             consistency_band=pl.Series(bands, dtype=pl.String),
         ))
     return out, model_daily
+
+
+def semantic_tests(
+    groups: Groups, window: Window, distances: pl.DataFrame | None, config: DriftConfig
+) -> list[pl.DataFrame]:
+    """Meaning drift (``tasks.drift.semantic``): per prompt, the worst recent day's distance to
+    the baseline centroid against the baseline days' leave-one-out distances; per suite and model
+    the same on a per-day statistic of the prompts' standard scores (the cube root of their mean
+    square; a prompt's log distance against its baseline days), so that every level tests days,
+    not pooled prompt-days.
+
+    One-sided (answers moved away from what they meant), a Student-t prediction interval for one
+    new day from the baseline days' mean and spread, Bonferroni over the recent days because the
+    worst of them was picked (as the consistency test does). The worst day, not the window's
+    median: a change that began on the window's fifth day leaves three normal days in it."""
+    if distances is None or distances.is_empty():
+        return []
+    prompts = groups.labels["prompt"].with_row_index("pgid").with_columns(
+        pl.col("pgid").cast(pl.Int64))
+    d = (distances.filter(pl.col("date").is_between(window.baseline_start, window.as_of)
+                          & pl.col("distance").is_not_nan() & pl.col("distance").is_not_null())
+         .join(prompts, on=["model_id", "suite", "prompt_id"], how="inner")
+         .with_columns(recent=pl.col("date") >= window.recent_start))
+    if d.is_empty():
+        return []
+    # Distances are skewed to the right (a day whose few samples all took a rare wording):
+    # their logarithm is close enough to normal for the t interval (docs/drift.md, measured).
+    x = pl.col("distance").clip(SAME_MEANING).log()
+    base = ~pl.col("recent")
+    n = base.cast(pl.Float64).sum().over("pgid")
+    s1 = x.filter(base).sum().over("pgid")
+    s2 = (x * x).filter(base).sum().over("pgid")
+    # A day's standard score against its prompt's baseline days, leaving a baseline day out of
+    # its own mean and spread (so that baseline and recent days are out-of-sample alike).
+    n_o = pl.when(base).then(n - 1).otherwise(n)
+    m_o = pl.when(base).then((s1 - x) / n_o).otherwise(s1 / n_o)
+    ss_o = pl.when(base).then(s2 - x * x).otherwise(s2)
+    var_o = (ss_o - n_o * m_o * m_o) / (n_o - 1)
+    d = d.with_columns(value=x, z2=((x - m_o) ** 2 / var_o))
+    pgid = d["pgid"].to_numpy()
+    out = []
+    for level in LEVELS:
+        if level == "suite" and not groups.multi_suite.any():
+            continue
+        if level == "prompt":
+            days = d.select(gid="pgid", date="date", recent="recent", value="value",
+                            shown="distance")
+        else:
+            # Per day, the cube root of the prompts' mean squared standard score (chi-square
+            # over its degrees of freedom; its cube root is close to normal, Wilson–Hilferty):
+            # every prompt weighs by its own noise, and a few prompts changing meaning stand out
+            # of many calm ones, which a mean of distances would dilute.
+            days = (d.with_columns(gid=pl.Series(groups.maps[level][pgid]))
+                    .filter(pl.col("z2").is_finite())
+                    .group_by("gid", "date")
+                    .agg(pl.col("recent").first(), value=pl.col("z2").mean().pow(1 / 3),
+                         shown=pl.col("distance").mean())
+                    .drop_nulls("value"))
+        base = days.filter(~pl.col("recent")).group_by("gid").agg(
+            n_b=pl.len(), mean_b=pl.col("value").mean(), sd_b=pl.col("value").std(),
+            shown_b=pl.col("shown").mean())
+        worst = (days.filter(pl.col("recent")).sort("value", descending=True)
+                 .group_by("gid").agg(n_r=pl.len(), max_r=pl.col("value").first(),
+                                      shown_r=pl.col("shown").first()))
+        joined = worst.join(base, on="gid", how="inner").filter(
+            (pl.col("n_b") >= config.min_test_n) & (pl.col("sd_b") > 0)).sort("gid")
+        size = groups.labels[level].height
+        idx = joined["gid"].to_numpy().astype(np.int64)
+        idx_keep = _level_keep(groups, level, size)[idx]
+        joined, idx = joined.filter(pl.Series(idx_keep)), idx[idx_keep]
+        if idx.size == 0:
+            continue
+        n_b = joined["n_b"].to_numpy().astype(np.float64)
+        n_r = joined["n_r"].to_numpy().astype(np.float64)
+        z = ((joined["max_r"] - joined["mean_b"]) / joined["sd_b"]).to_numpy()
+        t = z / np.sqrt(1 + 1 / n_b)
+        p = np.clip(stats.t.sf(t, n_b - 1) * n_r, 0, 1)
+        out.append(_frame(
+            level, groups.labels[level], idx,
+            metric="semantic", test="worst_day_t", statistic=t, p_value=p, effect_size=z,
+            effect_measure="standard_score",
+            n_recent=n_r.astype(np.int64), n_baseline=n_b.astype(np.int64),
+            recent_value=joined["shown_r"].to_numpy(), baseline_value=joined["shown_b"].to_numpy(),
+            min_effect=config.min_semantic_score,
+        ))
+    return out

@@ -1,5 +1,6 @@
 """From a night's tests to a verdict per model: the bands, the weighted Benjamini–Hochberg
-adjustment over every test of the night, and the verdict rules with their reasons."""
+adjustment over every test of the night, and the verdict rules with their reasons; beside the
+verdict, each model's availability (its error rate), which never makes a quality verdict."""
 
 from __future__ import annotations
 
@@ -13,6 +14,12 @@ from tasks.drift.figures import suite_figures
 from tasks.drift.stats import benjamini_hochberg
 
 STABLE, WATCH, DRIFTING, INSUFFICIENT = "stable", "watch", "drifting", "insufficient_data"
+OK, DEGRADED = "ok", "degraded"
+
+# Metrics about whether the model answered at all, not about its answers: their tests share the
+# night's Benjamini–Hochberg adjustment but form their own per-model Bonferroni family and feed
+# the model's ``availability``, never its verdict (failed calls are not quality evidence).
+AVAILABILITY_METRICS = ("error_rate",)
 
 
 def band(consistency: float | None, config: DriftConfig) -> str | None:
@@ -56,8 +63,11 @@ def adjust(tests: pl.DataFrame, config: DriftConfig) -> pl.DataFrame:
     # as the night's discoveries grow). `watch` gets the same guard over all the model's tests.
     tested = pl.col("p_value").is_not_null()
     family = (pl.col("level") != "prompt") & tested
-    k_family = family.cast(pl.Int64).sum().over("model_id")
-    k_all = tested.cast(pl.Int64).sum().over("model_id")
+    # Availability tests are their own family: an outage neither spends a quality test's guard
+    # nor borrows from it.
+    dimension = pl.col("metric").is_in(AVAILABILITY_METRICS)
+    k_family = family.cast(pl.Int64).sum().over("model_id", dimension)
+    k_all = tested.cast(pl.Int64).sum().over("model_id", dimension)
     return tests.with_columns(
         verdict_grade=(pl.col("significant") & family
                        & (pl.col("p_value") <= config.alpha / pl.max_horizontal(k_family, 1))),
@@ -81,7 +91,9 @@ def model_verdicts(
     )
     consistency = tests.filter((pl.col("metric") == "consistency") & (pl.col("level") == "model")) \
         .select("model_id", consistency="recent_value", consistency_band="consistency_band")
-    sig = tests.filter(pl.col("significant")).sort("p_adjusted")
+    availability = _availability(frame, tests, config)
+    sig = tests.filter(pl.col("significant") & ~pl.col("metric").is_in(AVAILABILITY_METRICS)) \
+        .sort("p_adjusted")
     evidence = sig.group_by("model_id", maintain_order=True).agg(
         significant_tests=pl.len(),
         watch=pl.col("watch_grade").any(),
@@ -122,14 +134,70 @@ def model_verdicts(
             "significant_tests": int(r["significant_tests"] or 0),
             "suites": [s for s in r["suites"] if s],
             "suite_figures": figures.get(r["model_id"], []),
+            "availability": availability.get(r["model_id"]),
         })
     return models
+
+
+def _availability(
+    frame: pl.DataFrame, tests: pl.DataFrame, config: DriftConfig
+) -> dict[str, dict[str, Any]]:
+    """Per model: ``degraded`` when an error-rate test at model or suite level is verdict-grade
+    and the recent rate is the higher; ``insufficient_data`` with fewer than ``min_rows`` calls
+    in either window; ``ok`` otherwise. With the error rates and the recent window's most common
+    error message."""
+    if "errors" not in frame.columns:
+        return {}
+    rates = frame.group_by("model_id").agg(
+        **{f"{name}_{tag}": pl.col(name).filter(pl.col("recent") == flag).sum()
+           for name in ("rows", "errors") for tag, flag in (("recent", True), ("baseline", False))})
+    top: dict[str, str] = {}
+    if {"top_error", "top_error_count"} <= set(frame.columns):
+        # Each summary row keeps its group's most common message: the model's is the message
+        # with the largest count summed over its recent rows (ties: the alphabetically first).
+        counted = (frame.filter(pl.col("recent") & pl.col("top_error").is_not_null())
+                   .group_by("model_id", "top_error").agg(n=pl.col("top_error_count").sum())
+                   .sort("model_id", "n", "top_error", descending=[False, True, False])
+                   .group_by("model_id", maintain_order=True).first())
+        top = dict(zip(counted["model_id"].to_list(), counted["top_error"].to_list(),
+                       strict=True))
+    flagged = tests.filter(pl.col("metric").is_in(AVAILABILITY_METRICS) & pl.col("verdict_grade")
+                           & (pl.col("effect_size") > 0)).sort("p_adjusted")
+    out: dict[str, dict[str, Any]] = {}
+    for r in rates.iter_rows(named=True):
+        model = r["model_id"]
+        recent = r["errors_recent"] / r["rows_recent"] if r["rows_recent"] else None
+        baseline = r["errors_baseline"] / r["rows_baseline"] if r["rows_baseline"] else None
+        mine = flagged.filter(pl.col("model_id") == model)
+        if r["rows_recent"] < config.min_rows or r["rows_baseline"] < config.min_rows:
+            status = INSUFFICIENT
+            reasons = [f"{r['rows_recent']} calls in the recent window and "
+                       f"{r['rows_baseline']} in the baseline; at least {config.min_rows} "
+                       "needed in each"]
+        elif mine.height:
+            status = DEGRADED
+            reasons = [_reason(t) for t in mine.head(5).iter_rows(named=True)]
+        else:
+            status, reasons = OK, []
+        if status == DEGRADED and top.get(model):
+            reasons.append(f"most common error in the recent window: {top[model]}")
+        out[model] = {"status": status, "error_rate_recent": recent,
+                      "error_rate_baseline": baseline, "top_error": top.get(model),
+                      "reasons": reasons}
+    return out
 
 
 def _reason(t: dict[str, Any]) -> str:
     where = " / ".join(x for x in (t["suite"], t["prompt_id"]) if x) or "all prompts"
     if t["metric"] == "pass_rate":
         change = f"pass rate {t['baseline_value']:.2f} → {t['recent_value']:.2f}"
+    elif t["metric"] in ("error_rate", "refusal_rate"):
+        name = t["metric"].replace("_", " ")
+        change = f"{name} {t['baseline_value']:.1%} → {t['recent_value']:.1%}"
+    elif t["metric"] == "semantic":
+        change = (f"meaning: distance to the baseline's answers {t['baseline_value']:.3f} → "
+                  f"{t['recent_value']:.3f} on the worst recent day "
+                  f"({t['effect_size']:+.1f} baseline SD)")
     elif t["metric"] == "consistency":
         change = f"consistency {t['recent_value']:.0%} ({t['consistency_band']})"
     else:

@@ -56,6 +56,7 @@ class HTTPProvider:
         pricing: PriceTable | None = None,
         sleep: Sleep | None = None,
         rng: random.Random | None = None,
+        limits_key: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ProviderConfigError(f"provider {name!r}: timeout must be positive")
@@ -74,7 +75,10 @@ class HTTPProvider:
         self._sdk: Any = None
         self._sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
-        self._limiter, self._gate = shared_limits(f"{name}|{base_url or ''}", self.limits)
+        # Calls to one endpoint share its limits, whichever run or shard makes them;
+        # ``limits_key`` names the endpoint when the URL alone does not (an HTTP target).
+        self._limiter, self._gate = shared_limits(limits_key or f"{name}|{base_url or ''}",
+                                                  self.limits)
         # Set after a 401/403: every further call would fail the same way, so none is made.
         self._fatal: str | None = None
 
@@ -107,6 +111,10 @@ class HTTPProvider:
     def _sdk_module(self) -> ModuleType:
         raise NotImplementedError
 
+    def auth_hint(self) -> str:
+        """What a 401/403 error row tells the user to check."""
+        return f"check the {self.name} API key"
+
     # --- the protocol -----------------------------------------------------------------------
 
     def check_model(self, model: str) -> None:
@@ -138,7 +146,7 @@ class HTTPProvider:
             return Completion(None, error=self._fatal, attempts=0)
         sdk = self._client()
         model_id = f"{self.name}/{model}"
-        reserve = _token_estimate(request) if self._limiter.tpm else 0
+        reserve = token_estimate(request) if self._limiter.tpm else 0
         attempt = 0
         while True:
             attempt += 1
@@ -168,7 +176,7 @@ class HTTPProvider:
             # A failed request was not served: its tokens go back to the budget.
             self._limiter.settle(reserve, 0)
             if failure.auth:
-                self._fatal = f"{failure.message} (check the {self.name} API key)"
+                self._fatal = f"{failure.message} ({self.auth_hint()})"
             give_up = (not failure.retryable or attempt >= self.retry.max_attempts
                        or self.retry.asks_too_much(failure.retry_after))
             if give_up:
@@ -191,7 +199,8 @@ class HTTPProvider:
             await sdk.close()
 
 
-def _token_estimate(request: CompletionRequest) -> int:
+def token_estimate(request: CompletionRequest) -> int:
+    """Tokens to reserve against a TPM limit before a call: the prompt plus ``max_tokens``."""
     # ~4 characters a token for English; providers count max_tokens against TPM up front.
     chars = sum(len(m.get("content") or "") for m in request.messages)
     return chars // 4 + 8 + request.max_tokens
@@ -216,6 +225,19 @@ def _root_cause(exc: BaseException) -> BaseException:
             return exc
         seen.add(id(nxt))
         exc = nxt
+
+
+def transport_failure(exc: httpx2.TransportError, timeout: float) -> Failure:
+    """A request that got no HTTP answer: a timeout, or a connection that failed (both retried).
+
+    For callers that use an ``httpx2`` client directly (the ``http/<name>`` targets).
+    """
+    root = _root_cause(exc)
+    # The aiohttp transport reports a refused connection as a connect *timeout*.
+    refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)
+    if isinstance(exc, httpx2.TimeoutException) and not refused:
+        return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
+    return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
 
 
 def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failure:

@@ -34,6 +34,10 @@ _FACTORIES: dict[str, ProviderFactory] = {
     "fake": _fake_factory,
     "openai": _lazy("tasks.providers.openai_provider", "openai_factory"),
     "anthropic": _lazy("tasks.providers.anthropic_provider", "anthropic_factory"),
+    # Your own services and pipelines: http/<name> (a table of the targets file) and
+    # python/<module>:<function>.
+    "http": _lazy("tasks.providers.http_target", "HTTPTargetProvider"),
+    "python": _lazy("tasks.providers.python_target", "PythonTargetProvider"),
     **{
         prefix: _lazy("tasks.providers.openai_compat", "compat_factory", prefix)
         for prefix in ("openrouter", "groq", "gemini", "vllm", "ollama", "openai-compatible")

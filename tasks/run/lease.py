@@ -25,6 +25,10 @@ foreign token and fails. What this guarantees:
 - A holder that died (SIGKILL, power loss) keeps the run id for at most ``TTL_S``; after that
   the lease is expired and the next run takes it over. Expiry is compared on wall clocks, so
   machines sharing a store need clocks within a fraction of ``TTL_S`` of each other (NTP).
+
+A run spread over child runs (``flows/spread.py``) is still one holder: the parent takes and
+renews the lease; each child is handed its token and only reads it (``FollowedLease``), working
+while the parent holds it and stopping within one check once it does not.
 """
 
 from __future__ import annotations
@@ -251,3 +255,81 @@ class RunLease:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+class FollowedLease:
+    """A part of a spread run working under its parent's lease (``flows/spread.py``).
+
+    The parent flow run holds the run id's lease and keeps renewing it while its child runs
+    work; each child knows the lease's token and never writes the lease. It checks at start that
+    the lease is live and still carries that token (else ``RunBusy``: the parent is gone or
+    another run took the run id over), and again every ``check_every`` seconds: once the token
+    changes or the lease lapses, ``on_lost`` stops the child's shards, as a lost lease stops a
+    parent's. A child therefore never works beside another run of its run id for longer than
+    one check period, and never outlives a dead parent by more than the lease's TTL.
+
+    Same interface as ``RunLease`` where the flow uses it: ``renew``, ``check``, ``release``.
+    """
+
+    def __init__(self, store: ObjectStore, run_id: str, token: str, *,
+                 check_every: float = RENEW_EVERY_S, on_lost: Callable[[], None] | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.token = token
+        self.check_every = check_every
+        self.on_lost = on_lost
+        self.lost = threading.Event()
+        self.lost_reason = ""
+        self._now = now
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def follow(self) -> None:
+        """Check the parent's lease now (``RunBusy`` if it is not live with our token), then
+        keep checking it in a background thread."""
+        self.renew()
+        self.check()
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"lease-follow-{self.run_id}")
+        self._thread.start()
+
+    def renew(self) -> None:
+        """One look at the parent's lease (a child never writes it)."""
+        if self.lost.is_set():
+            return
+        try:
+            current = read_lease(self.store, self.run_id)
+        except StorageError as exc:
+            logger.warning("run %s: could not read its parent's lease, will retry: %s",
+                           self.run_id, exc)
+            return
+        if current is None:
+            self._lose("its parent's lease is gone (the parent run ended or was stopped)")
+        elif current.token != self.token:
+            self._lose(f"its parent no longer holds the run id: {current.holder} does")
+        elif current.expires <= self._now():
+            self._lose(f"its parent's lease expired at {current.expires:%H:%M:%S} UTC "
+                       f"(held by {current.holder}, who stopped renewing it)")
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise RunBusy(f"run {self.run_id!r} part stopped: {self.lost_reason}",
+                          run_id=self.run_id)
+
+    def release(self) -> None:
+        """Stop following; the lease stays the parent's."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.check_every):
+            self.renew()
+
+    def _lose(self, reason: str) -> None:
+        self.lost_reason = reason
+        self.lost.set()
+        logger.error("run %s: %s", self.run_id, reason)
+        if self.on_lost is not None:
+            self.on_lost()

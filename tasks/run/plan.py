@@ -1,6 +1,11 @@
-"""What a run is before it calls anything: its resolved parameters, and its shards of work.
+"""What a run is before it calls anything: its resolved parameters, its shards and its parts.
 
 ``flows/run_suite.py`` maps one task over each (model × shard) this plans, never one per call.
+By default a shard is a whole model (``shard_size=None``): its calls run concurrently on one
+event loop, and every extra shard only adds fixed costs (a thread, a Prefect task run and its
+state reports, an event loop, a provider client, a Parquet file; measured in docs/deploy.md).
+A run is split further only into *parts* (``plan_parts``) when it spreads over workers as child
+flow runs (``flows/spread.py``), and only when each part has enough cells to pay for a child.
 """
 
 from __future__ import annotations
@@ -65,8 +70,10 @@ def resolve_config(suite: Suite, **overrides: Any) -> RunConfig:
     )
 
 
-def shard_cases(cases: Sequence[Case], shard_size: int) -> list[list[Case]]:
-    return [list(cases[i:i + shard_size]) for i in range(0, len(cases), shard_size)]
+def shard_cases(cases: Sequence[Case], shard_size: int | None = None) -> list[list[Case]]:
+    """The cases in shards of ``shard_size``; None: one shard of every case."""
+    size = shard_size or max(1, len(cases))
+    return [list(cases[i:i + size]) for i in range(0, len(cases), size)]
 
 
 @dataclass(frozen=True)
@@ -81,10 +88,13 @@ class ShardPlan:
 
 
 def plan_shards(
-    cases: Sequence[Case], model_ids: Sequence[str], config: RunConfig, shard_size: int,
-    completed: Collection[Cell] = frozenset(),
+    cases: Sequence[Case], model_ids: Sequence[str], config: RunConfig,
+    shard_size: int | None = None, completed: Collection[Cell] = frozenset(),
 ) -> list[ShardPlan]:
-    """The shards that still have work, each knowing which of its cells are already done."""
+    """The shards that still have work, each knowing which of its cells are already done.
+
+    ``shard_size`` None (the default): one shard per model.
+    """
     plan = []
     for model_id in model_ids:
         for i, shard in enumerate(shard_cases(cases, shard_size)):
@@ -92,6 +102,50 @@ def plan_shards(
             skip = frozenset(c for c in cells if (model_id, *c) in completed)
             if len(skip) < len(cells):
                 plan.append(ShardPlan(model_id, i, shard, skip, len(cells) - len(skip)))
+    return plan
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """One part of a spread run: ``model_id`` on ``cases[start:stop]``, ``todo`` cells to call."""
+
+    model_id: str
+    start: int
+    stop: int
+    todo: int
+
+
+def plan_parts(
+    cases: Sequence[Case], model_ids: Sequence[str], samples: int, parts: int,
+    completed: Collection[Cell] = frozenset(),
+) -> list[PartPlan]:
+    """Cut a run's remaining cells into about ``parts`` parts of similar size.
+
+    A part is one model on a contiguous range of cases (so a child run reads and writes one
+    model's cells); each model gets a share of the parts in proportion to its remaining cells,
+    at least one if it has any. Ranges are cut where the remaining cells reach each part's
+    share, so a resumed run's parts are even in the work left, not in cases.
+    """
+    todo_of = {m: [sum((m, c.id, s) not in completed for s in range(samples)) for c in cases]
+               for m in model_ids}
+    total = sum(sum(v) for v in todo_of.values())
+    plan: list[PartPlan] = []
+    if total == 0:
+        return plan
+    for model_id in model_ids:
+        todo = todo_of[model_id]
+        left = sum(todo)
+        if left == 0:
+            continue
+        k = max(1, min(round(parts * left / total), left))
+        share, start, acc, cut, acc_start = left / k, 0, 0, 1, 0
+        for i, n in enumerate(todo):
+            acc += n
+            if cut < k and acc >= share * cut and acc > acc_start:
+                plan.append(PartPlan(model_id, start, i + 1, acc - acc_start))
+                start, cut, acc_start = i + 1, cut + 1, acc
+        if acc > acc_start:
+            plan.append(PartPlan(model_id, start, len(cases), acc - acc_start))
     return plan
 
 
@@ -104,12 +158,13 @@ def provider_options(
     pricing_file: Path | None = None,
     rpm: float | None = None,
     tpm: float | None = None,
+    targets_file: Path | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Factory options for the providers the models use, from settings and overrides.
 
     ``rpm``/``tpm`` (one run's override) apply to every provider of the run, the offline
     ``fake`` one included; it takes no timeout, retry policy or prices (it makes no request and
-    costs nothing).
+    costs nothing). ``targets_file`` is where the ``http`` prefix finds its targets.
     """
     options: dict[str, dict[str, Any]] = {}
     prefixes = sorted({split_model_id(m)[0] for m in model_ids})
@@ -127,5 +182,7 @@ def provider_options(
                 opts["timeout"] = timeout
             if max_attempts is not None:
                 opts["retry"] = RetryPolicy(max_attempts=max_attempts)
+        if prefix == "http" and targets_file is not None:
+            opts["targets_file"] = targets_file
         options[prefix] = opts
     return options

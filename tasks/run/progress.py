@@ -13,7 +13,8 @@ class RunProgress:
     """Cells done per run in this process, for the flow's progress artifact and the CLI bar.
 
     Shard tasks run in threads of the flow's process (Prefect's default task runner), so one
-    process-wide board sees them all; listeners get ``(run_id, done, total)``.
+    process-wide board sees them all; a run spread over child runs moves it from its children's
+    progress artifacts instead (``flows/spread.py``). Listeners get ``(run_id, done, total)``.
     """
 
     def __init__(self) -> None:

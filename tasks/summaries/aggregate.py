@@ -10,7 +10,12 @@ listing (keys and sizes); a night re-aggregates only the days whose fingerprint 
 a GDPR operation marked dirty, and the days whose raw data disappeared. Besides the usual
 aggregates, each summary row keeps the group's per-row latency, score and output length values
 and its set of output hashes: the drift tests (Mann–Whitney U, day-over-day consistency) need
-distributions, not means — see docs/drift.md for why lists beat histograms here.
+distributions, not means — see docs/drift.md for why lists beat histograms here. It also counts
+the availability and refusal figures: failed calls and their most common message, and answered
+rows that are refusals (``tasks.refusal``, applied to the head of every answered output).
+
+Longer than 400 lines: the aggregation and its incremental plan (manifest, fingerprints) change
+together whenever a summary column is added, so they stay in one module.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import polars as pl
 from tasks.drift.config import EVIDENCE_COMMUNITY, EVIDENCE_PROJECT
 from tasks.records.io import read_records
 from tasks.records.live import live_keys
+from tasks.refusal import DETECTOR_VERSION, HEAD_CHARS, REFUSAL_PATTERN
 from tasks.storage.base import ObjectInfo, ObjectStore
 from tasks.storage.layout import (
     AGGREGATE_MANIFEST_KEY,
@@ -46,14 +52,17 @@ from tasks.summaries.evidence import (
     split_keys,
 )
 
-# The raw columns aggregation reads; `output` is never among them (its length is stored). Polars
-# reads only those a query uses: `timestamp` and `id` only to order the rare rows of a capped
-# contributor or a duplicated cell.
+# The raw columns aggregation reads. `output` is read only for its first `HEAD_CHARS` characters
+# (the refusal detector's input), cut as it is scanned so whole outputs never reach the group-by.
+# Polars reads only those a query uses: `timestamp` and `id` only to order the rare rows of a
+# capped contributor or a duplicated cell.
 AGG_INPUT_COLUMNS = [
     "model_id", "suite", "prompt_id", "passed", "score", "latency_ms", "input_tokens",
     "output_tokens", "cost_usd", "output_hash", "output_len", "error", "year", "month", "day",
-    "source", "user_id", "run_id", "sample_idx", "timestamp", "id",
+    "source", "user_id", "run_id", "sample_idx", "timestamp", "id", "output",
 ]
+# The longest error message a summary keeps (``top_error``): enough to recognise it.
+ERROR_CHARS = 200
 
 GROUP_KEYS = ["date", "evidence", "model_id", "suite", "prompt_id"]
 # What one kind of evidence is grouped by (its rows are aggregated apart, then labelled).
@@ -64,11 +73,18 @@ VALUE_LIST_COLUMNS = ["latency_values", "score_values", "output_len_values", "ou
 
 # 2: summaries gained the evidence dimension and count a project cell once; a manifest of
 # version 1 (or of other evidence rules) means a full rebuild.
-MANIFEST_VERSION = 2
+# 3: summaries gained answered, refusals, top_error and top_error_count (availability and
+# refusal rate); the refusal detector's version is part of the manifest too.
+MANIFEST_VERSION = 3
 
 # Days aggregated per Polars query: one scan over a few days amortises the query setup, and
 # bounding it keeps memory flat however long the history (a 90-day rebuild never holds 90 days).
 DEFAULT_DAYS_PER_BATCH = 10
+
+
+def _input_columns() -> list[pl.Expr]:
+    return [pl.col(c).str.slice(0, HEAD_CHARS) if c == "output" else pl.col(c)
+            for c in AGG_INPUT_COLUMNS]
 
 
 def scan_keys(store: ObjectStore, keys: list[str]) -> pl.LazyFrame:
@@ -80,9 +96,9 @@ def scan_keys(store: ObjectStore, keys: list[str]) -> pl.LazyFrame:
         return pl.scan_parquet(
             [str(p) for p in paths], hive_partitioning=False, missing_columns="insert",
             extra_columns="ignore", cast_options=pl.ScanCastOptions(integer_cast="upcast"),
-        ).select(AGG_INPUT_COLUMNS)
+        ).select(_input_columns())
     table = read_records(store, keys).select(AGG_INPUT_COLUMNS)
-    return pl.from_arrow(table).lazy()  # type: ignore[union-attr]
+    return pl.from_arrow(table).lazy().select(_input_columns())  # type: ignore[union-attr]
 
 
 def aggregate_frame(rows: pl.LazyFrame) -> pl.LazyFrame:
@@ -91,12 +107,21 @@ def aggregate_frame(rows: pl.LazyFrame) -> pl.LazyFrame:
     tags of each group, fewer than ``rows`` only when a cell may have been written twice."""
     answered = pl.col("error").is_null()
     latency = pl.col("latency_ms").filter(answered & pl.col("latency_ms").is_not_null())
+    # A refusal is an answered row whose output opens by declining (tasks/refusal.py); the scan
+    # already cut `output` to the detector's head.
+    refusal = answered & pl.col("output").str.contains(REFUSAL_PATTERN).fill_null(False)
+    failed = pl.col("error").filter(~answered).str.slice(0, ERROR_CHARS)
     return (
         rows.group_by(ROW_KEYS)
         .agg(
             rows=pl.len().cast(pl.Int64),
             cells=pl.col("cell").n_unique().cast(pl.Int64),
             errors=(~answered).sum().cast(pl.Int64),
+            answered=answered.sum().cast(pl.Int64),
+            refusals=refusal.sum().cast(pl.Int64),
+            # The group's most common error message and its count: a model's top error over a
+            # window is the message with the largest summed count (docs/drift.md).
+            top_error=failed.value_counts(sort=True, name="n").first(),
             scored=pl.col("passed").is_not_null().sum().cast(pl.Int64),
             passes=pl.col("passed").cast(pl.Int64).sum(),
             score_mean=pl.col("score").mean(),
@@ -117,6 +142,8 @@ def aggregate_frame(rows: pl.LazyFrame) -> pl.LazyFrame:
             # Counted from the set kept anyway: a second distinct pass over the hashes is the
             # most expensive aggregate of the night.
             distinct_outputs=pl.col("output_hashes").list.len().cast(pl.Int64),
+            top_error_count=pl.col("top_error").struct.field("n").cast(pl.Int64),
+            top_error=pl.col("top_error").struct.field("error"),
             pass_rate=pl.when(pl.col("scored") > 0)
             .then(pl.col("passes") / pl.col("scored"))
             .otherwise(None)
@@ -297,6 +324,8 @@ def load_manifest(store: ObjectStore, rules: EvidenceRules | None = None) -> dic
         return {}
     if doc.get("rules") != (rules or EvidenceRules()).to_json():
         return {}
+    if doc.get("refusal_detector") != DETECTOR_VERSION:
+        return {}  # refusal counts of another rule: count every day again
     return {date.fromisoformat(d): str(fp) for d, fp in doc.get("days", {}).items()}
 
 
@@ -304,6 +333,7 @@ def save_manifest(
     store: ObjectStore, fingerprints: dict[date, str], rules: EvidenceRules | None = None
 ) -> None:
     doc = {"version": MANIFEST_VERSION, "rules": (rules or EvidenceRules()).to_json(),
+           "refusal_detector": DETECTOR_VERSION,
            "days": {d.isoformat(): fp for d, fp in sorted(fingerprints.items())}}
     store.put(AGGREGATE_MANIFEST_KEY, json.dumps(doc, separators=(",", ":")).encode())
 
@@ -364,6 +394,19 @@ def commit(
 def batches(days: Sequence[date], size: int = DEFAULT_DAYS_PER_BATCH) -> list[list[date]]:
     ordered = sorted(days)
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
+
+
+def even_batches(days: Sequence[date], parts: int,
+                 size: int = DEFAULT_DAYS_PER_BATCH) -> list[list[date]]:
+    """``days`` in at least ``parts`` batches of consecutive days, as even as they come and none
+    over ``size`` days (the nightly's parts when it spreads over workers)."""
+    ordered = sorted(days)
+    n = min(len(ordered), max(parts, -(-len(ordered) // size)))
+    if n == 0:
+        return []
+    q, r = divmod(len(ordered), n)
+    cuts = [i * q + min(i, r) for i in range(n + 1)]
+    return [ordered[cuts[i]:cuts[i + 1]] for i in range(n)]
 
 
 def aggregate_changed(

@@ -2,7 +2,10 @@
 
 The event (``plumbline.drift.detected``, resource ``plumbline.model.<model_id>``) lets a Prefect
 automation notify whoever cares; the webhook (``DRIFT_WEBHOOK_URL``) is for everything else
-(Slack, a pager). Neither may fail the night: a failed delivery is logged and reported.
+(Slack, a pager). An outage is its own kind of news: a model whose availability is ``degraded``
+(its error rate rose) gets a ``plumbline.availability.degraded`` event and its own webhook POST
+(``"event": "plumbline.availability.degraded"``), whatever its verdict. Nothing here may fail the
+night: a failed delivery is logged and reported.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import httpx
 from tasks.retry import RetryPolicy, parse_retry_after
 
 DRIFT_EVENT = "plumbline.drift.detected"
+AVAILABILITY_EVENT = "plumbline.availability.degraded"
 logger = logging.getLogger("plumbline.notify")
 
 Emitter = Callable[..., Any]
@@ -40,10 +44,18 @@ def _summary(model: dict[str, Any]) -> dict[str, Any]:
     return {k: model.get(k) for k in keys}
 
 
+def _availability_summary(model: dict[str, Any]) -> dict[str, Any]:
+    return {"model_id": model["model_id"], "verdict": model.get("verdict"),
+            "availability": model.get("availability"), "rows_recent": model.get("rows_recent"),
+            "rows_baseline": model.get("rows_baseline")}
+
+
 def emit_drift_events(
-    models: Sequence[dict[str, Any]], window: dict[str, Any], emit: Emitter | None = None
+    models: Sequence[dict[str, Any]], window: dict[str, Any], emit: Emitter | None = None,
+    event: str = DRIFT_EVENT, summary: Callable[[dict[str, Any]], dict[str, Any]] = _summary,
 ) -> int:
-    """One ``plumbline.drift.detected`` event per drifting model; returns how many were sent."""
+    """One ``event`` (``plumbline.drift.detected`` by default) per model; returns how many were
+    sent."""
     if emit is None:
         from prefect.events import emit_event
 
@@ -51,11 +63,11 @@ def emit_drift_events(
     sent = 0
     for model in models:
         try:
-            emit(event=DRIFT_EVENT, resource=model_resource(model["model_id"]),
-                 payload={"window": window, **_summary(model)})
+            emit(event=event, resource=model_resource(model["model_id"]),
+                 payload={"window": window, **summary(model)})
             sent += 1
         except Exception:  # events are best effort; the summaries are already published
-            logger.exception("could not emit %s for %s", DRIFT_EVENT, model["model_id"])
+            logger.exception("could not emit %s for %s", event, model["model_id"])
     return sent
 
 
@@ -129,5 +141,30 @@ def notify_drift(
     if webhook_url:
         payload = {"event": DRIFT_EVENT, "window": window,
                    "models": [_summary(m) for m in drifting]}
+        result["webhook"] = post_webhook(webhook_url, payload, client=client, sleep=sleep)
+    return result
+
+
+def notify_availability(
+    models: Sequence[dict[str, Any]],
+    window: dict[str, Any],
+    webhook_url: str | None,
+    *,
+    emit: Emitter | None = None,
+    client: httpx.Client | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Events and webhook for the models whose availability degraded (nothing when none did)."""
+    degraded = [m for m in models
+                if (m.get("availability") or {}).get("status") == "degraded"]
+    result: dict[str, Any] = {"degraded": [m["model_id"] for m in degraded], "events": 0,
+                              "webhook": None}
+    if not degraded:
+        return result
+    result["events"] = emit_drift_events(degraded, window, emit, AVAILABILITY_EVENT,
+                                         _availability_summary)
+    if webhook_url:
+        payload = {"event": AVAILABILITY_EVENT, "window": window,
+                   "models": [_availability_summary(m) for m in degraded]}
         result["webhook"] = post_webhook(webhook_url, payload, client=client, sleep=sleep)
     return result

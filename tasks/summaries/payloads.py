@@ -163,6 +163,22 @@ class ChangePoint(_Payload):
         "``latency_ms``, ``output_len``, ``consistency``, …).")
 
 
+class Availability(_Payload):
+    """Whether the model answered at all: its error rate, tested like the pass rate but never
+    part of the quality ``verdict`` (failed calls are not evidence about answers)."""
+
+    status: Literal["ok", "degraded", "insufficient_data"] = Field(
+        description="``degraded``: the error rate rose significantly (a verdict-grade error-rate "
+        "test); ``insufficient_data``: too few calls in a window.")
+    error_rate_recent: float | None = Field(
+        description="Failed calls over all calls in the recent window; null without calls.")
+    error_rate_baseline: float | None = Field(
+        description="Failed calls over all calls in the baseline window; null without calls.")
+    top_error: str | None = Field(
+        description="The recent window's most common error message (at most 200 characters).")
+    reasons: list[str] = Field(description="Why ``degraded`` (or why no status could be given).")
+
+
 class ModelSummary(_Payload):
     """One model's verdict and the figures behind it, from the project's own runs (scheduled and
     on-demand); what community submissions say is in ``community``."""
@@ -192,6 +208,9 @@ class ModelSummary(_Payload):
         None, description="``/api/models/{model_id}/evidence``: before/after answers of the "
         "prompts with the strongest evidence; null when none was published.",
         examples=["/api/models/openai/gpt-4o/evidence"])
+    availability: Availability | None = Field(
+        None, description="The model's error rate and whether it degraded (beside the verdict, "
+        "never part of it); null in older files or without rows in the windows.")
 
 
 class EvidenceRulesSummary(_Payload):
@@ -230,6 +249,9 @@ class DriftSettings(_Payload):
     min_rate_difference: float = Field(
         description="Smallest pass-rate difference that counts.")
     min_consistency_drop: float = Field(description="Smallest consistency drop that counts.")
+    min_semantic_score: float | None = Field(
+        None, description="Smallest standard score of the worst recent day's meaning distance "
+        "that counts; null in older files.")
     level_shares: list[float] = Field(
         min_length=3, max_length=3,
         description="Share of the false-discovery budget of the model, suite and prompt levels.")
@@ -245,24 +267,31 @@ class DriftTest(_Payload):
     suite: str | None = Field(description="Null for a model-level test.")
     prompt_id: str | None = Field(description="Null for a model- or suite-level test.")
     level: Literal["model", "suite", "prompt"]
-    metric: Literal["pass_rate", "score", "latency_ms", "output_len", "consistency"]
-    test: Literal["fisher", "chi2", "mannwhitneyu", "consistency"] = Field(
-        description="Fisher's exact or chi-square (pass rate), Mann–Whitney U (score, latency, "
-        "output length), hypergeometric (consistency).")
+    metric: Literal["pass_rate", "score", "latency_ms", "output_len", "consistency",
+                    "error_rate", "refusal_rate", "semantic"] = Field(
+        description="``error_rate`` is availability (never part of the verdict); the others are "
+        "quality.")
+    test: Literal["fisher", "chi2", "mannwhitneyu", "consistency", "worst_day_t"] = Field(
+        description="Fisher's exact or chi-square (pass, error and refusal rates), Mann–Whitney "
+        "U (score, latency, output length), hypergeometric (consistency), Student-t prediction "
+        "interval of the worst recent day (semantic).")
     statistic: float | None = Field(
-        description="Odds ratio (fisher), chi-square, U of the recent window, or the recent "
-        "consistency; null when not finite.")
+        description="Odds ratio (fisher), chi-square, U of the recent window, the recent "
+        "consistency, or t (semantic); null when not finite.")
     p_value: float | None = Field(description="Raw p-value; null when not testable.")
     p_adjusted: float | None = Field(description="Weighted Benjamini–Hochberg adjusted p-value.")
     effect_size: float | None = Field(description="In the unit of ``effect_measure``.")
-    effect_measure: Literal["rate_difference", "cliffs_delta", "consistency_drop"]
+    effect_measure: Literal["rate_difference", "cliffs_delta", "consistency_drop",
+                            "standard_score"]
     min_effect: float | None = Field(description="The effect size this test must reach to count.")
     n_recent: int = Field(description="Observations in the recent window.")
     n_baseline: int = Field(description="Observations in the baseline window.")
     recent_value: float | None = Field(
-        description="Pass rate, median or consistency in the recent window.")
+        description="Rate, median or consistency in the recent window; for semantic, the mean "
+        "distance to the baseline's answers on the worst recent day.")
     baseline_value: float | None = Field(
-        description="Pass rate, median or consistency in the baseline window.")
+        description="Rate, median or consistency in the baseline window; for semantic, the "
+        "baseline days' mean distance (each to the other baseline days' answers).")
     ci_recent: list[float] | None = Field(
         description="Wilson 95 % interval of the recent pass rate (pass_rate tests only).")
     consistency_band: ConsistencyBand | None = Field(
@@ -272,12 +301,26 @@ class DriftTest(_Payload):
         description="Adjusted p below alpha and the effect at least ``min_effect``.")
 
 
+class SemanticStatus(_Payload):
+    """Whether the night's ``semantic`` (meaning drift) metric ran, and if not, why."""
+
+    status: Literal["ran", "skipped"]
+    reason: str | None = Field(
+        description="Why it was skipped (e.g. the ``embeddings`` extra is not installed).")
+    encoder: str | None = Field(description="The embedding model the distances come from.")
+    embedded: int = Field(description="Distinct outputs embedded this night (new ones).")
+    reused: int = Field(description="Vectors taken from the cache instead of embedding again.")
+
+
 class DriftPayload(_Payload):
     """``drift.json``: every test of the night (a night can hold 100k)."""
 
     generated_at: Timestamp = Field(description="When the nightly flow wrote this file.")
     window: DriftWindow
     config: DriftSettings
+    semantic: SemanticStatus | None = Field(
+        None, description="The meaning-drift metric: ran, or skipped and why; null in older "
+        "files.")
     tests: list[DriftTest] = Field(
         description="The tests of the project's own runs (the verdicts' evidence): model-level "
         "first, then suite, then prompt; each by model, suite, prompt and metric.")
@@ -294,6 +337,11 @@ class HistoryDay(_Payload):
     date: dt.date
     evidence: Evidence = Field("project", description="Which rows the figures come from.")
     rows: int
+    errors: int = Field(0, description="Rows whose call failed.")
+    error_rate: float | None = Field(None, description="``errors / rows``; null without rows.")
+    refusal_rate: float | None = Field(
+        None, description="Refusals (tasks/refusal.py) over answered rows; null without answered "
+        "rows or in summaries from before the refusal count.")
     pass_rate: float | None = Field(description="Passes over scored rows; null if none scored.")
     score_mean: float | None
     latency_p50_ms: float | None
@@ -392,6 +440,9 @@ class NightlyStatus(BaseModel):
     community_drifting: list[str] = Field(
         default_factory=list,
         description="Models whose community evidence alone says ``drifting`` (not notified).")
+    degraded: list[str] = Field(
+        default_factory=list,
+        description="Models whose availability is ``degraded`` (their error rate rose).")
     rows_aggregated: int | None = Field(
         None, description="Raw rows in the days (re)aggregated this night.")
     tests: int | None = Field(None, description="Drift tests run this night.")

@@ -49,6 +49,7 @@ from tasks.summaries.payloads import (
     ModelsPayload,
     ModelSummary,
     NightlyStatus,
+    SemanticStatus,
 )
 
 HISTORY_PREFIX = f"{MODEL_HISTORY}/"
@@ -58,7 +59,7 @@ logger = logging.getLogger("plumbline.publish")
 # The columns of the daily summaries the publish stage reads (never the per-row score or
 # output-length lists, which only the drift stage needs).
 HISTORY_COLUMNS = ["date", "evidence", "model_id", "suite", "prompt_id", "rows", "scored",
-                   "passes",
+                   "passes", "errors", "answered", "refusals",
                    "score_values", "latency_values", "output_len_values", "distinct_outputs",
                    "cost_usd", "output_hashes"]
 
@@ -117,7 +118,7 @@ def _window(report: DriftReport) -> DriftWindow:
 _NO_ROWS = {
     "rows_recent": 0, "rows_baseline": 0, "pass_rate_recent": None, "pass_rate_baseline": None,
     "consistency": None, "consistency_band": None, "verdict": "insufficient_data",
-    "significant_tests": 0, "suites": [],
+    "significant_tests": 0, "suites": [], "availability": None,
 }
 
 
@@ -142,8 +143,10 @@ def models_payload(
         models.append(ModelSummary.model_validate({
             "model_id": model_id, "last_seen": last_seen.get(model_id),
             **{k: v for k, v in m.items() if k != "model_id"},
+            # Availability is the project's calls': the community's rows say nothing of it.
             "community": CommunitySummary.model_validate(
-                {k: v for k, v in c.items() if k != "model_id"}) if c else None,
+                {k: v for k, v in c.items() if k not in ("model_id", "availability")})
+            if c else None,
         }))
     rules = rules or EvidenceRules()
     return ModelsPayload(
@@ -179,22 +182,33 @@ def drift_json_bytes(report: DriftReport, community: DriftReport | None = None) 
     (the tests check them against ``DriftTest``)."""
     payload = DriftPayload(
         generated_at=datetime.now(UTC), window=_window(report),
-        config=DriftSettings.model_validate(report.config, from_attributes=True), tests=[])
+        config=DriftSettings.model_validate(report.config, from_attributes=True), tests=[],
+        semantic=SemanticStatus.model_validate(report.semantic))
     head = dump_json(payload.model_dump(mode="json", exclude={"tests", "community_tests"}))
     return (head[:-1] + b',"tests":' + _tests_json(report)
             + b',"community_tests":' + _tests_json(community) + b"}")
 
 
 def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
-    """Per model × evidence × day: rows, pass rate, score mean, latency p50/p95, distinct outputs,
-    mean output length, cost and day-over-day consistency."""
+    """Per model × evidence × day: rows, failed calls and the error rate, the refusal rate, pass
+    rate, score mean, latency p50/p95, distinct outputs, mean output length, cost and
+    day-over-day consistency."""
     if daily.is_empty():
         return pl.DataFrame()
     if "evidence" not in daily.columns:  # summaries from before the split
         daily = daily.with_columns(evidence=pl.lit(EVIDENCE_PROJECT))
+    # Summaries from before the refusal count: no refusal rate rather than a wrong one.
+    missing = [pl.lit(None, pl.Int64).alias(c) for c in ("errors", "answered", "refusals")
+               if c not in daily.columns]
+    if missing:
+        daily = daily.with_columns(missing)
     keys = ["model_id", "evidence", "date"]
     per_day = daily.group_by(keys).agg(
         rows=pl.col("rows").sum(),
+        errors=pl.col("errors").fill_null(0).sum(),
+        answered=pl.col("answered").sum(),
+        refusals=pl.col("refusals").sum(),
+        counted=pl.col("refusals").is_not_null().all(),
         passes=pl.col("passes").sum(),
         scored=pl.col("scored").sum(),
         score_sum=pl.col("score_values").list.sum().sum(),
@@ -220,6 +234,9 @@ def history_frames(daily: pl.DataFrame) -> pl.DataFrame:
         .join(consistency, on=keys, how="left")
         .with_columns(
             pass_rate=pl.when(pl.col("scored") > 0).then(pl.col("passes") / pl.col("scored")),
+            error_rate=pl.when(pl.col("rows") > 0).then(pl.col("errors") / pl.col("rows")),
+            refusal_rate=pl.when(pl.col("counted") & (pl.col("answered") > 0))
+            .then(pl.col("refusals") / pl.col("answered")),
             score_mean=pl.when(pl.col("score_n") > 0)
             .then(pl.col("score_sum") / pl.col("score_n")),
             output_len_mean=pl.when(pl.col("len_n") > 0)
@@ -343,6 +360,19 @@ def render_report(
             lines += [f"  - {r}" for r in m["reasons"]]
             if m.get("evidence_url"):
                 lines.append(f"  - before and after: [{m['evidence_url']}]({m['evidence_url']})")
+    degraded = [m for m in models if (m.get("availability") or {}).get("status") == "degraded"]
+    if degraded:
+        lines += ["", "## Availability",
+                  "", "Error rates that rose (not part of the verdicts above: failed calls say "
+                  "nothing about answers):"]
+        for m in degraded:
+            a = m["availability"]
+            top = f"; most common error: {a['top_error']}" if a["top_error"] else ""
+            lines.append(f"- `{m['model_id']}`: error rate "
+                         f"{_fmt(a['error_rate_baseline'], '{:.1%}')} → "
+                         f"{_fmt(a['error_rate_recent'], '{:.1%}')}{top}")
+    if report.semantic.get("status") == "skipped":
+        lines += ["", f"Meaning drift (semantic) skipped: {report.semantic.get('reason')}."]
     if community is not None and community.models:
         lines += ["", "## Community evidence",
                   "",

@@ -14,6 +14,16 @@ the same run:
 (e) the evidence stage (before/after and change points, ``beforeafter.night_evidence``) with
     every model treated as flagged (its worst case: 20 models × 5 prompts of raw rows over the
     35 window days), against the full aggregation of (a).
+(f) the semantic (meaning drift) metric's cost per night with the local embedding model: the
+    first night (every distinct output of the 35-day window embedded) against a following night
+    (one new day: only outputs not already in the cache), in a child process; skipped without
+    the ``embeddings`` extra.
+
+Since issue 12 the aggregation also reads the head of every output (the refusal detector) and
+keeps the most common error message; the DuckDB query computes the same.
+
+Longer than 400 lines: one benchmark's phases, each run in its own child process, and the
+plain-loop baseline they are measured against belong together.
 
 Run: ``python -m tests.bench.bench_nightly`` (``--days 10`` for a quick look). ~5-10 minutes.
 """
@@ -64,7 +74,9 @@ def day_table(day: date, seed: int, models: int = MODELS, prompts: int = PROMPTS
         "sha256:" + hashlib.sha256(f"{i}".encode()).hexdigest()
         for i in range(models * prompts * 3)
     ])
-    texts = pa.array([("The answer is " + "lorem ipsum " * (k % 30)).strip()
+    # One text in fifty a refusal, so the aggregation's refusal count has work to do.
+    texts = pa.array([("I'm sorry, but I can't help with that." if k % 50 == 0 else
+                       ("The answer is " + "lorem ipsum " * (k % 30)).strip())
                       for k in range(997)])
     text_idx = (pair * 3 + variant) % 997
     errors = rng.random(n) < 0.01
@@ -179,6 +191,10 @@ COPY (
     list(output_len) FILTER (WHERE error IS NULL AND output_len IS NOT NULL)
       AS output_len_values,
     list_sort(list_distinct(list(output_hash) FILTER (WHERE error IS NULL))) AS output_hashes,
+    count(*) FILTER (WHERE error IS NULL) AS answered,
+    count(*) FILTER (WHERE error IS NULL
+                     AND regexp_matches(left(output, {head}), '{refusal}')) AS refusals,
+    mode(left(error, 200)) AS top_error,
     CASE WHEN count(passed) > 0 THEN sum(passed::BIGINT) / count(passed) END AS pass_rate
   FROM read_parquet('{glob}', hive_partitioning = false)
   GROUP BY ALL
@@ -193,10 +209,53 @@ def phase_duckdb(root: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     con = duckdb.connect()
     started = time.perf_counter()
-    con.execute(DUCKDB_SQL.format(glob=f"{root}/raw/*/*/*/*/*.parquet", out=out))
+    from tasks.refusal import HEAD_CHARS, REFUSAL_PATTERN
+
+    con.execute(DUCKDB_SQL.format(glob=f"{root}/raw/*/*/*/*/*.parquet", out=out,
+                                  head=HEAD_CHARS, refusal=REFUSAL_PATTERN.replace("'", "''")))
     seconds = time.perf_counter() - started
     groups = con.execute(f"SELECT count(*) FROM read_parquet('{out}/*/*.parquet')").fetchone()
     return {"seconds": seconds, "groups": groups[0] if groups else 0, "peak_mb": _peak_mb()}
+
+
+def phase_semantic(root: Path, day: str) -> dict[str, Any]:
+    """The semantic metric over the window ending ``day``, then a following night (one more day
+    of raw rows, aggregated, then the metric again): seconds and outputs embedded for each."""
+    from tasks import embeddings
+    from tasks.drift.config import DriftConfig, Window
+    from tasks.storage.local import LocalStore
+    from tasks.summaries.aggregate import aggregate_changed, read_daily
+    from tasks.summaries.embedding import semantic_input
+
+    if not embeddings.available():
+        return {"skipped": embeddings.INSTALL_HINT}
+    store = LocalStore(root)
+    config = DriftConfig()
+    started = time.perf_counter()
+    embeddings.load()
+    load_s = time.perf_counter() - started
+    nights = []
+    for as_of in (date.fromisoformat(day), date.fromisoformat(day) + timedelta(days=1)):
+        if nights:
+            write_day(root, as_of, seed=7777)
+            aggregate_changed(store)
+        window = Window.ending(as_of, config)
+        daily = read_daily(store, window.days())
+        started = time.perf_counter()
+        result = semantic_input(store, daily, window)
+        if result.skipped:
+            raise RuntimeError(result.skipped)
+        assert result.distances is not None
+        nights.append({"seconds": time.perf_counter() - started, "embedded": result.embedded,
+                       "reused": result.reused, "distances": result.distances.height})
+    # The model's throughput, for the cost of a night whose outputs are all new (temperature
+    # 0.7): 512 distinct sentences of the benchmark's kind.
+    texts = [f"The answer is {i} " + "lorem ipsum " * (i % 30) for i in range(512)]
+    started = time.perf_counter()
+    embeddings.encode(texts)
+    per_s = len(texts) / (time.perf_counter() - started)
+    return {"load_s": load_s, "first": nights[0], "next": nights[1], "outputs_per_s": per_s,
+            "peak_mb": _peak_mb()}
 
 
 def _child(*args: str) -> dict[str, Any]:
@@ -219,10 +278,11 @@ def loop_inputs(daily: Any, window: Any) -> list[dict[str, Any]]:
     groups: list[dict[str, Any]] = []
     for keys in (["model_id"], ["model_id", "suite", "prompt_id"]):
         agg = frame.group_by(keys).agg(
-            a=pl.col("passes").filter(pl.col("recent")).sum(),
-            n1=pl.col("scored").filter(pl.col("recent")).sum(),
-            c=pl.col("passes").filter(~pl.col("recent")).sum(),
-            n2=pl.col("scored").filter(~pl.col("recent")).sum(),
+            **{f"{name}_{tag}": pl.col(col).filter(pl.col("recent") == flag).sum()
+               for name, col in (("a", "passes"), ("n", "scored"), ("e", "errors"),
+                                 ("rows", "rows"), ("r", "refusals"), ("ans", "answered"))
+               if col in frame.columns
+               for tag, flag in (("1", True), ("2", False))},
             **{f"{col}_{tag}": pl.col(col).filter(pl.col("recent") == flag)
                .list.explode(keep_nulls=False, empty_as_null=False)
                for col in ("latency_values", "output_len_values")
@@ -232,26 +292,30 @@ def loop_inputs(daily: Any, window: Any) -> list[dict[str, Any]]:
             row["values"] = {col: (np.asarray(row.pop(f"{col}_x"), dtype=float),
                                    np.asarray(row.pop(f"{col}_y"), dtype=float))
                              for col in ("latency_values", "output_len_values")}
+            # Each rate as (events, trials) of both windows: pass, error and refusal rates.
+            row["rates"] = [(row[f"{k}_1"], row[f"{n}_1"], row[f"{k}_2"], row[f"{n}_2"])
+                            for k, n in (("a", "n"), ("e", "rows"), ("r", "ans"))
+                            if f"{k}_1" in row]
             groups.append(row)
     return groups
 
 
 def drift_loop(groups: list[dict[str, Any]], config: Any) -> int:
-    """The same tests as ``compute_drift``'s pass-rate and distribution stages, written the
-    plain way: one scipy call per group and metric, then BH over all p-values."""
+    """The same tests as ``compute_drift``'s rate (pass, error, refusal) and distribution stages,
+    written the plain way: one scipy call per group and metric, then BH over all p-values."""
     from scipy import stats
 
     p_values = []
     for g in groups:
-        a, n1, c, n2 = g["a"], g["n1"], g["c"], g["n2"]
-        table = [[a, n1 - a], [c, n2 - c]]
-        if n1 >= config.min_test_n and n2 >= config.min_test_n and 0 < a + c < n1 + n2:
-            expected = stats.contingency.expected_freq(table)
-            if expected.min() >= config.chi2_min_expected:
-                p_values.append(stats.chi2_contingency(table).pvalue)
-            else:
-                p_values.append(stats.fisher_exact(table).pvalue)
-            stats.binomtest(a, n1).proportion_ci(method="wilson")
+        for a, n1, c, n2 in g["rates"]:
+            table = [[a, n1 - a], [c, n2 - c]]
+            if n1 >= config.min_test_n and n2 >= config.min_test_n and 0 < a + c < n1 + n2:
+                expected = stats.contingency.expected_freq(table)
+                if expected.min() >= config.chi2_min_expected:
+                    p_values.append(stats.chi2_contingency(table).pvalue)
+                else:
+                    p_values.append(stats.fisher_exact(table).pvalue)
+                stats.binomtest(a, n1).proportion_ci(method="wilson")
         for x, y in g["values"].values():
             if len(x) >= config.min_test_n and len(y) >= config.min_test_n:
                 p_values.append(stats.mannwhitneyu(x, y, method="asymptotic").pvalue)
@@ -320,7 +384,7 @@ def bench_evidence(root: Path, as_of: date) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--phase", choices=["full", "incremental", "duckdb"])
+    parser.add_argument("--phase", choices=["full", "incremental", "duckdb", "semantic"])
     parser.add_argument("--root", type=Path)
     parser.add_argument("--day")
     args = parser.parse_args()
@@ -332,6 +396,9 @@ def main() -> None:
         return
     if args.phase == "duckdb":
         print(json.dumps(phase_duckdb(args.root)))
+        return
+    if args.phase == "semantic":
+        print(json.dumps(phase_semantic(args.root, args.day)))
         return
 
     tmp = Path(tempfile.mkdtemp(prefix="plumbline-bench-"))
@@ -373,11 +440,29 @@ def main() -> None:
         print(f"(e) evidence stage (every model as if flagged): {evidence['models']} model(s), "
               f"{evidence['prompts']} prompt(s) of before/after in {evidence['seconds']:.2f} s, "
               f"{ev_ratio:.1%} of the full aggregation", flush=True)
+        sem = _child("--phase", "semantic", "--root", str(root), "--day", new_day.isoformat())
+        if "skipped" in sem:
+            print(f"(f) semantic metric skipped: {sem['skipped']}", flush=True)
+            semantic = "semantic=skipped"
+        else:
+            first, nxt = sem["first"], sem["next"]
+            print(f"(f) semantic metric, first night: {first['seconds']:.1f} s, "
+                  f"{first['embedded']:,} distinct outputs embedded, {first['reused']:,} vectors "
+                  f"reused, {first['distances']:,} prompt-day distances (model load "
+                  f"{sem['load_s']:.1f} s)\n"
+                  f"    following night (+1 day): {nxt['seconds']:.1f} s, {nxt['embedded']:,} "
+                  f"embedded, {nxt['reused']:,} reused; {nxt['seconds'] / first['seconds']:.1%} "
+                  f"of the first; model throughput {sem['outputs_per_s']:.0f} outputs/s, "
+                  f"peak RSS {sem['peak_mb']:.0f} MB", flush=True)
+            semantic = (f"semantic_first_s={first['seconds']:.1f} "
+                        f"semantic_next_s={nxt['seconds']:.1f} "
+                        f"semantic_next_embedded={nxt['embedded']} "
+                        f"embed_outputs_per_s={sem['outputs_per_s']:.0f}")
         print(f"RESULT rows={rows} full_s={full['seconds']:.2f} duckdb_s={duck['seconds']:.2f} "
               f"ratio_vs_duckdb={ratio:.2f} peak_mb={full['peak_mb']:.0f} "
               f"incremental_ratio={inc_ratio:.3f} drift_speedup={speedup:.1f} "
               f"drift_speedup_3_samples={speedup3:.1f} evidence_s={evidence['seconds']:.2f} "
-              f"evidence_ratio={ev_ratio:.3f}")
+              f"evidence_ratio={ev_ratio:.3f} {semantic}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -7,6 +7,10 @@ with a bare ``httpx2`` client (the SDKs' HTTP library, no SDK, no engine) and wi
 ``aiohttp`` (the cheapest Python client), so the engine's own overhead is visible. Reports the
 process CPU per call (all threads).
 
+The ``http`` target variant: the same 2,000 calls at 64 in flight through an ``http/<name>``
+target (a targets file, a JSON body template, JSONPath for the text and token counts, no SDK)
+against the stub's custom ``/rag`` API must finish within 1.2× ideal.
+
 The machine is shared with other jobs, so each timing is the best of three runs (all printed).
 
 Part 2: the same 2,000 calls with a requests-per-minute limit; the achieved rate must stay
@@ -42,6 +46,8 @@ CONCURRENCY = 64
 LATENCY_S = 0.100
 RPM_LIMIT = 6000  # 100 a second: binding (64 in flight could do 640), ~20 s for 2,000 calls
 MODEL = "openai-compatible/bench-model"
+HTTP_MODEL = "http/bench-rag"
+HTTP_RATIO_MAX = 1.2
 REPEATS = 3
 
 
@@ -80,6 +86,29 @@ def engine_run(suite: Suite, store: LocalStore, base_url: str, run_id: str,
         "retry": RetryPolicy(max_attempts=3)}}
     cpu0, t0 = time.process_time(), time.perf_counter()
     records = run_shard(suite, MODEL, suite.cases, config, store, provider_options=opts)
+    return time.perf_counter() - t0, time.process_time() - cpu0, records
+
+
+def write_targets(folder: Path, base_url: str) -> Path:
+    path = folder / "targets.toml"
+    path.write_text(f"""
+[targets.bench-rag]
+url = "{base_url}/rag"
+headers = {{ Authorization = "Bearer bench" }}
+body = {{ question = "{{{{input}}}}", history = "{{{{messages}}}}", seed = "{{{{seed}}}}" }}
+response = {{ text = "$.data.answer.text", input_tokens = "$.meta.tokens.prompt", \
+output_tokens = "$.meta.tokens.completion" }}
+limits = {{ max_in_flight = {CONCURRENCY} }}
+""")
+    return path
+
+
+def http_target_run(suite: Suite, store: LocalStore, targets: Path, run_id: str
+                    ) -> tuple[float, float, list[dict]]:
+    config = resolve_config(suite, run_id=run_id, concurrency=CONCURRENCY)
+    opts = {"http": {"targets_file": targets, "retry": RetryPolicy(max_attempts=3)}}
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    records = run_shard(suite, HTTP_MODEL, suite.cases, config, store, provider_options=opts)
     return time.perf_counter() - t0, time.process_time() - cpu0, records
 
 
@@ -160,12 +189,27 @@ def main() -> int:
                       f"(ratio_to_ideal {wall_i / ideal:.3f}), cpu "
                       f"{cpu_i * 1000 / CALLS:.3f} ms/call, {len(records)} rows, {errors} errors")
             wall, cpu, errors = min(runs)
+            targets = write_targets(Path(tmp), base_url)
+            http_target_run(warm, store, targets, "http-warmup")
+            http_runs = []
+            for i in range(REPEATS):
+                wall_i, cpu_i, records = http_target_run(suite, store, targets, f"http-{i}")
+                errors_i = sum(r["error"] is not None for r in records)
+                http_runs.append((wall_i, cpu_i, errors_i))
+                print(f"  http target (template + JSONPath + scoring + Parquet): {wall_i:.3f} s "
+                      f"(ratio_to_ideal {wall_i / ideal:.3f}), cpu "
+                      f"{cpu_i * 1000 / CALLS:.3f} ms/call, {len(records)} rows, "
+                      f"{errors_i} errors")
+            http_wall, http_cpu, http_errors = min(http_runs)
+            http_ratio = http_wall / ideal
             ratio = wall / ideal
             cpu_ms = cpu * 1000 / CALLS
             print(f"best of {REPEATS}: bare httpx2 client {bare_wall / ideal:.3f}x ideal; raw "
                   f"aiohttp {floor_wall / ideal:.3f}x ideal "
                   f"({floor_cpu * 1000 / CALLS:.3f} ms cpu/call); engine {ratio:.3f}x ideal "
-                  f"({wall / bare_wall:.3f}x the bare httpx2 client), cpu {cpu_ms:.3f} ms/call")
+                  f"({wall / bare_wall:.3f}x the bare httpx2 client), cpu {cpu_ms:.3f} ms/call; "
+                  f"http target {http_ratio:.3f}x ideal, cpu "
+                  f"{http_cpu * 1000 / CALLS:.3f} ms/call")
 
             wall_l, _, limited = engine_run(suite, store, base_url, "limited", rpm=RPM_LIMIT)
             achieved = len(limited) / wall_l * 60.0
@@ -176,12 +220,16 @@ def main() -> int:
 
             ok_speed = ratio <= 1.15 and errors == 0
             ok_rpm = 0.95 * RPM_LIMIT <= achieved <= RPM_LIMIT and errors_l == 0
+            ok_http = http_ratio <= HTTP_RATIO_MAX and http_errors == 0
             print(f"throughput within 1.15x ideal: {'PASS' if ok_speed else 'FAIL'}; "
-                  f"rate within 5% under the limit: {'PASS' if ok_rpm else 'FAIL'}")
+                  f"rate within 5% under the limit: {'PASS' if ok_rpm else 'FAIL'}; "
+                  f"http target within {HTTP_RATIO_MAX}x ideal: "
+                  f"{'PASS' if ok_http else 'FAIL'}")
             print(f"RESULT calls={CALLS} concurrency={CONCURRENCY} ratio_to_ideal={ratio:.3f} "
                   f"cpu_ms_per_call={cpu_ms:.3f} rpm_limit={RPM_LIMIT} "
-                  f"achieved_rpm={achieved:.0f}")
-            return 0 if ok_speed and ok_rpm else 1
+                  f"achieved_rpm={achieved:.0f} http_ratio={http_ratio:.3f} "
+                  f"http_cpu_ms_per_call={http_cpu * 1000 / CALLS:.3f}")
+            return 0 if ok_speed and ok_rpm and ok_http else 1
     finally:
         server.terminate()
         server.wait(10)

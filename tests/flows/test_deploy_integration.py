@@ -83,12 +83,14 @@ def test_deploy_all_then_a_worker_runs_run_suite(server: dict[str, Any]) -> None
     assert "run-suite/run-suite" in out
 
     deployed = _deployments(url)
-    assert set(deployed) == {"run-suite", "daily-canary", "nightly", "compaction", "red-team"}
+    assert set(deployed) == {"run-suite", "daily-canary", "nightly", "compaction", "red-team",
+                             "nightly-batch"}
     assert all(d["work_pool_name"] == "plumbline" for d in deployed.values())
     crons = {name: [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in d["schedules"]]
              for name, d in deployed.items()}
-    assert crons == {"run-suite": [], "compaction": [], "red-team": [],
-                     "daily-canary": [("0 6 * * *", "UTC")], "nightly": [("0 2 * * *", "UTC")]}
+    assert crons == {"run-suite": [], "compaction": [], "red-team": [], "nightly-batch": [],
+                     "daily-canary": [("0 6 * * *", "UTC")],
+                     "nightly": [("0 2 * * *", "UTC")]}
     assert deployed["nightly"]["global_concurrency_limit"]["limit"] == 1
     # The UI's form: typed fields with their descriptions.
     schema = deployed["run-suite"]["parameter_openapi_schema"]

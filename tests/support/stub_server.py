@@ -1,4 +1,5 @@
-"""A local HTTP server speaking the OpenAI Chat Completions and Anthropic Messages wire formats.
+"""A local HTTP server speaking the OpenAI Chat Completions and Anthropic Messages wire formats,
+and a custom JSON API of its own (``POST .../rag``) for the ``http/<name>`` targets.
 
 For tests, the throughput benchmark and offline trials of the real provider code (the real
 SDKs, the real HTTP stack, no network). Plain asyncio, HTTP/1.1 with keep-alive, no
@@ -44,9 +45,9 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"
 
 
 def answer_text(body: Any) -> str:
-    """The stub's deterministic answer: it repeats the last user message."""
+    """The stub's deterministic answer: it repeats the last user message (or the question)."""
     try:
-        content = body["messages"][-1]["content"]
+        content = body["question"] if "question" in body else body["messages"][-1]["content"]
     except (KeyError, IndexError, TypeError):
         content = ""
     if isinstance(content, list):  # Anthropic content blocks
@@ -75,6 +76,13 @@ def anthropic_body(body: Any, text: str) -> dict[str, Any]:
         "stop_reason": "end_turn", "stop_sequence": None,
         "usage": {"input_tokens": prompt, "output_tokens": len(text.split())},
     }
+
+
+def rag_body(body: Any, text: str) -> dict[str, Any]:
+    """A custom shape, like a team's own RAG service: nothing an SDK would recognise."""
+    prompt = len(json.dumps(body)) // 4 if body is not None else 0
+    return {"data": {"answer": {"text": text, "sources": ["doc-1"]}},
+            "meta": {"tokens": {"prompt": prompt, "completion": len(text.split())}}}
 
 
 class StubLLMServer:
@@ -196,6 +204,8 @@ class StubLLMServer:
             return Reply(200, json.dumps(openai_body(body, text)).encode())
         if path.endswith("/messages"):
             return Reply(200, json.dumps(anthropic_body(body, text)).encode())
+        if path.split("?")[0].endswith("/rag"):
+            return Reply(200, json.dumps(rag_body(body, text)).encode())
         return Reply(404, b'{"error": {"message": "no such endpoint", "type": "not_found"}}')
 
 

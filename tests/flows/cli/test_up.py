@@ -57,7 +57,7 @@ def test_up_serves_ui_deployments_schedules_and_api_then_stops_all(tmp_path: Pat
         schedules = {d["name"]: [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"])
                                  for s in d["schedules"]] for d in deployments}
         assert schedules == {
-            "run-suite": [], "compaction": [], "red-team": [],
+            "run-suite": [], "compaction": [], "red-team": [], "nightly-batch": [],
             "daily-canary": [("0 6 * * *", "UTC", True)],
             "nightly": [("0 2 * * *", "UTC", True)],
         }

@@ -5,24 +5,42 @@ Each simulated model answers ``PROMPTS`` prompts, 3 samples per prompt per day, 
 day-to-day provider load on latency, occasional non-deterministic outputs. One night holds
 ``MODELS`` models of each scenario together (so the Benjamini–Hochberg family is as large as a
 busy real night). Run ``python -m tests.tasks.drift.test_drift_simulation [nights]`` for the
-table in docs/drift.md.
+table in docs/drift.md (``... test_drift_simulation dims [nights]`` for the issue-12 scenarios:
+outage, refusals, a tenth of the prompts changing, meaning at temperature 0.7).
+
+Longer than 400 lines: every scenario shares the one simulator and its night, and the docs'
+tables are printed from here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 import time
-from datetime import date, timedelta
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as datetime_time
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pytest
 
+from tasks import embeddings
 from tasks.drift.changepoint import change_points
-from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig
+from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig, Window
 from tasks.drift.report import compute_drift
+from tasks.drift.semantic import SemanticInput
+from tasks.drift.stats import wilson_interval
 from tasks.drift.verdicts import DRIFTING, WATCH
-from tasks.summaries.publish import history_frames
+from tasks.records.io import write_records
+from tasks.storage.local import LocalStore
+from tasks.summaries.aggregate import aggregate_changed, read_daily
+from tasks.summaries.embedding import semantic_input, window_distances
+from tasks.summaries.publish import drift_json_bytes, history_frames
+from tests.support.helpers import record
 
 PROMPTS = 150
 SAMPLES = 3
@@ -50,7 +68,17 @@ def simulate(scenario: str, models: int, seed: int, prompts: int | None = None) 
         hit = np.zeros((models, prompts, 1, 1), dtype=bool)
         hit[:, : prompts // 5] = True  # a fifth of the prompts
         p_pass = np.where(hit & recent, 0.75, p_pass)
-    passed = rng.random(shape) < p_pass
+    # Failed calls (1 %; 60 % on one recent day in the outage scenario) and refusals of the
+    # answered calls (2 %; 15 % over the recent window in the refusals scenario), drawn apart
+    # from the passes so that each scenario moves one dimension only.
+    p_error = np.full((models, 1, DAYS, 1), 0.01)
+    if scenario == "outage":
+        outage_day = rng.integers(DAYS - 7, DAYS, models)
+        p_error[np.arange(models), 0, outage_day, 0] = 0.60
+    failed = rng.random(shape) < p_error
+    p_refusal = np.where(recent, 0.15, 0.02) if scenario == "refusals" else 0.02
+    refused = ~failed & (rng.random(shape) < p_refusal)
+    passed = ~failed & (rng.random(shape) < p_pass)
     # Latency: log-normal per prompt, a shared daily load factor, per-call noise.
     mu = np.log(600) + rng.normal(0, 0.3, (models, prompts, 1, 1))
     load = rng.normal(0, 0.05, (models, 1, DAYS, 1))
@@ -62,9 +90,10 @@ def simulate(scenario: str, models: int, seed: int, prompts: int | None = None) 
     # Output versions: a prompt's output changes on a day with probability 1 % (provider
     # non-determinism); in the outputs scenario 30 % of prompts change on one recent day.
     flips = rng.random((models, prompts, DAYS)) < 0.01
-    if scenario == "outputs":
+    if scenario in ("outputs", "outputs10"):
         change_day = rng.integers(DAYS - 7, DAYS, models)
-        chosen = np.argsort(rng.random((models, prompts)), axis=1) < round(0.3 * prompts)
+        share = 0.3 if scenario == "outputs" else 0.1
+        chosen = np.argsort(rng.random((models, prompts)), axis=1) < round(share * prompts)
         flips[np.arange(models)[:, None], np.arange(prompts)[None, :],
               change_day[:, None]] |= chosen
     version = np.cumsum(flips, axis=2)
@@ -78,7 +107,13 @@ def simulate(scenario: str, models: int, seed: int, prompts: int | None = None) 
         "suite": np.full(n_groups, "sim"),
         "prompt_id": pl.Series(prompt_idx).cast(pl.String),
         "rows": np.full(n_groups, SAMPLES, dtype=np.int64),
-        "scored": np.full(n_groups, SAMPLES, dtype=np.int64),
+        "errors": failed.sum(axis=3).ravel().astype(np.int64),
+        "answered": (SAMPLES - failed.sum(axis=3)).ravel().astype(np.int64),
+        "refusals": refused.sum(axis=3).ravel().astype(np.int64),
+        "top_error": pl.Series(np.where(failed.any(axis=3).ravel(), "HTTP 503", "")) \
+        .replace("", None),
+        "top_error_count": failed.sum(axis=3).ravel().astype(np.int64),
+        "scored": (SAMPLES - failed.sum(axis=3)).ravel().astype(np.int64),
         "passes": passes.astype(np.int64),
         "latency_values": _lists(latency.ravel(), SAMPLES),
         "score_values": _lists(passed.ravel().astype(np.float64), SAMPLES),
@@ -146,9 +181,249 @@ def main(nights: int = 3, prompts: int = PROMPTS) -> None:
               f"**{t['drifting']:.1%}** ({what}) | {t['watch']:.1%} | {t['bh_alone']:.1%} |")
 
 
-if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3,
-         int(sys.argv[2]) if len(sys.argv) > 2 else PROMPTS)
+# --- issue 12: availability, refusals, meaning drift (i12-dims) ------------------------------
+#
+# The outage, refusals and outputs10 scenarios run through ``simulate`` above. Meaning drift
+# needs text: ``simulate_meaning`` answers each prompt at "temperature 0.7" by paraphrasing one of
+# two meanings from templates (openers, phrasings, closers and three wordings of the advice vary
+# per sample, so nearly every output is new every day), and hands the drift stage the same
+# distances the nightly computes (``tasks.summaries.embedding.window_distances``). The rates over
+# many replicates use a cheap deterministic embedding (hashed bag of words) injected into that
+# code path; ``test_meaning_change_with_the_real_model_end_to_end`` runs the real MiniLM model
+# from raw rows in a store to the verdict.
+
+DIMS_SCENARIOS = ("none", "outage", "refusals", "outputs10")
+MEANING_PROMPTS = 30
+# Per topic: two meanings, each three wordings of the same advice.
+TOPICS = (
+    (("restart the laptop", "reboot the computer", "turn the machine off and on again"),
+     ("buy more memory", "upgrade the RAM", "add another memory module")),
+    (("go to bed at the same time every night", "keep a regular sleep schedule",
+      "sleep at fixed hours"),
+     ("drink a glass of warm milk", "have some warm milk before bed",
+      "try warm milk in the evening")),
+    (("practise speaking with native speakers", "talk with people who speak it natively",
+      "have conversations with natives"),
+     ("memorise the grammar tables", "study the grammar rules by heart",
+      "learn the conjugation tables")),
+    (("cook at home instead of eating out", "prepare your own meals",
+      "stop ordering takeaway"),
+     ("invest in index funds", "put your savings into an index fund",
+      "buy a broad stock market fund")),
+    (("water it less often", "reduce the watering", "let the soil dry out between waterings"),
+     ("move it to a sunnier spot", "give it more sunlight", "put it near a bright window")),
+    (("drink more water", "stay hydrated", "have a large glass of water"),
+     ("take a short nap in a dark room", "lie down somewhere dark and rest",
+      "sleep for a while in a quiet room")),
+)
+TEMPLATES = ("{o} I would suggest that you {a}{c}", "{o} The best thing to do is to {a}{c}",
+             "{o} Try to {a}{c}", "{o} My advice: {a}{c}")
+OPENERS = ("Sure.", "Good question.", "Honestly,", "Well,", "")
+CLOSERS = (".", " - that usually helps.", ", and you should see a difference soon.",
+           ". Many people find this works.")
+# Variants of one meaning of one prompt: action × template × opener × closer.
+VARIANTS = 3 * len(TEMPLATES) * len(OPENERS) * len(CLOSERS)
+
+
+def meaning_text(text_id: int) -> str:
+    """The output a text id stands for: prompt, meaning and wording packed in one integer."""
+    prompt, rest = divmod(text_id, 2 * VARIANTS)
+    meaning, rest = divmod(rest, VARIANTS)
+    action, rest = divmod(rest, len(TEMPLATES) * len(OPENERS) * len(CLOSERS))
+    template, rest = divmod(rest, len(OPENERS) * len(CLOSERS))
+    opener, closer = divmod(rest, len(CLOSERS))
+    topic = TOPICS[prompt % len(TOPICS)]
+    return TEMPLATES[template].format(o=OPENERS[opener], a=topic[meaning][action],
+                                      c=CLOSERS[closer]).strip()
+
+
+def hashed_bag_of_words(texts: list[str], dim: int = 256) -> np.ndarray:
+    """A cheap deterministic embedding: unit vectors of hashed word counts."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, text in enumerate(texts):
+        for word in text.lower().replace(",", " ").replace(".", " ").split():
+            h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+            out[i, h % dim] += 1.0 if (h >> 32) & 1 else -1.0
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1)
+
+
+def meaning_ids(changed: bool, models: int, seed: int,
+                prompts: int = MEANING_PROMPTS) -> np.ndarray:
+    """Text ids of shape (models, prompts, DAYS, SAMPLES): every sample a fresh wording; when
+    ``changed``, a fifth of the prompts switch to their other meaning on one recent day."""
+    rng = np.random.default_rng(seed)
+    shape = (models, prompts, DAYS, SAMPLES)
+    meaning = np.zeros(shape, dtype=np.int64)
+    if changed:
+        start = rng.integers(DAYS - 7, DAYS - 3, models)[:, None, None, None]
+        hit = (np.arange(prompts) < max(1, prompts // 5))[None, :, None, None]
+        meaning = np.where(hit & (np.arange(DAYS)[None, None, :, None] >= start), 1, meaning)
+    variant = rng.integers(0, VARIANTS, shape)
+    prompt = np.arange(prompts)[None, :, None, None]
+    return prompt * 2 * VARIANTS + meaning * VARIANTS + variant
+
+
+def simulate_meaning(changed: bool, models: int, seed: int,
+                     prompts: int = MEANING_PROMPTS) -> pl.DataFrame:
+    """Daily summaries of ``models`` models answering at temperature 0.7 (output_hashes are
+    text ids), pass rate 0.9 throughout."""
+    rng = np.random.default_rng(seed + 1)
+    ids = meaning_ids(changed, models, seed, prompts)
+    n_groups = models * prompts * DAYS
+    model_idx, prompt_idx, day_idx = (a.ravel() for a in np.indices((models, prompts, DAYS)))
+    first = np.datetime64(AS_OF - timedelta(days=DAYS - 1), "D")
+    hashes = pl.Series(ids.reshape(n_groups, SAMPLES)).cast(pl.List(pl.String)) \
+        .list.unique().list.sort()
+    tag = "meaning" if changed else "meaning-null"
+    return pl.DataFrame({
+        "date": first + day_idx,
+        "evidence": np.full(n_groups, "project"),
+        "model_id": pl.Series(model_idx).cast(pl.String).str.zfill(4),
+        "suite": np.full(n_groups, "sim"),
+        "prompt_id": pl.Series(prompt_idx).cast(pl.String),
+        "rows": np.full(n_groups, SAMPLES, dtype=np.int64),
+        "scored": np.full(n_groups, SAMPLES, dtype=np.int64),
+        "passes": rng.binomial(SAMPLES, 0.9, n_groups).astype(np.int64),
+        "output_hashes": hashes,
+    }).with_columns(model_id=pl.lit(f"sim-{tag}/m") + pl.col("model_id"))
+
+
+def cheap_vectors(daily: pl.DataFrame) -> Callable[[date], pl.DataFrame]:
+    """A day → (output_hash, vector) source over the cheap embedding, each text embedded once."""
+    ids = np.unique(daily["output_hashes"].explode().cast(pl.Int64).to_numpy())
+    matrix = hashed_bag_of_words([meaning_text(int(i)) for i in ids])
+    table = pl.DataFrame({"output_hash": pl.Series(ids).cast(pl.String),
+                          "vector": pl.Series(matrix, dtype=pl.Array(pl.Float32, 256))})
+    per_day = {day: table.join(part.select(output_hash=pl.col("output_hashes").explode())
+                               .unique(), on="output_hash", how="semi")
+               for (day,), part in daily.partition_by("date", as_dict=True).items()}
+    return lambda day: per_day[day]
+
+
+def meaning_night(models: int, seed: int) -> dict[str, dict[str, float]]:
+    """One night with ``models`` changed and ``models`` unchanged models at temperature 0.7:
+    per scenario the share called drifting, watch, and with a significant semantic test."""
+    daily = pl.concat([simulate_meaning(True, models, seed * 100),
+                       simulate_meaning(False, models, seed * 100 + 1)])
+    window = Window.ending(AS_OF, DriftConfig())
+    distances = window_distances(daily, window, cheap_vectors(daily))
+    report = compute_drift(daily, AS_OF, semantic=SemanticInput(distances))
+    semantic = set(report.tests.filter(pl.col("significant") & (pl.col("metric") == "semantic")
+                                       & (pl.col("level") == "model"))["model_id"].to_list())
+    out = {}
+    for s, tag in (("meaning", "sim-meaning/"), ("meaning_null", "sim-meaning-null/")):
+        mine = [m for m in report.models if m["model_id"].startswith(tag)]
+        assert len(mine) == models
+        out[s] = {"drifting": sum(m["verdict"] == DRIFTING for m in mine) / models,
+                  "watch": sum(m["verdict"] == "watch" for m in mine) / models,
+                  "semantic": sum(m["model_id"] in semantic for m in mine) / models}
+    return out
+
+
+def dims_night(models: int, seed: int) -> dict[str, dict[str, float]]:
+    """One night of the outage, refusals and outputs10 scenarios with their null twin: per
+    scenario the share drifting, watch, and with a degraded availability."""
+    daily = pl.concat([simulate(s, models, seed * 100 + i) for i, s in enumerate(DIMS_SCENARIOS)])
+    report = compute_drift(daily, AS_OF)
+    out = {}
+    for s in DIMS_SCENARIOS:
+        mine = [m for m in report.models if m["model_id"].startswith(f"sim-{s}/")]
+        assert len(mine) == models
+        out[s] = {"drifting": sum(m["verdict"] == DRIFTING for m in mine) / models,
+                  "watch": sum(m["verdict"] == "watch" for m in mine) / models,
+                  "degraded": sum(m["availability"]["status"] == "degraded" for m in mine)
+                  / models}
+    return out
+
+
+def test_outage_refusals_and_a_tenth_of_prompts_changing() -> None:
+    share = dims_night(MODELS, seed=3)
+    # A one-day outage of 60 % errors: availability flagged, the quality verdict as without it.
+    assert share["outage"]["degraded"] >= 0.95, share
+    assert share["outage"]["drifting"] <= 0.05 and share["outage"]["watch"] <= 0.05, share
+    assert share["none"]["degraded"] <= 0.05, share
+    # Refusals 2 % → 15 %: a quality change, flagged drifting; the calls themselves were fine.
+    assert share["refusals"]["drifting"] >= 0.95, share
+    assert share["refusals"]["degraded"] <= 0.05, share
+    # 10 % of prompts change their answers on one day: at least watch.
+    assert share["outputs10"]["drifting"] + share["outputs10"]["watch"] >= 0.95, share
+    assert share["none"]["drifting"] + share["none"]["watch"] <= 0.05, share
+
+
+def test_meaning_change_at_temperature_0_7_is_caught_and_its_twin_is_not() -> None:
+    share = meaning_night(MODELS // 2, seed=4)
+    assert share["meaning"]["drifting"] >= 0.95, share
+    assert share["meaning"]["semantic"] >= 0.95, share
+    assert share["meaning_null"]["drifting"] <= 0.05, share
+    assert share["meaning_null"]["semantic"] <= 0.05, share
+
+
+def test_meaning_change_with_the_real_model_end_to_end(tmp_path: Path) -> None:
+    """Raw rows in a store → aggregation → the embedding cache (all-MiniLM-L6-v2) → drift →
+    drift.json: the changed model drifts on its semantic test, its unchanged twin does not."""
+    if not embeddings.available():
+        pytest.skip(f"the real-model scenario {embeddings.INSTALL_HINT}")
+    store = LocalStore(tmp_path / "data")
+    prompts = 10
+    ids = {"fake/meaning": meaning_ids(True, 1, seed=21, prompts=prompts)[0],
+           "fake/meaning-null": meaning_ids(False, 1, seed=22, prompts=prompts)[0]}
+    first = AS_OF - timedelta(days=DAYS - 1)
+    for day in range(DAYS):
+        ts = datetime.combine(first + timedelta(days=day), datetime_time(6), tzinfo=UTC)
+        rows = [record(timestamp=ts, model_id=model, prompt_id=f"p{p:02d}", sample_idx=k,
+                       output=meaning_text(int(model_ids[p, day, k])), temperature=0.7,
+                       run_id=f"sim-{day}")
+                for model, model_ids in ids.items() for p in range(prompts)
+                for k in range(SAMPLES)]
+        write_records(store, rows, user_id="scheduler", source="scheduled")
+    aggregate_changed(store)
+    window = Window.ending(AS_OF, DriftConfig())
+    daily = read_daily(store, window.days())
+    semantic = semantic_input(store, daily, window)
+    assert semantic.skipped is None and semantic.encoder == embeddings.ENCODER_NAME
+    report = compute_drift(daily, AS_OF, semantic=semantic)
+    verdicts = {m["model_id"]: m["verdict"] for m in report.models}
+    flagged = report.tests.filter(pl.col("significant") & (pl.col("metric") == "semantic")
+                                  & (pl.col("level") == "model"))["model_id"].to_list()
+    assert verdicts == {"fake/meaning": DRIFTING, "fake/meaning-null": "stable"}, report.models
+    assert flagged == ["fake/meaning"]
+    # Every output was new text: the consistency test alone could not tell the two apart.
+    assert daily["distinct_outputs"].min() >= 2
+    store.put("summaries/latest/drift.json", drift_json_bytes(report))
+    doc = json.loads(store.get("summaries/latest/drift.json"))
+    assert doc["semantic"]["status"] == "ran" and doc["semantic"]["embedded"] > 0
+
+
+def dims_main(nights: int = 3) -> None:
+    """The rates of the issue-12 scenarios for docs/drift.md, with 95 % Wilson intervals."""
+    started = time.perf_counter()
+    counts: dict[str, dict[str, float]] = {}
+    n = {"dims": MODELS * nights, "meaning": MODELS // 2 * nights}
+    for k in range(nights):
+        for s, shares in [*dims_night(MODELS, 2000 + k).items(),
+                          *meaning_night(MODELS // 2, 3000 + k).items()]:
+            per = n["meaning"] if s.startswith("meaning") else n["dims"]
+            for key, v in shares.items():
+                counts.setdefault(s, {}).setdefault(key, 0.0)
+                counts[s][key] += v * per / nights
+    print(f"{nights} simulated night(s) ({time.perf_counter() - started:.0f} s)\n")
+    print("| scenario | models | `drifting` | `watch` or `drifting` | availability `degraded` "
+          "| semantic test significant |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for s, c in counts.items():
+        per = n["meaning"] if s.startswith("meaning") else n["dims"]
+
+        def cell(key: str, c: dict[str, float] = c, per: int = per) -> str:
+            if key not in c:
+                return "–"
+            k = round(c[key])
+            lo, hi = wilson_interval(np.array([float(k)]), np.array([float(per)]))
+            return f"{k / per:.1%} [{lo[0]:.1%}, {hi[0]:.1%}]"
+
+        both = {**c, "either": c["drifting"] + c["watch"]}
+        print(f"| {s} | {per} | {cell('drifting')} | {cell('either', both)} "
+              f"| {cell('degraded')} | {cell('semantic')} |")
 
 
 # --- when it started: a gradual slide of pass rate (issue 12) -------------------------------------
@@ -216,3 +491,11 @@ def slide_main(nights: int = 3) -> None:
           f"{PROMPTS} prompts × {SAMPLES} samples per day)")
     for key in results[0]:
         print(f"{key}: {np.mean([r[key] for r in results]):.3f}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["dims"]:  # the issue-12 scenarios: `... test_drift_simulation dims 3`
+        dims_main(int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+        sys.exit(0)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3,
+         int(sys.argv[2]) if len(sys.argv) > 2 else PROMPTS)

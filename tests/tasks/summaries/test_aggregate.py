@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time
 
 import polars as pl
@@ -175,3 +176,32 @@ def test_a_duplicated_cell_counts_its_success(store: LocalStore) -> None:
     assert (three["rows"], three["latency_values"]) == (1, [1000.0])
     assert got[("project", "case-4")]["rows"] == 2
     assert sum(r["rows"] for (ev, _), r in got.items() if ev == "community") == 3
+
+
+def test_refusals_answered_and_the_most_common_error_are_counted(store: LocalStore) -> None:
+    outputs = ["I'm sorry, but I can't help with that.", "Sure: 42.",
+               "I cannot guarantee it, but the answer is 42.", "As an AI, I cannot do that."]
+    rows = [record(timestamp=DAY1, sample_idx=i, output=o, run_id="run-r")
+            for i, o in enumerate(outputs)]
+    rows += [record(timestamp=DAY1, sample_idx=10 + i, output=None, passed=None, score=None,
+                    error=e, run_id="run-r")
+             for i, e in enumerate(["HTTP 503", "HTTP 503", "timeout " + "x" * 300])]
+    write_records(store, rows, user_id="scheduler", source="scheduled")
+    aggregate_changed(store)
+    row = read_daily(store).row(0, named=True)
+    assert row["rows"] == 7 and row["errors"] == 3 and row["answered"] == 4
+    # The detector's rule (tasks/refusal.py): a refusal opens the output; "I cannot guarantee"
+    # mid-answer is not one.
+    assert row["refusals"] == 2
+    assert row["top_error"] == "HTTP 503" and row["top_error_count"] == 2
+
+
+def test_summaries_of_an_older_manifest_version_are_rebuilt(store: LocalStore) -> None:
+    _write(store, DAY1)
+    aggregate_changed(store)
+    doc = json.loads(store.get(AGGREGATE_MANIFEST_KEY))
+    doc["version"] = 2  # written before the refusal and error-message columns
+    store.put(AGGREGATE_MANIFEST_KEY, json.dumps(doc).encode())
+    assert plan(store).days == [date(2026, 11, 1)]
+    assert aggregate_changed(store) == {date(2026, 11, 1): 1}
+    assert plan(store).days == []

@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tasks.summaries.notify import DRIFT_EVENT, WEBHOOK_RETRY, notify_drift, post_webhook
+from tasks.summaries.notify import (
+    AVAILABILITY_EVENT,
+    DRIFT_EVENT,
+    WEBHOOK_RETRY,
+    notify_availability,
+    notify_drift,
+    post_webhook,
+)
 
 WINDOW = {"as_of": "2026-11-30", "recent_days": 7, "baseline_days": 28}
 MODELS = [
@@ -112,3 +119,31 @@ def test_event_failure_does_not_stop_the_others() -> None:
 
     out = notify_drift(MODELS, WINDOW, None, emit=broken)
     assert out["events"] == 0 and out["drifting"] == ["fake/drifting"]
+
+
+def test_a_degraded_model_gets_its_own_event_and_webhook_whatever_its_verdict() -> None:
+    outage = {"status": "degraded", "error_rate_recent": 0.094, "error_rate_baseline": 0.01,
+              "top_error": "HTTP 503", "reasons": ["error rate 1.0% → 9.4%"]}
+    models = [{**MODELS[1], "availability": outage},
+              {**MODELS[0], "availability": {**outage, "status": "ok"}}]
+    emit, seen = Recorder(), []
+    out = notify_availability(models, WINDOW, "https://hooks.example/drift", emit=emit,
+                              client=_client([], seen), sleep=lambda s: None)
+    assert out == {"degraded": ["fake/stable"], "events": 1, "webhook": True}
+    (event,) = emit.events
+    assert event["event"] == AVAILABILITY_EVENT
+    assert event["payload"]["availability"]["top_error"] == "HTTP 503"
+    (body,) = seen
+    assert body["event"] == AVAILABILITY_EVENT
+    assert body["models"] == [{"model_id": "fake/stable", "verdict": "stable",
+                               "availability": outage, "rows_recent": None,
+                               "rows_baseline": None}]
+    # The quality notification is unmoved by the outage: only the drifting model.
+    assert notify_drift(models, WINDOW, None, emit=Recorder())["drifting"] == ["fake/drifting"]
+
+
+def test_no_availability_news_when_every_model_answered() -> None:
+    emit, seen = Recorder(), []
+    out = notify_availability(MODELS, WINDOW, "https://hooks.example/drift", emit=emit,
+                              client=_client([], seen))
+    assert out == {"degraded": [], "events": 0, "webhook": None} and not seen and not emit.events

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 
 import polars as pl
 from pydantic import BaseModel
 
 from tasks.drift.report import compute_drift, compute_reports
 from tasks.providers.fake import default_drift_date
+from tasks.records.io import write_records
 from tasks.storage.layout import history_key, latest_key
 from tasks.storage.local import LocalStore
 from tasks.summaries.aggregate import aggregate_changed, read_daily
@@ -35,7 +36,7 @@ from tasks.summaries.publish import (
     render_report,
 )
 from tests.support.demo import build_demo_history
-from tests.support.helpers import write_community
+from tests.support.helpers import record, write_community
 
 TODAY = date(2026, 11, 30)
 
@@ -87,10 +88,14 @@ def test_drift_json_shape(store: LocalStore) -> None:
     assert {"pass_rate", "latency_ms", "output_len", "consistency"} <= metrics
     model_level = [t for t in doc["tests"] if t["suite"] is None and t["prompt_id"] is None]
     assert model_level
-    pass_tests = [t for t in doc["tests"] if t["metric"] == "pass_rate"]
+    rates = {"pass_rate", "error_rate", "refusal_rate"}
+    pass_tests = [t for t in doc["tests"] if t["metric"] in rates]
     assert all(t["test"] in {"fisher", "chi2"} for t in pass_tests)
     assert all(len(t["ci_recent"]) == 2 for t in pass_tests)
-    assert all(t["ci_recent"] is None for t in doc["tests"] if t["metric"] != "pass_rate")
+    assert all(t["ci_recent"] is None for t in doc["tests"] if t["metric"] not in rates)
+    # No distances were handed to this night's drift stage: drift.json says the metric was
+    # skipped, and why.
+    assert doc["semantic"]["status"] == "skipped" and doc["semantic"]["reason"]
     assert all(0 <= t["p_adjusted"] <= 1 for t in doc["tests"] if t["p_value"] is not None)
     assert any(t["significant"] for t in doc["tests"] if t["model_id"] == "fake/drifting")
 
@@ -205,3 +210,34 @@ def test_community_evidence_is_published_labelled_in_every_file(store: LocalStor
     assert {t.evidence for t in drift.community_tests} == {"community"}
     # The chart counts both kinds: it is the seed's "submissions per day".
     assert _json(store, latest_key(CHART))["total_submissions"] == 35 * (48 + 16)
+
+
+def test_an_outage_is_published_as_availability_not_as_a_verdict(store: LocalStore) -> None:
+    build_demo_history(store, TODAY)
+    ts = datetime(2026, 11, 29, 7, 0, tzinfo=UTC)
+    failed = [record(timestamp=ts, model_id="fake/stable", prompt_id="smoke-001", sample_idx=i,
+                     run_id="outage", output=None, passed=None, score=None,
+                     error="HTTP 503: upstream unavailable") for i in range(60)]
+    write_records(store, failed, user_id="scheduler", source="scheduled")
+    aggregate_changed(store)
+    report = compute_drift(read_daily(store))
+    publish_drift(store, report, {"fake/stable": TODAY, "fake/drifting": TODAY})
+    publish_history(store, read_daily(store, columns=HISTORY_COLUMNS))
+    models = {m["model_id"]: m for m in _json(store, latest_key(MODELS))["models"]}
+    stable = models["fake/stable"]
+    assert stable["verdict"] == "stable"  # failed calls are not evidence about answers
+    assert stable["availability"]["status"] == "degraded"
+    assert stable["availability"]["top_error"] == "HTTP 503: upstream unavailable"
+    assert stable["availability"]["error_rate_recent"] > stable["availability"][
+        "error_rate_baseline"] == 0
+    assert models["fake/drifting"]["availability"]["status"] == "ok"
+    assert [m["model_id"] for m in report.degraded] == ["fake/stable"]
+    days = {d["date"]: d for d in _json(store, history_key("fake/stable"))["days"]}
+    outage = days["2026-11-29"]
+    assert outage["errors"] == 60 and outage["error_rate"] == 60 / outage["rows"]
+    assert days["2026-11-28"]["errors"] == 0 and days["2026-11-28"]["refusal_rate"] == 0.0
+    text = render_report(report)
+    assert "## Availability" in text and "HTTP 503: upstream unavailable" in text
+    error_tests = [t for t in _json(store, latest_key(DRIFT))["tests"]
+                   if t["metric"] == "error_rate" and t["model_id"] == "fake/stable"]
+    assert error_tests and error_tests[0]["significant"]
