@@ -63,6 +63,10 @@ def test_a_nightly_of_the_demo_shows_what_changed_and_when(
                          " s.querySelector('g.change-point') && s.querySelector('g.change-point')"
                          ".dataset.date)")
         note = tab.js("document.getElementById('change-point').innerText")
+        points = tab.js("Object.fromEntries([...document.querySelectorAll('#history figure')]"
+                        ".map(f => [f.dataset.field, f.querySelectorAll('circle').length]))")
+        availability = tab.js("document.querySelector('#availability [data-availability]')"
+                              ".dataset.availability")
         panel = tab.js("""(() => { const p = document.getElementById('before-after');
           return {prompts: p.querySelectorAll('.evidence-prompt').length,
             outputs: [...p.querySelectorAll('pre.output:not(.diff)')].map(e => e.textContent),
@@ -86,6 +90,13 @@ def test_a_nightly_of_the_demo_shows_what_changed_and_when(
     assert f"Change began on or about {change}" in note
     # ... which is where the demo's fake/drifting changed (tasks/providers/fake.py).
     assert abs(date.fromisoformat(change) - default_drift_date(TODAY)).days <= 3
+    # Every history chart, the new series included, has a point per day of the demo (consistency
+    # none on the first day: it compares a day with the one before).
+    assert points == {"pass_rate": 35, "latency_p50_ms": 35, "consistency": 34,
+                      "output_len_mean": 35, "error_rate": 35, "refusal_rate": 35,
+                      "cost_usd": 35}
+    # The demo's fake provider never fails: available, whatever the quality verdict says.
+    assert availability == drifting["availability"]["status"] == "ok"
     # The panel: each prompt's before and after (as published), with a word diff between them.
     assert panel["prompts"] >= 1 and panel["changes"] >= 1
     assert all(out for out in panel["outputs"])
