@@ -23,7 +23,14 @@ from api import create_app
 from tasks.settings import Settings
 from tasks.storage.layout import evidence_key, history_key, latest_key
 from tasks.storage.local import LocalStore
-from tasks.summaries.payloads import MODELS, HistoryPayload, ModelEvidencePayload, ModelsPayload
+from tasks.summaries.payloads import (
+    DRIFT,
+    MODELS,
+    DriftPayload,
+    HistoryPayload,
+    ModelEvidencePayload,
+    ModelsPayload,
+)
 from tasks.summaries.publish import NIGHTLY_STATUS
 from tests.api.uvicorn_server import serve_in_thread
 from tests.support.cdp import Tab, open_tab, skip_without_chromium, start_chromium
@@ -133,6 +140,29 @@ def _evidence() -> dict[str, Any]:
     }
 
 
+def _drift(window: dict[str, Any]) -> dict[str, Any]:
+    """drift.json: a significant refusal-rate and meaning test of fake/drifting; the semantic
+    metric's status says it was skipped (as on a machine without the embeddings extra)."""
+    def test(metric: str, name: str, measure: str, recent: float, baseline: float) -> dict:
+        return {"evidence": "project", "model_id": "fake/drifting", "suite": None,
+                "prompt_id": None, "level": "model", "metric": metric, "test": name,
+                "statistic": 3.1, "p_value": 1e-6, "p_adjusted": 4e-6, "effect_size": 0.13,
+                "effect_measure": measure, "min_effect": 0.05, "n_recent": 280,
+                "n_baseline": 1120, "recent_value": recent, "baseline_value": baseline,
+                "ci_recent": None, "consistency_band": None, "bh_weight": 1.0,
+                "significant": True}
+
+    return {"generated_at": datetime.now(UTC).isoformat(), "window": window,
+            "config": {"alpha": 0.05, "min_cliffs_delta": 0.147, "min_rate_difference": 0.05,
+                       "min_consistency_drop": 0.05, "min_semantic_score": 3.0,
+                       "level_shares": [0.5, 0.3, 0.2]},
+            "semantic": {"status": "skipped", "reason": f"the embeddings extra {EVIL}",
+                         "encoder": None, "embedded": 0, "reused": 0},
+            "tests": [test("refusal_rate", "fisher", "rate_difference", 0.15, 0.02),
+                      test("semantic", "worst_day_t", "standard_score", 4.2, 0.0)],
+            "community_tests": []}
+
+
 def write_published(store: LocalStore) -> None:
     """models.json, the histories and fake/drifting's evidence, each validated against its
     payload model first."""
@@ -147,6 +177,9 @@ def write_published(store: LocalStore) -> None:
         history = _history(model_id, new_fields=model_id != "fake/stable")
         HistoryPayload.model_validate(history)
         store.put(history_key(model_id), json.dumps(history).encode())
+    drift = _drift(window)
+    DriftPayload.model_validate(drift)
+    store.put(latest_key(DRIFT), json.dumps(drift).encode())
     evidence = {**_evidence(), "window": window}
     ModelEvidencePayload.model_validate(evidence)
     store.put(evidence_key("fake/drifting"), json.dumps(evidence).encode())
@@ -248,6 +281,7 @@ def test_before_after_panel_shows_answers_and_the_word_diff_as_text(tab: Tab, ba
     imgs = tab.js("document.querySelectorAll('img').length")
     title = tab.js("document.title")
     top_error = tab.js("document.getElementById('top-error').textContent")
+    drift = tab.js("document.getElementById('drift-tests').innerText")
     assert panel["prompts"] == ["math-001", "capital-002"]
     assert panel["results"][:2] == ["passed", "failed"]  # baseline, recent of math-001
     assert "The answer is 4." in panel["text"]
@@ -259,6 +293,11 @@ def test_before_after_panel_shows_answers_and_the_word_diff_as_text(tab: Tab, ba
     assert (AS_OF - timedelta(days=20)).isoformat() in panel["text"]
     assert "adjusted p 0.0001" in panel["text"]
     assert top_error == EVIL  # the provider's error message: text too
+    # drift.json: the new metrics named for people; the skipped semantic metric said, as text.
+    assert "Refusal rate" in drift and "Meaning (semantic)" in drift
+    assert "Worst-day t" in drift and "15.0%" in drift and "2.0%" in drift
+    assert f"Meaning drift (semantic) was not tested this night: the embeddings extra {EVIL}" \
+        in drift
     assert imgs == 0 and title != "pwned"
     assert tab.errors == []
 

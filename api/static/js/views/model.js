@@ -13,7 +13,7 @@ import { changeMarker, historySection, historyTable } from "./history.js";
 const TEST_NAMES = {
   fisher_exact: "Fisher's exact", fisher: "Fisher's exact", chi_square: "χ²", chi2: "χ²",
   mann_whitney_u: "Mann–Whitney U", mannwhitneyu: "Mann–Whitney U", mann_whitney: "Mann–Whitney U",
-  consistency: "Output consistency",
+  consistency: "Output consistency", worst_day_t: "Worst-day t (prediction interval)",
 };
 const nameOf = (names, key) => (key === null || key === undefined ? "—" : names[key] || String(key));
 
@@ -38,9 +38,15 @@ const COMMUNITY_DRIFT = { section: "community-drift-tests", heading: "community-
   none: "community-drift-none", row: "community-drift-row",
   title: "Significant tests of community submissions" };
 
-function driftSection(modelId, tests, ids = PROJECT_DRIFT) {
+function driftSection(modelId, tests, ids = PROJECT_DRIFT, semantic = null) {
   const section = h("section", { "aria-labelledby": ids.heading, id: ids.section },
     h("h3", { id: ids.heading, text: ids.title }));
+  // Without the `embeddings` extra the meaning-drift metric is skipped: said, not hidden.
+  if (semantic && typeof semantic === "object" && semantic.status === "skipped") {
+    section.append(h("p", { class: "hint", id: "semantic-skipped",
+      text: `Meaning drift (semantic) was not tested this night${semantic.reason
+        ? `: ${String(semantic.reason).slice(0, 300)}` : "."}` }));
+  }
   if (!Array.isArray(tests)) {
     section.append(h("p", { class: "empty",
       text: "No drift report yet (it is written by the nightly run)." }));
@@ -168,7 +174,7 @@ export async function renderDetail(modelId, summaries, focus) {
   body.replaceChildren(meta, availabilitySection(summary),
     historySection(modelId, result, recentWindow(summaries), changeMarker(summary)),
     evidenceSection(summary, evidence),
-    driftSection(modelId, drift && drift.tests),
+    driftSection(modelId, drift && drift.tests, PROJECT_DRIFT, drift && drift.semantic),
     communitySection(modelId, summary, result, drift));
   panel.dataset.state = "ready";
 }
