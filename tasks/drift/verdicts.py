@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from tasks.drift.config import LEVELS, DriftConfig
+from tasks.drift.figures import suite_figures
 from tasks.drift.stats import benjamini_hochberg
 
 STABLE, WATCH, DRIFTING, INSUFFICIENT = "stable", "watch", "drifting", "insufficient_data"
@@ -102,6 +103,7 @@ def model_verdicts(
     )
     rows = (windows.join(consistency, on="model_id", how="left")
             .join(evidence, on="model_id", how="left").sort("model_id"))
+    figures = suite_figures(frame)  # for the dashboard's compare view; no part of the verdict
     models = []
     for r in rows.iter_rows(named=True):
         reasons = [_reason(t) for t in (r["top"] or [])]
@@ -131,6 +133,7 @@ def model_verdicts(
             "reasons": reasons,
             "significant_tests": int(r["significant_tests"] or 0),
             "suites": [s for s in r["suites"] if s],
+            "suite_figures": figures.get(r["model_id"], []),
             "availability": availability.get(r["model_id"]),
         })
     return models

@@ -112,6 +112,26 @@ SignificantTests = Annotated[int, Field(
 Suites = Annotated[list[str], Field(description="Suites with rows in either window, sorted.")]
 
 
+class SuiteFigures(_Payload):
+    """One suite's plain figures over the recent window, for comparing the models that ran it
+    (the dashboard's compare view). Descriptive: no test, no part of the verdict."""
+
+    suite: str
+    rows_recent: int = Field(description="Rows of this suite in the recent window.")
+    pass_rate_recent: float | None = Field(
+        description="Passes over scored rows of this suite; null when nothing was scored.")
+    latency_p50_ms: float | None = Field(
+        description="Median latency of this suite's answered calls; null without any.")
+    cost_usd_recent: float | None = Field(
+        description="Cost of this suite's recent rows in USD; null when any row's cost is "
+        "unknown. Per call: ``cost_usd_recent / rows_recent``.")
+
+
+SuiteFiguresField = Annotated[list[SuiteFigures], Field(
+    default_factory=list,
+    description="Per suite (sorted), the recent window's figures; empty in older files.")]
+
+
 class CommunitySummary(_Payload):
     """A model's verdict from community submissions alone: its own tests and Benjamini–Hochberg
     family, each contributor capped per model and day. Never part of the model's ``verdict``."""
@@ -128,6 +148,7 @@ class CommunitySummary(_Payload):
     reasons: Reasons
     significant_tests: SignificantTests
     suites: Suites
+    suite_figures: SuiteFiguresField
 
 
 class ChangePoint(_Payload):
@@ -177,6 +198,7 @@ class ModelSummary(_Payload):
     reasons: Reasons
     significant_tests: SignificantTests
     suites: Suites
+    suite_figures: SuiteFiguresField
     community: CommunitySummary | None = Field(
         None, description="The community's own verdict; null without counted community rows.")
     change_point: ChangePoint | None = Field(

@@ -153,8 +153,9 @@ def test_page_loads_nothing_from_other_origins() -> None:
     js = (STATIC_DIR / "js" / "api.js").read_text()
     assert set(re.findall(r'getJSON\("([^"]+)"\)', js)) == {
         "/api/health", "/api/data/chart", "/api/models", "/api/drift"}
+    per_model = "/api/models/${modelId.split(\"/\").map(encodeURIComponent).join(\"/\")}"
     assert re.findall(r"getJSON\(`([^`]+)`\)", js) == [
-        "/api/models/${modelId.split(\"/\").map(encodeURIComponent).join(\"/\")}/history"]
+        f"{per_model}/history", f"{per_model}/evidence"]
 
 
 @pytest.mark.parametrize("path", _static_files(".js"), ids=lambda p: p.name)

@@ -43,3 +43,8 @@ export function loadHistory(modelId) {
   // The model id keeps its '/' (the API routes it as a path parameter); each part is escaped.
   return getJSON(`/api/models/${modelId.split("/").map(encodeURIComponent).join("/")}/history`);
 }
+
+/** One model's before/after evidence (published only for models on watch or drifting). */
+export function loadEvidence(modelId) {
+  return getJSON(`/api/models/${modelId.split("/").map(encodeURIComponent).join("/")}/evidence`);
+}

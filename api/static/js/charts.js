@@ -1,6 +1,7 @@
 // The two chart shapes of the dashboard, drawn as SVG: a small bar chart (submissions per day)
-// and a line chart over dates (a model's history). Each chart is one `role="img"` element with a
-// text summary as its label; each bar and point carries a <title> with its date and value.
+// and a line chart over dates (a model's history), which can carry a change-point marker. Each
+// chart is one `role="img"` element with a text summary as its label; each bar, point and marker
+// carries a <title> with its date and value.
 
 import { s } from "./dom.js";
 import { dayStr, fmtInt, isNum } from "./format.js";
@@ -45,8 +46,10 @@ export function barChart(modelId, days, counts) {
 
 /**
  * A line chart of `points` ({day, value}, day as from `dayNum`); a null value breaks the line.
- * opts: format (value → text), label (the text summary), yMax (else rounded up from the data),
- * cls / lineCls / dotCls (CSS classes), window ({start, end} days, shaded).
+ * opts: format (value → text, for the axis), valueFormat (for each point's title; else format),
+ * label (the text summary), yMax (else rounded up from the data),
+ * cls / lineCls / dotCls (CSS classes), window ({start, end} days, shaded), marker ({day,
+ * earliest, latest, label}: a vertical line at `day` over a band from `earliest` to `latest`).
  */
 export function lineChart(points, opts) {
   const W = 520, H = 190, L = 50, R = 10, T = 10, B = 24;
@@ -78,19 +81,43 @@ export function lineChart(points, opts) {
       s("title", { text: "recent window" }));
     }
   }
+  const marker = changeMarker(opts.marker, x0, x1, x, T, H - B);
   const ticks = [0, yMax / 2, yMax];
   const fmt = opts.format;
   const dots = pts.filter((p) => isNum(p.value)).map((p) => s("circle", { class: opts.dotCls,
       cx: x(p.day).toFixed(1), cy: y(p.value).toFixed(1), r: pts.length > 60 ? 1.5 : 2.5 },
-    s("title", { text: `${dayStr(p.day)}: ${fmt(p.value)}` })));
+    s("title", { text: `${dayStr(p.day)}: ${(opts.valueFormat || fmt)(p.value)}` })));
   return s("svg", { class: `chart line-chart ${opts.cls || ""}`, viewBox: `0 0 ${W} ${H}`, role: "img",
       "aria-label": opts.label, preserveAspectRatio: "xMidYMid meet" },
     shade,
     ticks.map((t) => s("line", { class: "grid", x1: L, x2: W - R, y1: y(t), y2: y(t) })),
     ticks.map((t) => s("text", { x: L - 5, y: y(t) + 3, "text-anchor": "end", text: fmt(t) })),
     s("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }),
+    marker,
     path ? s("path", { class: `line ${opts.lineCls}`, d: path }) : null,
     dots,
     pts.length ? s("text", { x: L, y: H - 7, text: dayStr(x0) }) : null,
     pts.length > 1 ? s("text", { x: W - R, y: H - 7, "text-anchor": "end", text: dayStr(x1) }) : null);
+}
+
+/**
+ * The change-point marker of a line chart: its range of possible days as a band, its estimated
+ * day as a line, and a short label; null when the day is not on the chart's axis (x0..x1).
+ */
+function changeMarker(cp, x0, x1, x, top, bottom) {
+  if (!cp || !isNum(cp.day) || cp.day < x0 || cp.day > x1) return null;
+  const lo = Math.max(isNum(cp.earliest) ? Math.min(cp.earliest, cp.day) : cp.day, x0);
+  const hi = Math.min(isNum(cp.latest) ? Math.max(cp.latest, cp.day) : cp.day, x1);
+  const xd = x(cp.day);
+  const band = hi > lo ? s("rect", { class: "change-band", x: x(lo).toFixed(1), y: top,
+    width: Math.max(x(hi) - x(lo), 2).toFixed(1), height: bottom - top }) : null;
+  // The label sits on the side of the line with more room.
+  const right = xd < (x(x0) + x(x1)) / 2;
+  return s("g", { class: "change-point", "data-date": dayStr(cp.day),
+      "data-earliest": dayStr(lo), "data-latest": dayStr(hi) },
+    s("title", { text: cp.label }),
+    band,
+    s("line", { class: "change-line", x1: xd.toFixed(1), x2: xd.toFixed(1), y1: top, y2: bottom }),
+    s("text", { class: "change-label", x: (xd + (right ? 4 : -4)).toFixed(1), y: top + 10,
+      "text-anchor": right ? "start" : "end", text: `change ≈ ${dayStr(cp.day).slice(5)}` }));
 }

@@ -57,3 +57,20 @@ export function dayNum(isoDate) {
 export function dayStr(n) { return new Date(n * DAY_MS).toISOString().slice(0, 10); }
 
 export function dateOnly(v) { return v ? String(v).slice(0, 10) : "—"; }
+
+// Costs are small (a call costs fractions of a cent): four significant digits, never rounded to 0.
+export function fmtUsd(v) {
+  if (!isNum(v)) return "—";
+  if (v === 0) return "$0";
+  return Math.abs(v) >= 1 ? `$${v.toFixed(2)}` : `$${Number(v.toPrecision(3))}`;
+}
+
+export function fmtChars(v) { return isNum(v) ? `${intFmt.format(Math.round(v))} chars` : "—"; }
+
+// The drift metrics (drift.json's `metric`), named for people.
+export const METRIC_NAMES = {
+  pass_rate: "Pass rate", score: "Score", score_mean: "Score", latency_ms: "Latency",
+  latency: "Latency", output_len: "Output length", output_length: "Output length",
+  consistency: "Consistency", error_rate: "Error rate", cost_usd: "Cost",
+  refusal_rate: "Refusal rate", semantic: "Meaning (semantic)",
+};

@@ -1,9 +1,10 @@
-// Plumbline dashboard, entry point: loads the materialized summaries, draws the overview, and
-// routes between the overview and a model's view. The selected model lives in the URL
-// (#model=<id>), so a view can be linked and Back works.
+// Plumbline dashboard, entry point: loads the materialized summaries, draws the overview (models,
+// compare, submissions), and routes between the overview and a model's view. The selected model
+// lives in the URL (#model=<id>), so a view can be linked and Back works.
 
 import { loadSummaries } from "./api.js";
 import { $ } from "./dom.js";
+import { renderCompare } from "./views/compare.js";
 import { renderDetail } from "./views/model.js";
 import { renderHeader, renderModels, renderNotices } from "./views/overview.js";
 import { renderSubmissions } from "./views/submissions.js";
@@ -37,6 +38,7 @@ async function start() {
   renderHeader(summaries);
   renderNotices(summaries);
   renderModels(summaries, selectModel);
+  renderCompare(summaries);
   renderSubmissions(summaries);
 
   $("detail-close").addEventListener("click", closeDetail);

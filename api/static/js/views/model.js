@@ -1,22 +1,19 @@
-// The model view: one model's summary, its daily history (pass rate and median latency charts,
-// plus the numbers as a table) and its significant drift tests, all from the project's own runs;
+// The model view: one model's summary, its availability (apart from the verdict), its daily
+// history (views/history.js: charts with the change-point marker, and a table), the before/after
+// panel (views/evidence.js) and its significant drift tests, all from the project's own runs;
 // then, labelled and apart, what community submissions say (their verdict, days and tests).
 
-import { loadHistory } from "../api.js";
-import { lineChart } from "../charts.js";
+import { loadEvidence, loadHistory } from "../api.js";
 import { $, h } from "../dom.js";
-import { dateOnly, dayNum, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
+import { METRIC_NAMES, dateOnly, dayNum, fmtInt, fmtMs, fmtNum, fmtP, fmtPct, isNum } from "../format.js";
 import { badge, communityBadge, sortModels } from "../verdicts.js";
+import { availabilitySection, evidenceSection } from "./evidence.js";
+import { changeMarker, historySection, historyTable } from "./history.js";
 
-const METRIC_NAMES = {
-  pass_rate: "Pass rate", score: "Score", score_mean: "Score", latency_ms: "Latency",
-  latency: "Latency", output_len: "Output length", output_length: "Output length",
-  consistency: "Consistency", error_rate: "Error rate", cost_usd: "Cost",
-};
 const TEST_NAMES = {
   fisher_exact: "Fisher's exact", fisher: "Fisher's exact", chi_square: "χ²", chi2: "χ²",
   mann_whitney_u: "Mann–Whitney U", mannwhitneyu: "Mann–Whitney U", mann_whitney: "Mann–Whitney U",
-  consistency: "Output consistency",
+  consistency: "Output consistency", worst_day_t: "Worst-day t (prediction interval)",
 };
 const nameOf = (names, key) => (key === null || key === undefined ? "—" : names[key] || String(key));
 
@@ -41,9 +38,15 @@ const COMMUNITY_DRIFT = { section: "community-drift-tests", heading: "community-
   none: "community-drift-none", row: "community-drift-row",
   title: "Significant tests of community submissions" };
 
-function driftSection(modelId, tests, ids = PROJECT_DRIFT) {
+function driftSection(modelId, tests, ids = PROJECT_DRIFT, semantic = null) {
   const section = h("section", { "aria-labelledby": ids.heading, id: ids.section },
     h("h3", { id: ids.heading, text: ids.title }));
+  // Without the `embeddings` extra the meaning-drift metric is skipped: said, not hidden.
+  if (semantic && typeof semantic === "object" && semantic.status === "skipped") {
+    section.append(h("p", { class: "hint", id: "semantic-skipped",
+      text: `Meaning drift (semantic) was not tested this night${semantic.reason
+        ? `: ${String(semantic.reason).slice(0, 300)}` : "."}` }));
+  }
   if (!Array.isArray(tests)) {
     section.append(h("p", { class: "empty",
       text: "No drift report yet (it is written by the nightly run)." }));
@@ -84,60 +87,6 @@ function driftSection(modelId, tests, ids = PROJECT_DRIFT) {
   return section;
 }
 
-function historyTable(days, label = "Show daily history as a table") {
-  const columns = ["Date", "Rows", "Pass rate", "Score", "Latency p50", "Latency p95", "Distinct outputs",
-    "Cost (USD)", "Consistency"];
-  return h("details", { class: "data-table" }, h("summary", { text: label }),
-    h("div", { class: "table-scroll" }, h("table", {},
-      h("thead", {}, h("tr", {},
-        columns.map((t, i) => h("th", { scope: "col", class: i ? "num" : null, text: t })))),
-      h("tbody", {}, days.slice().reverse().map((d) => h("tr", {},
-        h("th", { scope: "row", text: String(d.date) }),
-        h("td", { class: "num", text: fmtInt(d.rows) }),
-        h("td", { class: "num", text: fmtPct(d.pass_rate) }),
-        h("td", { class: "num", text: fmtNum(d.score_mean) }),
-        h("td", { class: "num", text: fmtMs(d.latency_p50_ms) }),
-        h("td", { class: "num", text: fmtMs(d.latency_p95_ms) }),
-        h("td", { class: "num", text: fmtInt(d.distinct_outputs) }),
-        h("td", { class: "num", text: isNum(d.cost_usd) ? d.cost_usd.toFixed(4) : "—" }),
-        h("td", { class: "num", text: fmtPct(d.consistency) })))))));
-}
-
-function historySection(modelId, result, win) {
-  const section = h("section", { "aria-labelledby": "history-heading", id: "history" },
-    h("h3", { id: "history-heading", text: "History" }));
-  const days = result.ok && result.data && Array.isArray(result.data.days) ? result.data.days : [];
-  if (!days.length) {
-    section.append(h("p", { class: "empty", id: "history-empty",
-      text: result.ok || result.status === 404
-        ? "No daily history from the project's own runs for this model yet."
-        : `Could not load the history (${result.status ? `HTTP ${result.status}` : "network error"}).` }));
-    return section;
-  }
-  const series = (field) => days.map((d) => ({ day: dayNum(d.date),
-    value: isNum(d[field]) ? d[field] : null }));
-  const pass = series("pass_rate");
-  const lat = series("latency_p50_ms");
-  const passVals = pass.map((p) => p.value).filter(isNum);
-  const latVals = lat.map((p) => p.value).filter(isNum);
-  const passLabel = `Pass rate per day for ${modelId}, ${days.length} days` +
-    (passVals.length ? `, latest ${fmtPct(passVals[passVals.length - 1])}` : "");
-  const latLabel = `Median latency per day for ${modelId}` +
-    (latVals.length ? `, latest ${fmtMs(latVals[latVals.length - 1])}` : "");
-  section.append(
-    win ? h("p", { class: "hint",
-      text: "The shaded band is the recent window the drift tests compare with the baseline." }) : null,
-    h("div", { class: "chart-grid" },
-      h("figure", {}, h("figcaption", {}, h("span", { class: "name", text: "Pass rate" })),
-        lineChart(pass, { yMax: passVals.some((v) => v > 1) ? 100 : 1, format: (v) => fmtPct(v, 0),
-          label: passLabel, lineCls: "line-a", dotCls: "dot-a", cls: "pass-rate-chart", window: win })),
-      h("figure", {}, h("figcaption", {}, h("span", { class: "name", text: "Latency p50" })),
-        lineChart(lat, { format: fmtMs, label: latLabel, lineCls: "line-b", dotCls: "dot-b",
-          cls: "latency-chart", window: win }))),
-    historyTable(days));
-  return section;
-}
-
 function summaryFacts(summary) {
   if (!summary) return h("p", { class: "empty", text: "This model is not in the latest nightly summary." });
   const fact = (term, value) => h("div", {}, h("dt", { text: term }), h("dd", { text: value }));
@@ -173,9 +122,10 @@ function communitySection(modelId, summary, result, drift) {
       fact("Pass rate now", fmtPct(c.pass_rate_recent)),
       fact("Baseline", fmtPct(c.pass_rate_baseline)),
       fact("Rows recent / baseline", `${fmtInt(c.rows_recent)} / ${fmtInt(c.rows_baseline)}`)),
-    Array.isArray(c.reasons) && c.reasons.length && c.verdict !== "stable"
-      ? h("ul", { class: "reasons" }, c.reasons.map((r) => h("li", { text: String(r) })))
-      : null);
+    // Never a null or a 0 here: append would write either as text.
+    ...(Array.isArray(c.reasons) && c.reasons.length > 0 && c.verdict !== "stable"
+      ? [h("ul", { class: "reasons" }, c.reasons.map((r) => h("li", { text: String(r) })))]
+      : []));
   }
   if (days.length) section.append(historyTable(days, "Show community submissions per day as a table"));
   section.append(driftSection(modelId, drift && drift.community_tests, COMMUNITY_DRIFT));
@@ -207,18 +157,24 @@ export async function renderDetail(modelId, summaries, focus) {
   panel.hidden = false;
   panel.dataset.modelId = modelId;
   panel.dataset.state = "loading";
-  $("detail-heading").replaceChildren(modelId, " ", summary ? badge(summary.verdict) : null);
+  // (replaceChildren writes a null as the text "null": a model without a summary gets no badge.)
+  $("detail-heading").replaceChildren(modelId, ...(summary ? [" ", badge(summary.verdict)] : []));
   const meta = summaryFacts(summary);
   body.replaceChildren(meta, h("p", { class: "empty", text: "Loading history…" }));
   if (focus) {
     $("detail-heading").focus({ preventScroll: true });
     panel.scrollIntoView({ block: "start" });
   }
-  const result = await loadHistory(modelId);
+  // The evidence route is asked only when models.json says evidence was published for the model.
+  const hasEvidence = Boolean(summary && typeof summary.evidence_url === "string" && summary.evidence_url);
+  const [result, evidence] = await Promise.all([loadHistory(modelId),
+    hasEvidence ? loadEvidence(modelId) : Promise.resolve(null)]);
   if (token !== detailToken) return;
   const drift = summaries.drift;
-  body.replaceChildren(meta, historySection(modelId, result, recentWindow(summaries)),
-    driftSection(modelId, drift && drift.tests),
+  body.replaceChildren(meta, availabilitySection(summary),
+    historySection(modelId, result, recentWindow(summaries), changeMarker(summary)),
+    evidenceSection(summary, evidence),
+    driftSection(modelId, drift && drift.tests, PROJECT_DRIFT, drift && drift.semantic),
     communitySection(modelId, summary, result, drift));
   panel.dataset.state = "ready";
 }

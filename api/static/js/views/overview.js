@@ -4,6 +4,7 @@
 import { $, h } from "../dom.js";
 import { dateOnly, fmtInt, fmtPct, fmtTime, isNum } from "../format.js";
 import { VERDICTS, badge, communityBadge, sortModels, verdictLabel, verdictOf } from "../verdicts.js";
+import { availabilityBadge } from "./evidence.js";
 
 function timeEl(iso) {
   const t = fmtTime(iso);
@@ -104,7 +105,10 @@ export function renderModels(summaries, onSelect) {
         h("button", { type: "button", class: "model-button", "aria-controls": "detail",
           "aria-expanded": "false", "data-model-id": id, onclick: () => onSelect(id), text: id }),
         suites.length ? h("span", { class: "sub", text: suites.join(", ") }) : null),
-      cell({ "data-label": "Verdict" }, badge(m.verdict)),
+      // An outage shows beside the verdict, in its own words: it is not a quality verdict.
+      cell({ "data-label": "Verdict" }, badge(m.verdict),
+        m.availability && m.availability.status === "degraded"
+          ? h("span", { class: "sub" }, availabilityBadge("degraded")) : null),
       cell({ class: "num", "data-label": "Pass rate now" },
         fmtPct(m.pass_rate_recent), passDelta(m.pass_rate_recent, m.pass_rate_baseline)),
       cell({ class: "num", "data-label": "Baseline" }, fmtPct(m.pass_rate_baseline)),
