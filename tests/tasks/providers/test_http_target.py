@@ -345,12 +345,12 @@ def test_the_run_suite_flow_finds_targets_through_its_setting_and_resumes(
         monkeypatch.setenv("PLUMBLINE_TARGETS_FILE", str(targets))
         params = RunSuiteParams(suite=str(suite.path), models=[MODEL], run_id="flow-rag",
                                 samples=1, shard_size=4)
-        first = run_suite(params)
+        first = run_suite(**params.model_dump())
         assert first["rows"] == 6 and first["written"] == 6
         assert [r["errors"] for r in first["summary"]] == [1]
         server.log.clear()
         broken.clear()
-        again = run_suite(params)
+        again = run_suite(**params.model_dump())
         assert [question(b) for _, _, b in server.log] == ["Repeat after me: token4"]
     assert again["written"] == 1 and again["resumed_cells"] == 5
     assert [r["errors"] for r in again["summary"]] == [0]
