@@ -16,7 +16,7 @@ from cyclopts import App, CycloptsError
 from rich.console import Console
 from rich.text import Text
 
-from flows.cli.common import FastExit, quiet_prefect, start_early
+from flows.cli.common import FastExit, quiet_prefect, start_early, stop_servers
 from flows.cli.demo import demo
 from flows.cli.export import export
 from flows.cli.models import models
@@ -152,6 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     status = dispatch(tokens)
     if exiting is not None:
         exiting.status = status
+    elif tokens[:1] == ["run"]:
+        # Called in a process that goes on (a test, a script): its temporary API server stops
+        # now, not when that process ends. (A whole `plumbline run` process stops it at exit,
+        # after Prefect has sent it the run's last logs.)
+        stop_servers()
     return status
 
 

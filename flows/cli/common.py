@@ -147,6 +147,7 @@ class EphemeralServer:
         # Registered before the run's log and event workers register theirs: atexit runs in
         # reverse order, so they send what is left to the server before it stops.
         atexit.register(self.stop)
+        _spawned.append(self)
         return self
 
     def wait_ready(self, timeout_s: float = 60.0) -> str | None:
@@ -203,6 +204,16 @@ def names_a_server(env: Mapping[str, str] = os.environ) -> bool:
 
 
 _early: list[EphemeralServer] = []
+# Every server this process started, for ``stop_servers``.
+_spawned: list[EphemeralServer] = []
+
+
+def stop_servers() -> None:
+    """Stop every temporary API server this process started (a caller of ``main`` that goes on
+    living, e.g. a test, must not collect one per run until it exits)."""
+    _early.clear()
+    while _spawned:
+        _spawned.pop().stop()
 
 
 def start_early(tokens: Sequence[str]) -> None:
