@@ -33,13 +33,14 @@ DETECTOR_VERSION = "2"
 # How much of an output's start is read.
 HEAD_CHARS = 240
 
-# Written in the common subset of Python's ``re`` and Rust's ``regex`` (no look-around, no
-# backreferences), case-insensitive. Apostrophes straight or curly.
+# Written in the common subset of Python's ``re``, Rust's ``regex`` (Polars) and RE2 (DuckDB):
+# no look-around, no backreferences, no \u escapes; case-insensitive. Apostrophes straight or curly.
 _A = "['\u2019]"
 # Where a refusal phrase may start: the output's start, after a sentence or clause mark, or after
 # a lead-in word ("..., so I won't", "I'm afraid I cannot"). Not after a quotation mark: a
 # refusal quoted inside an answer ('the guard said "I can't let you pass"') is not one.
-_START = r"(?:^|[.!?:;,\n\u2013\u2014-]\s*|\b(?:but|so|and|afraid|sorry|unfortunately" \
+# The dashes are the characters themselves (not \u escapes): DuckDB's RE2 reads no \u.
+_START = r"(?:^|[.!?:;,\n" "\u2013\u2014" r"-]\s*|\b(?:but|so|and|afraid|sorry|unfortunately" \
          r"|regretfully) )[*_]*"
 # An adverb between "I" and the refusal ("I still can't", "I'm truly unable to").
 _ADV = r"(?:(?:still|really|simply|just|definitely|certainly|unfortunately|absolutely|truly" \

@@ -226,15 +226,20 @@ def history_key(model_id: str) -> str:
     return f"{MODEL_HISTORY}/{model_slug(model_id)}.json"
 
 
-def model_of_history_key(key: str) -> str | None:
-    """The model id of a history key, or None if ``key`` is not one."""
-    prefix = f"{MODEL_HISTORY}/"
+def _model_of_key(key: str, folder: str) -> str | None:
+    """The model id of ``{folder}/{slug}.json``, or None if ``key`` is not such a key."""
+    prefix = f"{folder}/"
     if not key.startswith(prefix) or not key.endswith(".json"):
         return None
     try:
         return model_id_of_slug(key[len(prefix):-len(".json")])
     except ValueError:
         return None
+
+
+def model_of_history_key(key: str) -> str | None:
+    """The model id of a history key, or None if ``key`` is not one."""
+    return _model_of_key(key, MODEL_HISTORY)
 
 
 MODEL_EVIDENCE = f"{LATEST}/model-evidence"
@@ -248,13 +253,7 @@ def evidence_key(model_id: str) -> str:
 
 def model_of_evidence_key(key: str) -> str | None:
     """The model id of an evidence key, or None if ``key`` is not one."""
-    prefix = f"{MODEL_EVIDENCE}/"
-    if not key.startswith(prefix) or not key.endswith(".json"):
-        return None
-    try:
-        return model_id_of_slug(key[len(prefix):-len(".json")])
-    except ValueError:
-        return None
+    return _model_of_key(key, MODEL_EVIDENCE)
 
 
 def day_of_key(key: str) -> date | None:

@@ -54,3 +54,14 @@ def test_polars_reads_the_pattern_as_python_does() -> None:
     got = pl.Series(texts).str.slice(0, HEAD_CHARS).str.contains(REFUSAL_PATTERN).to_list()
     assert got == [is_refusal(t) for t in texts]
     assert any(got) and not all(got)
+
+
+def test_duckdb_reads_the_pattern_as_python_does() -> None:
+    """docs/storage.md's DuckDB queries and bench_nightly's DuckDB baseline use the same rule."""
+    duckdb = pytest.importorskip("duckdb")
+    labelled = [json.loads(line)["text"] for line in LABELLED.read_text("utf-8").splitlines()]
+    texts = REFUSALS + ANSWERS + labelled + ["\u2014 I can't help with that."]
+    rows = duckdb.execute(
+        "SELECT regexp_matches(substr(t, 1, ?), ?) FROM unnest(?) AS u(t)",
+        [HEAD_CHARS, REFUSAL_PATTERN, texts]).fetchall()
+    assert [r[0] for r in rows] == [is_refusal(t) for t in texts]
