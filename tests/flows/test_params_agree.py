@@ -8,38 +8,21 @@ message naming the field and where it is missing.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from prefect.utilities.callables import parameter_schema
 from pydantic import BaseModel, Field
-from rich.console import Console
 
-from flows.cli.app import app
 from flows.cli.run import RunOptions, bounds
 from flows.run_suite import RunSuiteParams, run_suite
+from tests.flows.cli.test_run import option
+from tests.flows.cli.test_run import run_help as cli_help_lines
 
 # Options of `plumbline run` that are not run-suite parameters: where this terminal's run goes.
 CLI_ONLY = {"--data-dir", "--ephemeral", "--verbose", "--help"}
 # JSON-schema keywords that bound a value; compared between the model, the form and the CLI.
 BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems",
               "maxItems", "minLength", "maxLength", "enum", "format")
-
-
-def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def cli_help_lines() -> dict[str, str]:
-    """``plumbline run --help``: each option's line, keyed by its long name."""
-    buf = io.StringIO()
-    assert app(["run", "--help"], console=Console(file=buf, width=1000)) is None
-    lines = {}
-    for line in buf.getvalue().splitlines():
-        words = line.strip("│ ").split()
-        if words and words[0].startswith("--"):
-            lines[words[0].split(",")[0]] = " ".join(line.split())
-    return lines
 
 
 def constraints(schema: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -42,7 +42,7 @@ def run_help() -> dict[str, str]:
     for line in buf.getvalue().splitlines():
         words = line.strip("│ ").split()
         if words and words[0].startswith("--"):
-            lines[words[0]] = " ".join(line.split())
+            lines[words[0].split(",")[0]] = " ".join(line.split())
     return lines
 
 
