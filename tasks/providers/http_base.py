@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx2
+from httpx_aiohttp.httpx2 import Httpx2AiohttpClient
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
@@ -32,6 +33,24 @@ Sleep = Callable[[float], Awaitable[None]]
 
 class MalformedResponse(ValueError):
     """The provider answered 2xx with a body that is not the API's shape."""
+
+
+class StatusError(Exception):
+    """An endpoint called without an SDK answered with a status outside 2xx."""
+
+    def __init__(self, status: int, detail: str, headers: Any) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+
+
+def pooled_client(**kwargs: Any) -> httpx2.AsyncClient:
+    """The HTTP client every provider's calls go through unless a test gives its own: httpx2's
+    interface (what the openai and anthropic SDKs take) over aiohttp's connection pool
+    (``httpx-aiohttp``), about half the CPU per call of httpx2's own transport. Redirects are
+    not followed (httpx2's default): a key goes to the configured URL only."""
+    return Httpx2AiohttpClient(**kwargs)
 
 
 class HTTPProvider:
@@ -94,23 +113,6 @@ class HTTPProvider:
     def _classify(self, exc: Exception) -> Failure:
         raise NotImplementedError
 
-    def _default_http(self, **kwargs: Any) -> httpx2.AsyncClient:
-        """The SDK's aiohttp-backed client when ``aiohttp`` is installed, else plain httpx2.
-
-        Both SDKs ship it (their ``aiohttp`` extra); it costs about half the CPU per call of
-        httpx2's own transport, which decides how many calls one process keeps in flight.
-        """
-        factory = getattr(self._sdk_module(), "DefaultAioHttpClient", None)
-        if factory is not None:
-            try:
-                return factory(**kwargs)  # type: ignore[no-any-return]
-            except RuntimeError:  # the SDK says aiohttp is not installed
-                pass
-        return httpx2.AsyncClient(**kwargs)
-
-    def _sdk_module(self) -> ModuleType:
-        raise NotImplementedError
-
     def auth_hint(self) -> str:
         """What a 401/403 error row tells the user to check."""
         return f"check the {self.name} API key"
@@ -136,7 +138,7 @@ class HTTPProvider:
                 if self._transport is not None:
                     http = httpx2.AsyncClient(transport=self._transport, **kwargs)
                 else:
-                    http = self._default_http(**kwargs)
+                    http = pooled_client(**kwargs)
                 self._http = http
             self._sdk = self._make_sdk(http)
         return self._sdk
@@ -238,6 +240,28 @@ def transport_failure(exc: httpx2.TransportError, timeout: float) -> Failure:
     if isinstance(exc, httpx2.TimeoutException) and not refused:
         return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
     return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
+
+
+def snippet(text: str, limit: int = 200) -> str:
+    """``text`` on one line, cut to ``limit`` characters: what an error row quotes of a body."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def classify_http_error(exc: Exception, timeout: float,
+                        redact: Callable[[str], str] = str) -> Failure:
+    """Read the failure of a call made with an httpx2 client directly (no SDK): a
+    ``StatusError``, a ``MalformedResponse``, a transport error, or anything else (not retried).
+    ``redact`` removes secrets from what the row will say."""
+    if isinstance(exc, StatusError):
+        return Failure(f"HTTP {exc.status}: {redact(exc.detail)}",
+                       retryable=status_retryable(exc.status), status=exc.status,
+                       retry_after=parse_retry_after(exc.headers))
+    if isinstance(exc, MalformedResponse | json.JSONDecodeError):
+        return Failure(f"malformed response: {redact(str(exc))}", retryable=False)
+    if isinstance(exc, httpx2.TransportError):
+        return transport_failure(exc, timeout)
+    return Failure(f"{type(exc).__name__}: {redact(str(exc))}", retryable=False)
 
 
 def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failure:

@@ -1,7 +1,9 @@
-"""OpenAI-compatible endpoints: one ``OpenAIProvider`` each, differing by base URL and key.
+"""OpenAI-compatible endpoints: one ``ChatCompletionsProvider`` each (plain HTTP, no SDK),
+differing by base URL and key.
 
-Being the same class, they send a case's images as OpenAI does (``image_url`` parts with a data
-URL); a server whose model cannot see images answers with an error, which becomes an error row.
+They send the body OpenAI's provider sends, a case's images as OpenAI does (``image_url`` parts
+with a data URL); a server whose model cannot see images answers with an error, which becomes an
+error row.
 
 | prefix | base URL (override with the env var) | key |
 | --- | --- | --- |
@@ -21,10 +23,7 @@ from typing import Any
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.keys import resolve_api_key
-from tasks.providers.openai_provider import OpenAIProvider
-
-# Self-hosted servers accept any key; the SDK insists on a non-empty one.
-_NO_KEY = "not-needed"
+from tasks.providers.openai_provider import ChatCompletionsProvider
 
 
 @dataclass(frozen=True)
@@ -82,13 +81,14 @@ def compat_factory(prefix: str) -> Any:
     endpoint = ENDPOINTS[prefix]
 
     def factory(*, api_key: str | None = None, base_url: str | None = None,
-                secret_block: str | None = None, **options: Any) -> OpenAIProvider:
+                secret_block: str | None = None, **options: Any) -> ChatCompletionsProvider:
         url = _base_url(endpoint, base_url)
         key = resolve_api_key(prefix, list(endpoint.key_envs), explicit=api_key,
                               secret_block=secret_block, required=endpoint.key_required)
-        return OpenAIProvider(
+        # Without a key no Authorization header is sent: self-hosted servers need none.
+        return ChatCompletionsProvider(
             name=prefix,
-            api_key=key or _NO_KEY,
+            api_key=key or "",
             base_url=url,
             default_headers=dict(endpoint.headers),
             **options,

@@ -1,8 +1,13 @@
-"""``openai/...`` through the official ``openai`` SDK (``AsyncOpenAI``), Chat Completions API.
+"""Chat Completions: ``openai/...`` through the official ``openai`` SDK (``AsyncOpenAI``), and
+every OpenAI-compatible server (``tasks/providers/openai_compat.py``) over plain HTTP.
 
-The same class serves every OpenAI-compatible endpoint (``tasks/providers/openai_compat.py``);
-only the base URL, the key's environment variable and the max-tokens parameter differ. A case's
-image parts are sent as Chat Completions ``image_url`` parts holding a base64 data URL.
+Both send the same request body and read the same response; they differ in the client. OpenAI's
+own API gets its SDK: its headers, Azure and organisation settings, and errors as OpenAI defines
+them. A compatible server (vLLM, Ollama, OpenRouter, Groq, Gemini, any other) gets one POST of
+the same JSON through the pooled client: importing the SDK costs about 0.5 s of CPU in every
+process that runs a flow, and its request machinery about 0.3 ms per call, which bounds how
+many calls one process keeps in flight (docs/benchmarks.md, "Run cost"). A case's image parts
+are sent as Chat Completions ``image_url`` parts holding a base64 data URL.
 """
 
 from __future__ import annotations
@@ -13,9 +18,17 @@ from typing import Any
 
 import httpx2
 
+import tasks
 from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
-from tasks.providers.http_base import HTTPProvider, MalformedResponse, classify_sdk_error
+from tasks.providers.http_base import (
+    HTTPProvider,
+    MalformedResponse,
+    StatusError,
+    classify_http_error,
+    classify_sdk_error,
+    snippet,
+)
 from tasks.providers.keys import resolve_api_key
 from tasks.retry import Failure
 
@@ -30,8 +43,9 @@ def _import_sdk() -> Any:
     return openai
 
 
-class OpenAIProvider(HTTPProvider):
-    """Chat Completions through ``openai.AsyncOpenAI`` with the SDK's retries off (ours count).
+class ChatCompletionsProvider(HTTPProvider):
+    """Chat Completions over plain HTTP: ``POST {base_url}/chat/completions`` with a JSON body,
+    the key (when there is one) as a bearer token. For the OpenAI-compatible servers.
 
     ``max_tokens_param``: OpenAI's current models take ``max_completion_tokens`` (reasoning
     models refuse ``max_tokens``); most compatible servers still only know ``max_tokens``.
@@ -40,12 +54,52 @@ class OpenAIProvider(HTTPProvider):
     def __init__(self, *, max_tokens_param: str = "max_tokens",
                  default_headers: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if not self.base_url:
+            raise ProviderConfigError(f"provider {self.name!r}: no base URL")
         self.max_tokens_param = max_tokens_param
         self.default_headers = default_headers or {}
-        self._openai = _import_sdk()
+        self._url = self.base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"content-type": "application/json",
+                         "user-agent": f"plumbline/{tasks.__version__}",
+                         **self.default_headers}
+        if self._api_key:
+            self._headers["authorization"] = f"Bearer {self._api_key}"
 
-    def _sdk_module(self) -> Any:
-        return self._openai
+    def chat_body(self, model: str, request: CompletionRequest) -> dict[str, Any]:
+        """The request body: model, messages (images as data URLs), sampling and extras."""
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": openai_messages(request.messages),
+            "temperature": request.temperature,
+            self.max_tokens_param: request.max_tokens,
+        }
+        if request.seed is not None:
+            body["seed"] = request.seed
+        body.update(request.extra)
+        return body
+
+    def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
+        return http
+
+    async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
+        content = json.dumps(self.chat_body(model, request), ensure_ascii=False).encode()
+        response = await sdk.post(self._url, content=content, headers=self._headers)
+        if not 200 <= response.status_code < 300:
+            raise StatusError(response.status_code, error_detail(response.content),
+                              response.headers)
+        return parse_chat_completion(response.content)
+
+    def _classify(self, exc: Exception) -> Failure:
+        return classify_http_error(exc, self.timeout)
+
+
+class OpenAIProvider(ChatCompletionsProvider):
+    """``openai/...``: Chat Completions through ``openai.AsyncOpenAI``, the SDK's retries off
+    (ours count), the same body and response reading as a compatible server's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._openai = _import_sdk()
 
     def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
         return self._openai.AsyncOpenAI(
@@ -58,23 +112,30 @@ class OpenAIProvider(HTTPProvider):
         )
 
     async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": openai_messages(request.messages),
-            "temperature": request.temperature,
-            self.max_tokens_param: request.max_tokens,
-        }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        body.update(request.extra)
         # The SDK's generic post(): its client, auth, base URL, timeouts and error types, without
         # building typed request and response models per call, which costs more CPU than the
         # rest of the call (docs/providers.md, "Throughput").
-        response = await sdk.post("/chat/completions", body=body, cast_to=httpx2.Response)
+        response = await sdk.post("/chat/completions", body=self.chat_body(model, request),
+                                  cast_to=httpx2.Response)
         return parse_chat_completion(response.content)
 
     def _classify(self, exc: Exception) -> Failure:
         return classify_sdk_error(exc, self._openai, self.timeout)
+
+
+def error_detail(content: bytes) -> str:
+    """What an error row says of a non-2xx body: the API's ``error.message`` when the body is
+    OpenAI's error shape, else the start of the body."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        message = err.get("message") if isinstance(err, dict) else err
+        if isinstance(message, str) and message.strip():
+            return snippet(message, 500)
+    return snippet(content.decode("utf-8", "replace"), 500)
 
 
 def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,7 @@
 """The openai provider drives the real ``openai`` SDK against a mock transport speaking the
-Chat Completions wire format: what it sends, what it records, how it survives a bad day."""
+Chat Completions wire format: what it sends, what it records, how it survives a bad day. Every
+scenario runs twice: through the SDK (``openai/...``) and through the plain HTTP client the
+OpenAI-compatible servers use; both must send and record the same."""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ import pytest
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.base import CompletionRequest
-from tasks.providers.openai_provider import OpenAIProvider, openai_factory
+from tasks.providers.openai_provider import (
+    ChatCompletionsProvider,
+    openai_factory,
+)
 from tasks.providers.registry import ProviderRegistry
 from tasks.retry import RetryPolicy
 
@@ -47,11 +52,29 @@ class Sleeps:
         self.delays.append(seconds)
 
 
+CLIENTS: dict[str, Callable[..., ChatCompletionsProvider]] = {
+    "sdk": openai_factory,
+    # The compatible servers' client, named "openai" so that the same prices apply.
+    "plain": lambda **kw: ChatCompletionsProvider(
+        name="openai", max_tokens_param=kw.pop("max_tokens_param", "max_completion_tokens"),
+        **kw),
+}
+client = "sdk"
+
+
+@pytest.fixture(autouse=True, params=sorted(CLIENTS))
+def _each_client(request: pytest.FixtureRequest) -> Any:
+    global client
+    client = request.param
+    yield
+    client = "sdk"
+
+
 def provider(handler: Handler, *, sleep: Sleeps | None = None, attempts: int = 4,
-             base_url: str | None = None, **kw: Any) -> OpenAIProvider:
+             base_url: str | None = None, **kw: Any) -> ChatCompletionsProvider:
     # A fresh host per provider: pacing state is shared per endpoint, tests must not share it.
     base_url = base_url or f"https://{uuid.uuid4().hex[:8]}.openai.test/v1"
-    return openai_factory(
+    return CLIENTS[client](
         api_key="sk-test", base_url=base_url, transport=httpx2.MockTransport(handler),
         retry=RetryPolicy(max_attempts=attempts, base_delay=0.01, max_delay=0.05),
         sleep=sleep, **kw,
@@ -69,7 +92,7 @@ def request(**kw: Any) -> CompletionRequest:
     return CompletionRequest(**fields)
 
 
-def complete(p: OpenAIProvider, model: str = "gpt-4o", **kw: Any) -> Any:
+def complete(p: ChatCompletionsProvider, model: str = "gpt-4o", **kw: Any) -> Any:
     async def go() -> Any:
         try:
             return await p.complete(model, request(**kw))
