@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.base import flow
 from tasks.records.compaction import CompactionResult, compact_day
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.states import State
 from prefect.variables import Variable
 from pydantic import BaseModel, Field
 
+from flows.base import flow
 from flows.run_suite import refuse, run_suite
 from tasks.errors import CanaryFailed, PlumblineError
 from tasks.identity import SOURCE_SCHEDULED

@@ -24,11 +24,12 @@ from datetime import date, timedelta
 from typing import Any
 
 import polars as pl
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.base import flow
 from flows.compaction import compact_day_task
 from flows.spread import fan_out, run_parts, where
 from tasks.drift.config import EVIDENCE_PROJECT, DriftConfig, Window

@@ -23,11 +23,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_table_artifact
 from prefect.states import State
 from pydantic import BaseModel, Field, field_validator
 
+from flows.base import flow
 from flows.run_suite import DEFAULT_MODELS, RunSuiteParams, execute, refuse
 from tasks.catalog import load_suite
 from tasks.errors import PlumblineError

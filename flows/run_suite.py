@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from cyclopts import Parameter
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
@@ -44,6 +44,7 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field, WithJsonSchema
 
+from flows.base import flow
 from flows.spread import RunPart, Target, fan_out, run_parts, where
 from tasks.catalog import load_suite
 from tasks.errors import PlumblineError

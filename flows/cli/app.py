@@ -16,7 +16,7 @@ from cyclopts import App, CycloptsError
 from rich.console import Console
 from rich.text import Text
 
-from flows.cli.common import FastExit, quiet_prefect, start_early, stop_servers
+from flows.cli.common import FastExit, pause_gc, quiet_prefect, start_early, stop_servers
 from flows.cli.demo import demo
 from flows.cli.export import export
 from flows.cli.models import models
@@ -146,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # teardown once every exit handler has run (flows.cli.common.FastExit). Armed first,
         # so that its handler runs last.
         exiting = FastExit().arm() if argv is None else None
+        if exiting is not None:
+            pause_gc()  # until the command starts (flows.cli.run.run calls resume_gc)
         # With no Prefect server named, the run needs Prefect's temporary one: start it now,
         # so its start-up overlaps the imports below (flows.cli.common.start_early).
         start_early(tokens)

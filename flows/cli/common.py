@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import importlib.util
 import logging
 import os
@@ -228,6 +229,23 @@ def start_early(tokens: Sequence[str]) -> None:
 def take_early_server() -> EphemeralServer | None:
     """The server ``start_early`` started, if any (handed over once)."""
     return _early.pop() if _early else None
+
+
+def pause_gc() -> None:
+    """No garbage collection while a command's modules import (``resume_gc`` ends it).
+
+    Importing Prefect, Polars and the flow creates some hundred thousand objects, none of them
+    garbage; the collector's passes over them cost ~10 % of ``plumbline run``'s start-up.
+    """
+    gc.disable()
+
+
+def resume_gc() -> None:
+    """After ``pause_gc``: what was imported moves to the permanent generation (never scanned
+    again), and collection resumes for what the command allocates. A no-op otherwise."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 class FastExit:

@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_origin
 
 from cyclopts import Parameter
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    get_current_settings,
+    temporary_settings,
+)
 from pydantic import create_model
 from pydantic.fields import FieldInfo
 
@@ -28,6 +33,7 @@ from flows.cli.common import (
     PrefectTarget,
     Verbose,
     prefect_target,
+    resume_gc,
     take_early_server,
 )
 from flows.cli.progress import TerminalProgress
@@ -129,6 +135,23 @@ def on_api(target: PrefectTarget, early: EphemeralServer | None) -> Iterator[Non
         yield
 
 
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """No flow-run heartbeats for a run in this terminal, unless the user's Prefect settings ask
+    for them (``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` in the environment or the profile).
+
+    Heartbeats tell an automation that a run's process has died; the one Plumbline installs
+    (deployments/liveness.py) watches its deployments' runs, which a worker or ``plumbline up``
+    executes, not a run started here. Prefect's heartbeat thread sleeps in one-second steps and
+    is joined when the flow ends: up to a second added to every ``plumbline run`` for nothing.
+    """
+    if "heartbeat_frequency" in get_current_settings().flows.model_fields_set:
+        yield
+        return
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 def run(
     *,
     params: Annotated[RunOptions, Parameter(name="*")] = RunOptions(),
@@ -146,6 +169,7 @@ def run(
 ) -> int:
     """``plumbline run`` (its help, shown without importing this module, is in flows.cli.app)."""
     # `verbose` is acted on by `main`, before this module imports Prefect: see flows.cli.app.
+    resume_gc()
     target = PrefectTarget(None, "--ephemeral") if ephemeral else prefect_target()
     if target.problem is not None:
         raise PlumblineError(
@@ -153,7 +177,8 @@ def run(
             f"{target.problem}. Start it (`prefect server start`, or `plumbline up`), or run "
             "without it: `plumbline run --ephemeral ...` (then not in that server's UI).")
     print(target.line(), file=sys.stderr, flush=True)
-    with data_dir_env(data_dir), on_api(target, take_early_server()), TerminalProgress():
+    with (data_dir_env(data_dir), on_api(target, take_early_server()), without_heartbeats(),
+          TerminalProgress()):
         result = run_suite(**params.model_dump())
     resumed = f", {result['resumed_cells']} already done" if result.get("resumed_cells") else ""
     print(f"run {result['run_id']}: {result['rows']} rows ({result.get('written', 0)} new"
