@@ -19,9 +19,9 @@ from scipy import stats
 from tasks.drift.config import LEVELS, DriftConfig, Window
 from tasks.drift.stats import (
     chi2_yates_2x2,
-    dense_rank,
     fisher_exact_2x2,
     mann_whitney_groups,
+    value_codes,
     wilson_interval,
 )
 from tasks.drift.verdicts import band
@@ -193,7 +193,7 @@ def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.D
     if metric == "score" and not graded_rows.any():
         # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
         return []
-    dense = dense_rank(values, integral or None)
+    dense = value_codes(values, integral or None)
     out = []
     for level in LEVELS:
         if level == "suite" and not groups.multi_suite.any():
