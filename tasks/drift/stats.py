@@ -5,6 +5,7 @@ Pure numpy/scipy (polars only as a hash map in ``dense_rank``); no summary frame
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,9 +157,10 @@ _DECIMAL_SCALES = (1.0, 10.0, 100.0, 1000.0)
 
 
 def value_codes(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
-    """0-based integer codes preserving the values' order and ties, not necessarily dense: what
-    the Mann–Whitney kernels need of ``dense_rank``, without its sort when the values are
-    decimals with few places (a latency of 600.3 ms gets the code 10 × 600.3 − low).
+    """0-based integer codes preserving the values' order and ties (dense unless their span is
+    too large to renumber cheaply): what the Mann–Whitney kernels need of ``dense_rank``,
+    without its sort when the values are whole numbers or decimals with few places (a latency
+    of 600.3 ms gets the code 10 × 600.3 − low, then its place among the codes present).
 
     A scale ``s`` is used only when every value ``v`` equals ``rint(v·s)/s`` exactly: then
     ``rint(v·s)`` is a strictly increasing function of the values (rounding is monotone, and two
@@ -167,7 +169,7 @@ def value_codes(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
     """
     values = np.asarray(values, dtype=np.float64)
     if integral or values.size == 0:
-        return dense_rank(values, integral)
+        return _compact(dense_rank(values, integral))
     head = values[:1000]  # a cheap look first: most columns fail here or not at all
     for scale in _DECIMAL_SCALES:
         if not np.array_equal(np.rint(head * scale) / scale, head):
@@ -177,9 +179,27 @@ def value_codes(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
             continue
         low, high = scaled.min(), scaled.max()
         if high - low < 2**31:  # False for infinities (inf or nan)
-            return (scaled - low).astype(np.int64)
+            return _compact((scaled - low).astype(np.int64))
         break
     return dense_rank(values, False)
+
+
+def _compact(codes: np.ndarray) -> np.ndarray:
+    """Codes renumbered 0..distinct-1 in the same order, when their span is small enough to mark
+    (output lengths span a few hundred codes but take a few dozen: a (prompt × length) count
+    table then replaces a sort)."""
+    if codes.size == 0:
+        return codes
+    span = int(codes.max()) + 1
+    if span > max(codes.size, 1 << 16):
+        return codes
+    present = np.zeros(span, dtype=bool)
+    present[codes] = True
+    if present.all():
+        return codes
+    renumber = np.cumsum(present, dtype=np.int64)
+    renumber -= 1
+    return renumber[codes]
 
 
 def _sorted(values: np.ndarray) -> np.ndarray:
@@ -214,41 +234,64 @@ def mann_whitney_groups(
     cells = n_groups * span
     if cells <= _COUNTING_CELLS and 2 * cells <= max(n, _SMALL_TABLE):
         return _mann_whitney_counting(gid, recent, values, dense, n_groups, span)
-    # One sort of packed integer keys (group, value rank, window) instead of an argsort and
+    # One sort of packed integer keys (group, value code, window) instead of an argsort and
     # gathers: the sorted keys alone carry the group, the tie runs and the window of each value.
     key = _sorted(_packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31))
-    r = (key & 1).astype(bool)
-    cell = key >> 1
-    # Group sizes and recent counts from the sorted keys: a binary search per group boundary
-    # and a running count of recent values, instead of a counting pass over every value.
-    bounds = np.searchsorted(cell, np.arange(n_groups + 1, dtype=cell.dtype) * span)
-    recent_before = np.zeros(n + 1, dtype=np.int64 if n >= 2**31 else np.int32)
-    np.cumsum(r, out=recent_before[1:])
+    # Group bounds by binary search, and the positions of the recent values: a recent value
+    # sorts after the baseline values it ties with (the window is the key's last bit).
+    bounds = np.searchsorted(key, np.arange(n_groups + 1, dtype=key.dtype) * (2 * span))
+    recent_at = np.flatnonzero(key & 1)
+    recent_bounds = np.searchsorted(recent_at, bounds)
     start = bounds[:-1]
     counts = np.diff(bounds).astype(np.float64)
-    n1 = (recent_before[bounds[1:]] - recent_before[start]).astype(np.float64)
+    n1 = np.diff(recent_bounds).astype(np.float64)
     n2 = counts - n1
-    # Runs of equal (group, value) are the ties; their average rank is computed from global
-    # positions and shifted by the group's start, so no per-element rank array is built.
-    new_run = np.empty(n, dtype=bool)
-    new_run[0] = True
-    np.not_equal(cell[1:], cell[:-1], out=new_run[1:])
-    run_first = np.flatnonzero(new_run)
-    run_len = np.diff(np.append(run_first, n)).astype(np.float64)
-    run_group = cell[run_first] // span
-    run_rank = run_first + (run_len + 1) / 2.0
-    recent_in_run = np.diff(recent_before[np.append(run_first, n)]).astype(np.float64)
-    r1 = np.bincount(run_group, weights=recent_in_run * run_rank, minlength=n_groups) \
-        - n1 * start
+    # Rank sum of the recent values: their 1-based positions (summed exactly in integers),
+    # shifted by the group's start, plus each tie run's correction from positions to the run's
+    # average rank. Only runs of two or more need one, and they are few.
+    position_sum = np.zeros(recent_at.size + 1, dtype=np.int64)
+    np.cumsum(recent_at, out=position_sum[1:])
+    position_sum[1:] += np.arange(1, recent_at.size + 1)
+    r1 = (np.diff(position_sum[recent_bounds]) - n1 * start).astype(np.float64)
+    run_first, run_len = _tie_runs(key)
+    run_group = np.searchsorted(bounds, run_first, side="right") - 1
+    k = (np.searchsorted(recent_at, run_first + run_len)
+         - np.searchsorted(recent_at, run_first)).astype(np.float64)
+    run_len = run_len.astype(np.float64)
+    # A run of L values whose last k are recent: their positions average first + L - (k-1)/2,
+    # their ranks first + (L+1)/2, so the rank sum moves by k(k-L)/2.
+    r1 += np.bincount(run_group, weights=k * (k - run_len) / 2.0, minlength=n_groups)
     ties = np.bincount(run_group, weights=run_len * run_len * run_len - run_len,
                        minlength=n_groups)
     u1 = r1 - n1 * (n1 + 1) / 2.0
     p, delta, sigma = _normal_approximation(n1, n2, u1, ties, n1 + n2)
     levels = np.empty(span, dtype=np.float64)
     levels[dense] = values
-    medians = [_sorted_medians(np.flatnonzero(r == flag), cell, span, levels, per, n_groups)
-               for flag, per in ((True, n1), (False, n2))]
+    # The b-th baseline value sits after every recent value with at most b baseline values
+    # before it: its position needs no list of baseline positions.
+    baseline_before = recent_at - np.arange(recent_at.size)
+
+    def baseline_at(b: np.ndarray) -> np.ndarray:
+        return b + np.searchsorted(baseline_before, b, side="right")
+
+    medians = [_sorted_medians(pick, key, span, levels, per, n_groups)
+               for pick, per in ((recent_at.__getitem__, n1), (baseline_at, n2))]
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
+
+
+def _tie_runs(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First position and length of every run of two or more equal (group, value) cells in the
+    sorted packed ``key``."""
+    same = np.flatnonzero((key[1:] ^ key[:-1]) <= 1)  # i and i + 1 share a cell
+    if same.size == 0:
+        return same, same
+    begins = np.empty(same.size, dtype=bool)
+    begins[0] = True
+    np.not_equal(same[1:], same[:-1] + 1, out=begins[1:])
+    first_of = np.flatnonzero(begins)
+    last = np.append(same[first_of[1:] - 1], same[-1])
+    first = same[first_of]
+    return first, last - first + 2
 
 
 def _packed_keys(
@@ -313,19 +356,20 @@ def _mann_whitney_counting(
                        _table_medians(rec, n1, levels), _table_medians(base, n2, levels))
 
 
-def _sorted_medians(positions: np.ndarray, cell: np.ndarray, span: int, levels: np.ndarray,
-                    per_group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per-group medians of the elements at ``positions`` of the sorted (group × span + value
-    rank) keys ``cell``; a value rank's value is ``levels[rank]``."""
+def _sorted_medians(pick: Callable[[np.ndarray], np.ndarray], key: np.ndarray, span: int,
+                    levels: np.ndarray, per_group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group medians of one window's values in the sorted packed ``key``: ``pick`` maps the
+    window's i-th value (in sorted order) to its position in ``key``; a code's value is
+    ``levels[code]``."""
     out = np.full(n_groups, np.nan)
     counts = per_group.astype(np.int64)
     has = counts > 0
     if not has.any():
         return out
     starts = np.cumsum(counts) - counts
-    lo = positions[starts[has] + (counts[has] - 1) // 2]
-    hi = positions[starts[has] + counts[has] // 2]
-    out[has] = (levels[cell[lo] % span] + levels[cell[hi] % span]) / 2.0
+    lo = pick(starts[has] + (counts[has] - 1) // 2)
+    hi = pick(starts[has] + counts[has] // 2)
+    out[has] = (levels[(key[lo] >> 1) % span] + levels[(key[hi] >> 1) % span]) / 2.0
     return out
 
 
