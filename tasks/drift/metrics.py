@@ -117,18 +117,24 @@ def rate_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.Data
     events_col, trials_col = RATE_METRICS[metric]
     if events_col not in f.columns or trials_col not in f.columns:
         return []
-    pgid = f["pgid"].to_numpy()
-    recent = f["recent"].to_numpy()
-    passes = f[events_col].fill_null(0).to_numpy().astype(np.float64)
-    scored = f[trials_col].fill_null(0).to_numpy().astype(np.float64)
+    # Per prompt group and window (cell = 2 × pgid + recent) the events and trials, in one
+    # pass over the rows; the coarser levels add up their prompt groups' counts (whole numbers,
+    # so the sums are exact in any order).
+    cell = f["pgid"].to_numpy() * 2 + f["recent"].to_numpy()
+    prompts = groups.labels["prompt"].height
+    per_prompt = [np.bincount(cell, weights=f[col].fill_null(0).to_numpy(),
+                              minlength=2 * prompts).reshape(prompts, 2)
+                  for col in (events_col, trials_col)]
     out = []
     for level in LEVELS:
-        gid = groups.maps[level][pgid]
+        if level == "suite" and not groups.multi_suite.any():
+            continue  # every suite is its model's only one: no suite-level tests
         size = groups.labels[level].height
-        a = np.bincount(gid, weights=np.where(recent, passes, 0), minlength=size)
-        n1 = np.bincount(gid, weights=np.where(recent, scored, 0), minlength=size)
-        c = np.bincount(gid, weights=np.where(recent, 0, passes), minlength=size)
-        n2 = np.bincount(gid, weights=np.where(recent, 0, scored), minlength=size)
+        if level == "prompt":
+            (c, a), (n2, n1) = (x.T for x in per_prompt)
+        else:
+            (c, a), (n2, n1) = [[np.bincount(groups.maps[level], weights=x[:, w], minlength=size)
+                                 for w in (0, 1)] for x in per_prompt]
         b, d = n1 - a, n2 - c
         # A table with no failures (or no passes) at all carries no information about a change.
         keep = (_level_keep(groups, level, size) & (n1 >= config.min_test_n)
