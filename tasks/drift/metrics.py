@@ -195,8 +195,9 @@ def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.D
     values, pgid, recent, integral = _flat_values(groups, column)
     if values.size == 0:
         return []
-    graded_rows = (values != 0) & (values != 1)
-    if metric == "score" and not graded_rows.any():
+    # Scores other than 0 and 1 (only the score metric asks).
+    graded_rows = (values != 0) & (values != 1) if metric == "score" else None
+    if graded_rows is not None and not graded_rows.any():
         # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
         return []
     dense = value_codes(values, integral or None)
@@ -209,7 +210,7 @@ def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.D
         mw = mann_whitney_groups(gid, recent, values, size, dense)
         keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
                 & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))
-        if metric == "score":
+        if graded_rows is not None:
             keep &= np.bincount(gid, weights=graded_rows, minlength=size) > 0
         idx = np.flatnonzero(keep)
         if idx.size == 0:
