@@ -19,9 +19,9 @@ from scipy import stats
 from tasks.drift.config import LEVELS, DriftConfig, Window
 from tasks.drift.stats import (
     chi2_yates_2x2,
+    code_values,
     fisher_exact_2x2,
     mann_whitney_groups,
-    value_codes,
     wilson_interval,
 )
 from tasks.drift.verdicts import band
@@ -209,14 +209,14 @@ def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.D
     if graded_rows is not None and not graded_rows.any():
         # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
         return []
-    dense = value_codes(values, integral or None)
+    coded = code_values(values, recent, integral or None)
     out = []
     for level in LEVELS:
         if level == "suite" and not groups.multi_suite.any():
             continue
         gid = groups.maps[level][pgid]
         size = groups.labels[level].height
-        mw = mann_whitney_groups(gid, recent, values, size, dense)
+        mw = mann_whitney_groups(gid, recent, values, size, coded)
         keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
                 & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))
         if graded_rows is not None:

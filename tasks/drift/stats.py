@@ -156,50 +156,76 @@ def dense_rank(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
 _DECIMAL_SCALES = (1.0, 10.0, 100.0, 1000.0)
 
 
-def value_codes(values: np.ndarray, integral: bool | None = None) -> np.ndarray:
-    """0-based integer codes preserving the values' order and ties (dense unless their span is
-    too large to renumber cheaply): what the Mann–Whitney kernels need of ``dense_rank``,
-    without its sort when the values are whole numbers or decimals with few places (a latency
-    of 600.3 ms gets the code 10 × 600.3 − low, then its place among the codes present).
+def value_codes(
+    values: np.ndarray, integral: bool | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dense 0-based integer codes preserving the values' order and ties, and the value of each
+    code (``levels[codes] == values``): what the Mann–Whitney kernels need, without a sort when
+    the values are whole numbers or decimals with few places (a latency of 600.3 ms gets the
+    code 10 × 600.3 − low, then its place among the codes present).
 
     A scale ``s`` is used only when every value ``v`` equals ``rint(v·s)/s`` exactly: then
     ``rint(v·s)`` is a strictly increasing function of the values (rounding is monotone, and two
     values with the same code would both equal code/s), so ranks, ties and medians come out as
-    with ``dense_rank``. Anything else (NaN, infinities, finer fractions) gets ``dense_rank``.
+    with ``dense_rank``, and a code's value is ``(code + low)/s``. Anything else (NaN,
+    infinities, finer fractions, codes too far apart to renumber cheaply) gets ``dense_rank``.
+    ``integral`` says the values are known to be whole numbers (an integer column).
     """
     values = np.asarray(values, dtype=np.float64)
-    if integral or values.size == 0:
-        return _compact(dense_rank(values, integral))
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
     head = values[:1000]  # a cheap look first: most columns fail here or not at all
-    for scale in _DECIMAL_SCALES:
-        if not np.array_equal(np.rint(head * scale) / scale, head):
-            continue
-        scaled = np.rint(values * scale)
-        if not np.array_equal(scaled / scale, values):
-            continue
+    scales = (1.0,) if integral else _DECIMAL_SCALES if integral is None else ()
+    for scale in scales:
+        if integral:
+            scaled = values
+        else:
+            if not np.array_equal(np.rint(head * scale) / scale, head):
+                continue
+            scaled = np.rint(values * scale)
+            if not np.array_equal(scaled / scale, values):
+                continue
         low, high = scaled.min(), scaled.max()
-        if high - low < 2**31:  # False for infinities (inf or nan)
-            return _compact((scaled - low).astype(np.int64))
+        # Renumbered through a mark per possible code: only for a span no larger than the
+        # values (False for infinities: inf or nan).
+        if high - low < max(values.size, 1 << 16):
+            span = int(high - low) + 1
+            codes = (scaled - low).astype(np.int64)
+            present = np.zeros(span, dtype=bool)
+            present[codes] = True
+            # The codes present are the levels; ``c + low`` is exactly the whole number that
+            # was divided by the scale in the check above.
+            levels = (np.flatnonzero(present) + low) / scale
+            if levels.size == span:
+                return codes, levels
+            renumber = np.cumsum(present, dtype=np.int64)
+            renumber -= 1
+            return renumber[codes], levels
         break
-    return dense_rank(values, False)
+    codes = dense_rank(values, False)
+    levels = np.empty(int(codes.max()) + 1)
+    levels[codes] = values
+    return codes, levels
 
 
-def _compact(codes: np.ndarray) -> np.ndarray:
-    """Codes renumbered 0..distinct-1 in the same order, when their span is small enough to mark
-    (output lengths span a few hundred codes but take a few dozen: a (prompt × length) count
-    table then replaces a sort)."""
-    if codes.size == 0:
-        return codes
-    span = int(codes.max()) + 1
-    if span > max(codes.size, 1 << 16):
-        return codes
-    present = np.zeros(span, dtype=bool)
-    present[codes] = True
-    if present.all():
-        return codes
-    renumber = np.cumsum(present, dtype=np.int64)
-    renumber -= 1
-    return renumber[codes]
+@dataclass(frozen=True)
+class Coded:
+    """Values as the Mann–Whitney kernels take them (``code_values``): the value codes, the
+    value of each code, and the keys ``code × 2 + recent`` (int32 when they fit) that every
+    grouping of the same values shares."""
+
+    codes: np.ndarray
+    levels: np.ndarray
+    keys: np.ndarray
+
+
+def code_values(values: np.ndarray, recent: np.ndarray, integral: bool | None = None) -> Coded:
+    """``value_codes`` of the values, with each value's window in the keys' last bit."""
+    codes, levels = value_codes(values, integral)
+    keys = codes.astype(np.int32 if 2 * levels.size < 2**31 else np.int64)
+    keys <<= 1
+    keys |= np.asarray(recent, dtype=bool)
+    return Coded(codes, levels, keys)
 
 
 def _sorted(values: np.ndarray) -> np.ndarray:
@@ -210,39 +236,39 @@ def _sorted(values: np.ndarray) -> np.ndarray:
 
 def mann_whitney_groups(
     gid: np.ndarray, recent: np.ndarray, values: np.ndarray, n_groups: int,
-    dense: np.ndarray | None = None,
+    coded: Coded | None = None,
 ) -> MannWhitney:
     """Mann–Whitney U of recent vs baseline values within every group, in one sort.
 
     ``gid`` names each value's group (0..n_groups-1), ``recent`` is True for the recent window;
-    ``dense`` (the values' ``value_codes``) may be passed when several groupings share them.
+    ``coded`` (``code_values`` of the values and windows) may be passed when several groupings
+    share them.
     Average ranks for ties, tie-corrected variance and a continuity correction: the p-values
     equal ``scipy.stats.mannwhitneyu(x, y, method="asymptotic")`` group by group.
     """
     gid = np.asarray(gid, dtype=np.int64)
-    recent = np.asarray(recent, dtype=bool)
-    values = np.asarray(values, dtype=np.float64)
-    dense = value_codes(values) if dense is None else dense
-    n = dense.size
+    coded = code_values(values, recent) if coded is None else coded
+    n = coded.codes.size
     if n == 0:
         z = np.zeros(n_groups)
         nan = np.full(n_groups, np.nan)
         return MannWhitney(z.copy(), z.copy(), z, np.ones(n_groups), z, z, nan, nan)
-    span = int(dense.max()) + 1
+    span = coded.levels.size
+    levels = coded.levels
     # Counting costs a pass over the (group × value × window) table, sorting a pass over the
     # values: count while the table is no bigger than the values (and always for small inputs).
     cells = n_groups * span
     if cells <= _COUNTING_CELLS and 2 * cells <= max(n, _SMALL_TABLE):
-        return _mann_whitney_counting(gid, recent, values, dense, n_groups, span)
+        return _mann_whitney_counting(gid, coded, n_groups)
     # The values sorted within their groups, as keys (value code, window) in group order:
     # row by row in a (group × largest group) table when the groups are small, else one sort
     # of packed integer keys (group, value code, window) instead of an argsort and gathers.
     # The sorted keys alone carry the tie runs and the window of each value.
-    segmented = _segmented_sort(gid, dense, recent, span, n_groups)
+    segmented = _segmented_sort(gid, coded.keys, span, n_groups)
     if segmented is not None:
         key, bounds = segmented
     else:
-        key = _sorted(_packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31))
+        key = _sorted(_packed_keys(gid, coded.keys, span, n_groups))
         bounds = np.searchsorted(key, np.arange(n_groups + 1, dtype=key.dtype) * (2 * span))
     # The positions of the recent values: a recent value sorts after the baseline values it
     # ties with (the window is the key's last bit).
@@ -271,8 +297,6 @@ def mann_whitney_groups(
                        minlength=n_groups)
     u1 = r1 - n1 * (n1 + 1) / 2.0
     p, delta, sigma = _normal_approximation(n1, n2, u1, ties, n1 + n2)
-    levels = np.empty(span, dtype=np.float64)
-    levels[dense] = values
     # The b-th baseline value sits after every recent value with at most b baseline values
     # before it: its position needs no list of baseline positions.
     baseline_before = recent_at - np.arange(recent_at.size)
@@ -312,9 +336,9 @@ _SEGMENT_WIDTH = 2048
 
 
 def _segmented_sort(
-    gid: np.ndarray, dense: np.ndarray, recent: np.ndarray, span: int, n_groups: int
+    gid: np.ndarray, keys: np.ndarray, span: int, n_groups: int
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Every group's keys ``dense × 2 + recent`` sorted, concatenated in group order, and the
+    """Every group's ``keys`` (value code × 2 + recent) sorted, concatenated in group order, and the
     groups' bounds; None when a (group × largest group) table would be too wide or mostly
     padding, or the values do not come in runs of one group (a daily row's values share it)."""
     n = gid.size
@@ -334,12 +358,8 @@ def _segmented_sort(
     column[order] = np.cumsum(run_len[order]) - run_len[order] - group_start[run_gid[order]]
     target = np.arange(n, dtype=np.int64)
     target += np.repeat(run_gid * width + column - run_start, run_len)
-    dtype = np.int32 if 2 * span < 2**31 else np.int64
-    sub = dense.astype(dtype)
-    sub <<= 1
-    sub |= recent
-    table = np.full(n_groups * width, 2 * span, dtype=dtype)  # padding sorts last
-    table[target] = sub
+    table = np.full(n_groups * width, 2 * span, dtype=keys.dtype)  # padding sorts last
+    table[target] = keys
     table = table.reshape(n_groups, width)
     table.sort(axis=1)
     back = np.arange(n, dtype=np.int64)
@@ -347,16 +367,12 @@ def _segmented_sort(
     return table.ravel()[back], np.append(group_start, n)
 
 
-def _packed_keys(
-    gid: np.ndarray, dense: np.ndarray, recent: np.ndarray, span: int, small: bool
-) -> np.ndarray:
-    """``(gid × span + dense) × 2 + recent`` built in place in one array, 32-bit when ``small``
-    (half the bytes to write and to sort)."""
-    key = gid.astype(np.int32 if small else np.int64)
-    key *= span
-    np.add(key, dense, out=key, casting="unsafe")
-    key <<= 1
-    key |= recent
+def _packed_keys(gid: np.ndarray, keys: np.ndarray, span: int, n_groups: int) -> np.ndarray:
+    """``gid × 2·span + keys`` built in place in one array, 32-bit when every key fits (half the
+    bytes to write and to sort)."""
+    key = gid.astype(np.int32 if n_groups * span * 2 < 2**31 else np.int64)
+    key *= 2 * span
+    np.add(key, keys, out=key, casting="unsafe")
     return key
 
 
@@ -391,19 +407,16 @@ def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) ->
     return out
 
 
-def _mann_whitney_counting(
-    gid: np.ndarray, recent: np.ndarray, values: np.ndarray, dense: np.ndarray,
-    n_groups: int, span: int,
-) -> MannWhitney:
+def _mann_whitney_counting(gid: np.ndarray, coded: Coded, n_groups: int) -> MannWhitney:
     # One count of (group, value, window) cells instead of two masked copies of the values.
-    cell = _packed_keys(gid, dense, recent, span, n_groups * span * 2 < 2**31)
+    span = coded.levels.size
+    cell = _packed_keys(gid, coded.keys, span, n_groups)
     size = n_groups * span * 2
     both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
     rec, base = both[:, :, 1], both[:, :, 0]
     n1, n2 = rec.sum(axis=1), base.sum(axis=1)
     u1, ties, total = _u_from_tables(rec, base, n1, n2)
-    levels = np.full(span, np.nan)
-    levels[dense] = values
+    levels = coded.levels
     p, delta, sigma = _normal_approximation(n1, n2, u1, ties, total)
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma,
                        _table_medians(rec, n1, levels), _table_medians(base, n2, levels))

@@ -109,13 +109,14 @@ def test_value_codes_order_values_as_dense_rank_does(kind: str) -> None:
         "odd": np.concatenate([np.round(x, 1), [0.0, -0.0, 0.05, 0.1, 600.123, 600.12]]),
         "infinite": np.concatenate([np.round(x, 1), [0.0, -0.0, np.inf, -np.inf, np.nan]]),
     }[kind]
-    codes = value_codes(values)
-    assert codes.dtype.kind == "i" and codes.min() == 0
-    # Same order and same ties as the values (one NaN here: np.unique's rank is exact).
-    rank = np.unique(values, return_inverse=True)[1]
-    assert np.array_equal(np.unique(codes, return_inverse=True)[1], rank)
-    if kind in ("integers", "tenths"):  # a few thousand codes apart: renumbered without gaps
-        assert np.array_equal(codes, rank)
+    codes, levels = value_codes(values)
+    # The dense ranks of the values, ties equal (one NaN here: np.unique's rank is exact), and
+    # each code's value.
+    assert np.array_equal(codes, np.unique(values, return_inverse=True)[1])
+    assert np.array_equal(levels[codes], values, equal_nan=True)
+    if kind in ("integers", "wide"):  # an integer column: whole numbers without the check
+        for got, want in zip(value_codes(values, integral=True), (codes, levels), strict=True):
+            assert np.array_equal(got, want)
 
 
 def _row_values(
