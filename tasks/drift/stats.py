@@ -1,6 +1,11 @@
 """The vectorised statistical kernels of the drift stage: every group's test in one numpy pass.
 
-Pure numpy/scipy (polars only as a hash map in ``dense_rank``); no summary frames, no verdicts.
+Pure numpy/scipy (polars only as a hash map in ``dense_rank`` and for its faster sort); no
+summary frames, no verdicts.
+
+Longer than 400 lines: Mann–Whitney has three exact paths (a count table, small groups sorted
+row by row, one sort of packed keys) chosen by the data's shape, and they share the value codes
+and the rank-sum arithmetic kept private here.
 """
 
 from __future__ import annotations
