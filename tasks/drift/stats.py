@@ -18,8 +18,18 @@ import polars as pl
 from scipy import special, stats
 
 
-def _log_comb(n: np.ndarray, k: np.ndarray) -> np.ndarray:
+def _log_comb(
+    n: np.ndarray, k: np.ndarray, log_factorial: np.ndarray | None = None
+) -> np.ndarray:
+    """log C(n, k); from a table of ``gammaln(m + 1)`` when given (the same floats, looked up
+    instead of computed on every cell of a grid)."""
+    if log_factorial is not None:
+        return log_factorial[n] - log_factorial[k] - log_factorial[n - k]
     return special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+
+
+# Largest table total whose log-factorials are tabulated (8 bytes each).
+_LOG_FACTORIAL_TABLE = 1 << 22
 
 
 def fisher_exact_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -37,11 +47,15 @@ def fisher_exact_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray)
     if a.size == 0:
         return out
     span = hi - lo + 1
+    top = int(n.max())
+    lf = special.gammaln(np.arange(top + 1) + 1) if top <= _LOG_FACTORIAL_TABLE else None
     # Bound the (tables × support) grid so one huge table cannot exhaust memory.
     order = np.argsort(span, kind="stable")
     start = 0
     while start < order.size:
         stop = start
+        if start == 0 and order.size * int(span.max()) <= 4_000_000:
+            stop = order.size  # every table in one grid (what the loop below would find)
         while stop < order.size and (stop - start + 1) * int(span[order[stop]]) <= 4_000_000:
             stop += 1
         stop = max(stop, start + 1)
@@ -50,11 +64,11 @@ def fisher_exact_2x2(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray)
         k = lo[idx, None] + np.arange(width)[None, :]
         valid = k <= hi[idx, None]
         kk = np.where(valid, k, lo[idx, None])
-        log_denominator = _log_comb(n[idx], r1[idx])[:, None]
-        logp = _log_comb(c1[idx, None], kk) + _log_comb(n[idx, None] - c1[idx, None],
-                                                        r1[idx, None] - kk) - log_denominator
-        log_obs = (_log_comb(c1[idx], a[idx]) + _log_comb(n[idx] - c1[idx], r1[idx] - a[idx])
-                   - log_denominator[:, 0])
+        log_denominator = _log_comb(n[idx], r1[idx], lf)[:, None]
+        logp = _log_comb(c1[idx, None], kk, lf) + _log_comb(
+            n[idx, None] - c1[idx, None], r1[idx, None] - kk, lf) - log_denominator
+        log_obs = (_log_comb(c1[idx], a[idx], lf)
+                   + _log_comb(n[idx] - c1[idx], r1[idx] - a[idx], lf) - log_denominator[:, 0])
         keep = valid & (logp <= log_obs[:, None] + np.log1p(1e-7))
         out[idx] = np.minimum(1.0, np.where(keep, np.exp(logp), 0.0).sum(axis=1))
         start = stop
