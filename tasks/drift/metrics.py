@@ -180,15 +180,21 @@ def rate_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.Data
 
 
 def _flat_values(
-    groups: Groups, column: str
+    groups: Groups, column: str, graded: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """A list column's values flattened, with each value's prompt group and window, and whether
-    the column holds integers."""
+    the column holds integers; no values when ``graded`` asks for a value other than 0 and 1
+    and there is none (checked before the groups and windows are spread over the values)."""
     lists = groups.frame[column]
     inner = lists.dtype.inner if isinstance(lists.dtype, pl.List) else None
     integral = inner is not None and inner.is_integer()
     lengths = lists.list.len().fill_null(0).to_numpy()
     values = lists.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
+    # Counted, not masked: three passes over the values instead of six.
+    if graded and (np.count_nonzero(values == 0) + np.count_nonzero(values == 1)
+                   + np.count_nonzero(np.isnan(values))) == values.size:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0), empty, empty.astype(bool), integral
     pgid = np.repeat(groups.frame["pgid"].to_numpy(), lengths)
     recent = np.repeat(groups.frame["recent"].to_numpy(), lengths)
     ok = ~np.isnan(values)
@@ -201,14 +207,12 @@ def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.D
     column = DISTRIBUTION_METRICS[metric]
     if column not in groups.frame.columns:
         return []
-    values, pgid, recent, integral = _flat_values(groups, column)
+    # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
+    values, pgid, recent, integral = _flat_values(groups, column, graded=metric == "score")
     if values.size == 0:
         return []
     # Scores other than 0 and 1 (only the score metric asks).
     graded_rows = (values != 0) & (values != 1) if metric == "score" else None
-    if graded_rows is not None and not graded_rows.any():
-        # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
-        return []
     coded = code_values(values, recent, integral or None)
     out = []
     for level in LEVELS:
