@@ -191,8 +191,17 @@ def value_codes(
     ``integral`` says the values are known to be whole numbers (an integer column).
     """
     values = np.asarray(values, dtype=np.float64)
+    raw, renumber, levels = _raw_codes(values, integral)
+    return (raw if renumber is None else renumber[raw]), levels
+
+
+def _raw_codes(
+    values: np.ndarray, integral: bool | None
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """``value_codes`` before renumbering: the codes, their renumbering (None when they are
+    dense already) and the levels."""
     if values.size == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.zeros(0, dtype=np.int64), None, np.zeros(0)
     head = values[:1000]  # a cheap look first: most columns fail here or not at all
     scales = (1.0,) if integral else _DECIMAL_SCALES if integral is None else ()
     for scale in scales:
@@ -201,7 +210,8 @@ def value_codes(
         else:
             if not np.array_equal(np.rint(head * scale) / scale, head):
                 continue
-            scaled = np.rint(values * scale)
+            scaled = values * scale
+            np.rint(scaled, out=scaled)
             if not np.array_equal(scaled / scale, values):
                 continue
         low, high = scaled.min(), scaled.max()
@@ -209,42 +219,47 @@ def value_codes(
         # values (False for infinities: inf or nan).
         if high - low < max(values.size, 1 << 16):
             span = int(high - low) + 1
-            codes = (scaled - low).astype(np.int64)
+            # int64: numpy copies any other index type to it before a scatter or gather.
+            raw = np.subtract(scaled, low, out=None if scaled is values else scaled) \
+                .astype(np.int64)
             present = np.zeros(span, dtype=bool)
-            present[codes] = True
+            present[raw] = True
             # The codes present are the levels; ``c + low`` is exactly the whole number that
             # was divided by the scale in the check above.
             levels = (np.flatnonzero(present) + low) / scale
             if levels.size == span:
-                return codes, levels
-            renumber = np.cumsum(present, dtype=np.int64)
+                return raw, None, levels
+            renumber = np.cumsum(present, dtype=raw.dtype)
             renumber -= 1
-            return renumber[codes], levels
+            return raw, renumber, levels
         break
     codes = dense_rank(values, False)
     levels = np.empty(int(codes.max()) + 1)
     levels[codes] = values
-    return codes, levels
+    return codes, None, levels
 
 
 @dataclass(frozen=True)
 class Coded:
-    """Values as the Mann–Whitney kernels take them (``code_values``): the value codes, the
-    value of each code, and the keys ``code × 2 + recent`` (int32 when they fit) that every
-    grouping of the same values shares."""
+    """Values as the Mann–Whitney kernels take them (``code_values``): the value of each code,
+    and the keys ``code × 2 + recent`` (int32 when they fit) that every grouping of the same
+    values shares."""
 
-    codes: np.ndarray
     levels: np.ndarray
     keys: np.ndarray
 
 
 def code_values(values: np.ndarray, recent: np.ndarray, integral: bool | None = None) -> Coded:
     """``value_codes`` of the values, with each value's window in the keys' last bit."""
-    codes, levels = value_codes(values, integral)
-    keys = codes.astype(np.int32 if 2 * levels.size < 2**31 else np.int64)
-    keys <<= 1
+    raw, renumber, levels = _raw_codes(np.asarray(values, dtype=np.float64), integral)
+    dtype = np.int32 if 2 * levels.size < 2**31 else np.int64
+    if renumber is None:
+        keys = raw.astype(dtype)
+        keys <<= 1
+    else:  # renumbered and shifted in one gather
+        keys = (renumber.astype(dtype) << 1)[raw]
     keys |= np.asarray(recent, dtype=bool)
-    return Coded(codes, levels, keys)
+    return Coded(levels, keys)
 
 
 def _sorted(values: np.ndarray) -> np.ndarray:
@@ -267,7 +282,7 @@ def mann_whitney_groups(
     """
     gid = np.asarray(gid, dtype=np.int64)
     coded = code_values(values, recent) if coded is None else coded
-    n = coded.codes.size
+    n = coded.keys.size
     if n == 0:
         z = np.zeros(n_groups)
         nan = np.full(n_groups, np.nan)
@@ -304,10 +319,8 @@ def mann_whitney_groups(
     np.cumsum(recent_at, out=position_sum[1:])
     position_sum[1:] += np.arange(1, recent_at.size + 1)
     r1 = (np.diff(position_sum[recent_bounds]) - n1 * start).astype(np.float64)
-    run_first, run_len = _tie_runs(key, bounds)
+    run_first, run_len, k = _tie_runs(key, bounds)
     run_group = np.searchsorted(bounds, run_first, side="right") - 1
-    k = (np.searchsorted(recent_at, run_first + run_len)
-         - np.searchsorted(recent_at, run_first)).astype(np.float64)
     run_len = run_len.astype(np.float64)
     # A run of L values whose last k are recent: their positions average first + L - (k-1)/2,
     # their ranks first + (L+1)/2, so the rank sum moves by k(k-L)/2.
@@ -328,25 +341,29 @@ def mann_whitney_groups(
     return MannWhitney(n1, n2, u1, p, np.nan_to_num(delta), sigma, medians[0], medians[1])
 
 
-def _tie_runs(key: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First position and length of every run of two or more equal values within a group, in
-    the sorted keys ``key`` (value code × 2 + window, maybe with the group above them) whose
-    groups start at ``bounds``."""
+def _tie_runs(
+    key: np.ndarray, bounds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First position, length and number of recent values of every run of two or more equal
+    values within a group, in the sorted keys ``key`` (value code × 2 + window, maybe with the
+    group above them) whose groups start at ``bounds``."""
     same = np.flatnonzero((key[1:] ^ key[:-1]) <= 1)  # i and i + 1 share a value
+    if same.size:
+        group_start = np.zeros(key.size + 1, dtype=bool)
+        group_start[bounds] = True
+        same = same[~group_start[same + 1]]  # equal values of two groups are no tie
     if same.size == 0:
-        return same, same
-    group_start = np.zeros(key.size + 1, dtype=bool)
-    group_start[bounds] = True
-    same = same[~group_start[same + 1]]  # equal values of two groups are no tie
-    if same.size == 0:
-        return same, same
+        return same, same, same
     begins = np.empty(same.size, dtype=bool)
     begins[0] = True
     np.not_equal(same[1:], same[:-1] + 1, out=begins[1:])
     first_of = np.flatnonzero(begins)
     last = np.append(same[first_of[1:] - 1], same[-1])
     first = same[first_of]
-    return first, last - first + 2
+    # The run's first value's window, plus the windows of the values tied to their left.
+    recent = np.bincount(np.cumsum(begins) - 1, weights=key[same + 1] & 1,
+                         minlength=first.size) + (key[first] & 1)
+    return first, last - first + 2, recent
 
 
 # The segmented sort's largest group: numpy sorts rows of up to a few thousand int32 keys in
