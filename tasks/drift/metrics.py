@@ -8,7 +8,7 @@ keeping them together keeps their shared helpers private.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,10 +181,11 @@ def rate_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.Data
 
 def _flat_values(
     groups: Groups, column: str, graded: bool = False
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """A list column's values flattened, with each value's prompt group and window, and whether
-    the column holds integers; no values when ``graded`` asks for a value other than 0 and 1
-    and there is none (checked before the groups and windows are spread over the values)."""
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray], bool]:
+    """A list column's values flattened, each value's window, a function spreading a per-row
+    array over the values (the rows' groups, level by level), and whether the column holds
+    integers; no values when ``graded`` asks for a value other than 0 and 1 and there is none
+    (checked before anything is spread over the values)."""
     lists = groups.frame[column]
     inner = lists.dtype.inner if isinstance(lists.dtype, pl.List) else None
     integral = inner is not None and inner.is_integer()
@@ -193,14 +194,16 @@ def _flat_values(
     # Counted, not masked: three passes over the values instead of six.
     if graded and (np.count_nonzero(values == 0) + np.count_nonzero(values == 1)
                    + np.count_nonzero(np.isnan(values))) == values.size:
-        empty = np.zeros(0, dtype=np.int64)
-        return np.zeros(0), empty, empty.astype(bool), integral
-    pgid = np.repeat(groups.frame["pgid"].to_numpy(), lengths)
-    recent = np.repeat(groups.frame["recent"].to_numpy(), lengths)
-    ok = ~np.isnan(values)
-    if not ok.all():
-        values, pgid, recent = values[ok], pgid[ok], recent[ok]
-    return values, pgid, recent, integral
+        values = values[:0]
+    nan = np.isnan(values)
+    ok = None if not nan.any() else ~nan
+
+    def spread(per_row: np.ndarray) -> np.ndarray:
+        out = np.repeat(per_row, lengths) if values.size else per_row[:0]
+        return out if ok is None else out[ok]
+
+    recent = spread(groups.frame["recent"].to_numpy())
+    return (values if ok is None else values[ok]), recent, spread, integral
 
 
 def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.DataFrame]:
@@ -208,18 +211,20 @@ def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.D
     if column not in groups.frame.columns:
         return []
     # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
-    values, pgid, recent, integral = _flat_values(groups, column, graded=metric == "score")
+    values, recent, spread, integral = _flat_values(groups, column, graded=metric == "score")
     if values.size == 0:
         return []
     # Scores other than 0 and 1 (only the score metric asks).
     graded_rows = (values != 0) & (values != 1) if metric == "score" else None
     coded = code_values(values, recent, integral or None)
+    row_pgid = groups.frame["pgid"].to_numpy()
     out = []
     for level in LEVELS:
         if level == "suite" and not groups.multi_suite.any():
             continue
-        gid = groups.maps[level][pgid]
         size = groups.labels[level].height
+        # Each value's group, spread from its row's: 32-bit (half the memory to fill).
+        gid = spread(groups.maps[level][row_pgid].astype(np.int32 if size < 2**31 else np.int64))
         mw = mann_whitney_groups(gid, recent, values, size, coded)
         keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
                 & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))

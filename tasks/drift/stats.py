@@ -280,7 +280,9 @@ def mann_whitney_groups(
     Average ranks for ties, tie-corrected variance and a continuity correction: the p-values
     equal ``scipy.stats.mannwhitneyu(x, y, method="asymptotic")`` group by group.
     """
-    gid = np.asarray(gid, dtype=np.int64)
+    gid = np.asarray(gid)
+    if gid.dtype.kind not in "iu":
+        gid = gid.astype(np.int64)
     coded = code_values(values, recent) if coded is None else coded
     n = coded.keys.size
     if n == 0:
@@ -382,7 +384,7 @@ def _segmented_sort(
     if run_start.size > n // 2:
         return None
     run_len = np.diff(np.append(run_start, n))
-    run_gid = gid[run_start]
+    run_gid = gid[run_start].astype(np.int64)
     sizes = np.bincount(run_gid, weights=run_len, minlength=n_groups).astype(np.int64)
     width = int(sizes.max())
     if width > _SEGMENT_WIDTH or n_groups * width > 2 * n + _SMALL_TABLE:
