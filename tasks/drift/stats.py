@@ -394,21 +394,32 @@ def _segmented_sort(
     group_start = np.cumsum(sizes) - sizes
     column = np.empty(run_start.size, dtype=np.int64)
     column[order] = np.cumsum(run_len[order]) - run_len[order] - group_start[run_gid[order]]
-    target = np.arange(n, dtype=np.int64)
-    target += np.repeat(run_gid * width + column - run_start, run_len)
     table = np.full(n_groups * width, 2 * span, dtype=keys.dtype)  # padding sorts last
-    table[target] = keys
+    table[_ramp(run_start, run_gid * width + column - run_start, n)] = keys
     table = table.reshape(n_groups, width)
     table.sort(axis=1)
-    back = np.arange(n, dtype=np.int64)
-    back += np.repeat(np.arange(n_groups, dtype=np.int64) * width - group_start, sizes)
+    filled = sizes > 0
+    row_start = np.arange(n_groups, dtype=np.int64) * width
+    back = _ramp(group_start[filled], (row_start - group_start)[filled], n)
     return table.ravel()[back], np.append(group_start, n)
 
 
-def _packed_keys(gid: np.ndarray, keys: np.ndarray, span: int, n_groups: int) -> np.ndarray:
+def _ramp(starts: np.ndarray, offsets: np.ndarray, n: int) -> np.ndarray:
+    """``i + offsets[j]`` for every position ``i`` of the segment ``j`` that begins at
+    ``starts[j]`` (increasing, the first 0, segments covering 0..n-1): a running sum of steps,
+    one array instead of an arange, a repeat and their sum."""
+    step = np.ones(n, dtype=np.int64)
+    step[0] = offsets[0]
+    step[starts[1:]] += np.diff(offsets)
+    return np.cumsum(step, out=step)
+
+
+def _packed_keys(
+    gid: np.ndarray, keys: np.ndarray, span: int, n_groups: int, wide: bool = False
+) -> np.ndarray:
     """``gid × 2·span + keys`` built in place in one array, 32-bit when every key fits (half the
-    bytes to write and to sort)."""
-    key = gid.astype(np.int32 if n_groups * span * 2 < 2**31 else np.int64)
+    bytes to write and to sort) unless ``wide`` (np.bincount would copy them to 64 bits)."""
+    key = gid.astype(np.int32 if n_groups * span * 2 < 2**31 and not wide else np.int64)
     key *= 2 * span
     np.add(key, keys, out=key, casting="unsafe")
     return key
@@ -448,7 +459,7 @@ def _table_medians(table: np.ndarray, counts: np.ndarray, levels: np.ndarray) ->
 def _mann_whitney_counting(gid: np.ndarray, coded: Coded, n_groups: int) -> MannWhitney:
     # One count of (group, value, window) cells instead of two masked copies of the values.
     span = coded.levels.size
-    cell = _packed_keys(gid, coded.keys, span, n_groups)
+    cell = _packed_keys(gid, coded.keys, span, n_groups, wide=True)
     size = n_groups * span * 2
     both = np.bincount(cell, minlength=size).reshape(n_groups, span, 2).astype(np.float64)
     rec, base = both[:, :, 1], both[:, :, 0]
