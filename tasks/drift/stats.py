@@ -272,7 +272,8 @@ def mann_whitney_groups(
     gid: np.ndarray, recent: np.ndarray, values: np.ndarray, n_groups: int,
     coded: Coded | None = None,
 ) -> MannWhitney:
-    """Mann–Whitney U of recent vs baseline values within every group, in one sort.
+    """Mann–Whitney U of recent vs baseline values within every group, all groups at once (a
+    count table, small groups sorted row by row, or one sort of packed keys: the same floats).
 
     ``gid`` names each value's group (0..n_groups-1), ``recent`` is True for the recent window;
     ``coded`` (``code_values`` of the values and windows) may be passed when several groupings
