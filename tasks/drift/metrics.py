@@ -8,7 +8,7 @@ keeping them together keeps their shared helpers private.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from scipy import stats
 from tasks.drift.config import LEVELS, DriftConfig, Window
 from tasks.drift.stats import (
     chi2_yates_2x2,
-    dense_rank,
+    code_values,
     fisher_exact_2x2,
     mann_whitney_groups,
     wilson_interval,
@@ -54,20 +54,29 @@ def group_window(daily: pl.DataFrame, window: Window) -> Groups:
     # Filtering copies every value list: skip it when the summaries are the window already.
     inside = daily.select(in_window.fill_null(False).all()).item()
     frame = daily if inside else daily.filter(in_window)
-    frame = frame.with_columns(
-        recent=pl.col("date") >= window.recent_start,
-        # Dense ranks of the sorted keys: group ids without joining on three string columns.
-        pgid=(pl.struct("model_id", "suite", "prompt_id").rank("dense") - 1).cast(pl.Int64),
-    )
+    names = ["model_id", "suite", "prompt_id"]
+    # The prompt groups by hashing (one group-by with each group's row numbers), ranked among
+    # themselves: the dense rank of the (model, suite, prompt) keys without ranking a struct of
+    # three strings over every daily row, which took four times as long.
+    found = frame.lazy().select(names).with_row_index("row").group_by(names) \
+        .agg(pl.col("row")).collect()
+    rank = found.select((pl.struct(names).rank("dense") - 1).cast(pl.Int64)).to_series() \
+        .to_numpy()
+    pgid = np.empty(frame.height, dtype=np.int64)
+    pgid[found["row"].explode().to_numpy()] = np.repeat(rank, found["row"].list.len().to_numpy())
     # The coarser ids are ranked over the distinct prompt groups only (a few thousand rows
     # instead of every daily row), then carried to the rows by their prompt group.
-    keys = frame.select("pgid", "model_id", "suite", "prompt_id").unique("pgid").sort("pgid") \
-        .with_columns(
-            sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
-            midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
-        )
-    frame = frame.with_columns(sidx=keys["sidx"].gather(frame["pgid"]),
-                               midx=keys["midx"].gather(frame["pgid"]))
+    keys = found.select(names)[np.argsort(rank)].with_row_index("pgid").with_columns(
+        pgid=pl.col("pgid").cast(pl.Int64),
+        sidx=(pl.struct("model_id", "suite").rank("dense") - 1).cast(pl.Int64),
+        midx=(pl.col("model_id").rank("dense") - 1).cast(pl.Int64),
+    )
+    # Added as whole columns: the frame's other columns keep their chunks (a chunk per day),
+    # so the frame is read lazily from here on (eagerly, every operation would first copy it
+    # all, value lists included, into single chunks).
+    frame = frame.with_columns(recent=pl.col("date") >= window.recent_start).hstack([
+        pl.Series("pgid", pgid), pl.Series("sidx", keys["sidx"].to_numpy()[pgid]),
+        pl.Series("midx", keys["midx"].to_numpy()[pgid])])
     suites = keys.unique("sidx").sort("sidx")
     models = keys.unique("midx").sort("midx")
     per_model = suites.group_by("midx").agg(n=pl.len())
@@ -117,18 +126,24 @@ def rate_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.Data
     events_col, trials_col = RATE_METRICS[metric]
     if events_col not in f.columns or trials_col not in f.columns:
         return []
-    pgid = f["pgid"].to_numpy()
-    recent = f["recent"].to_numpy()
-    passes = f[events_col].fill_null(0).to_numpy().astype(np.float64)
-    scored = f[trials_col].fill_null(0).to_numpy().astype(np.float64)
+    # Per prompt group and window (cell = 2 × pgid + recent) the events and trials, in one
+    # pass over the rows; the coarser levels add up their prompt groups' counts (whole numbers,
+    # so the sums are exact in any order).
+    cell = f["pgid"].to_numpy() * 2 + f["recent"].to_numpy()
+    prompts = groups.labels["prompt"].height
+    per_prompt = [np.bincount(cell, weights=f[col].fill_null(0).to_numpy(),
+                              minlength=2 * prompts).reshape(prompts, 2)
+                  for col in (events_col, trials_col)]
     out = []
     for level in LEVELS:
-        gid = groups.maps[level][pgid]
+        if level == "suite" and not groups.multi_suite.any():
+            continue  # every suite is its model's only one: no suite-level tests
         size = groups.labels[level].height
-        a = np.bincount(gid, weights=np.where(recent, passes, 0), minlength=size)
-        n1 = np.bincount(gid, weights=np.where(recent, scored, 0), minlength=size)
-        c = np.bincount(gid, weights=np.where(recent, 0, passes), minlength=size)
-        n2 = np.bincount(gid, weights=np.where(recent, 0, scored), minlength=size)
+        if level == "prompt":
+            (c, a), (n2, n1) = (x.T for x in per_prompt)
+        else:
+            (c, a), (n2, n1) = [[np.bincount(groups.maps[level], weights=x[:, w], minlength=size)
+                                 for w in (0, 1)] for x in per_prompt]
         b, d = n1 - a, n2 - c
         # A table with no failures (or no passes) at all carries no information about a change.
         keep = (_level_keep(groups, level, size) & (n1 >= config.min_test_n)
@@ -165,45 +180,55 @@ def rate_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.Data
 
 
 def _flat_values(
-    groups: Groups, column: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """A list column's values flattened, with each value's prompt group and window, and whether
-    the column holds integers."""
+    groups: Groups, column: str, graded: bool = False
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray], bool]:
+    """A list column's values flattened, each value's window, a function spreading a per-row
+    array over the values (the rows' groups, level by level), and whether the column holds
+    integers; no values when ``graded`` asks for a value other than 0 and 1 and there is none
+    (checked before anything is spread over the values)."""
     lists = groups.frame[column]
     inner = lists.dtype.inner if isinstance(lists.dtype, pl.List) else None
     integral = inner is not None and inner.is_integer()
     lengths = lists.list.len().fill_null(0).to_numpy()
     values = lists.explode(keep_nulls=False, empty_as_null=False).cast(pl.Float64).to_numpy()
-    pgid = np.repeat(groups.frame["pgid"].to_numpy(), lengths)
-    recent = np.repeat(groups.frame["recent"].to_numpy(), lengths)
-    ok = ~np.isnan(values)
-    if not ok.all():
-        values, pgid, recent = values[ok], pgid[ok], recent[ok]
-    return values, pgid, recent, integral
+    # Counted, not masked: three passes over the values instead of six.
+    if graded and (np.count_nonzero(values == 0) + np.count_nonzero(values == 1)
+                   + np.count_nonzero(np.isnan(values))) == values.size:
+        values = values[:0]
+    nan = np.isnan(values)
+    ok = None if not nan.any() else ~nan
+
+    def spread(per_row: np.ndarray) -> np.ndarray:
+        out = np.repeat(per_row, lengths) if values.size else per_row[:0]
+        return out if ok is None else out[ok]
+
+    recent = spread(groups.frame["recent"].to_numpy())
+    return (values if ok is None else values[ok]), recent, spread, integral
 
 
 def _metric_tests(groups: Groups, config: DriftConfig, metric: str) -> list[pl.DataFrame]:
     column = DISTRIBUTION_METRICS[metric]
     if column not in groups.frame.columns:
         return []
-    values, pgid, recent, integral = _flat_values(groups, column)
+    # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
+    values, recent, spread, integral = _flat_values(groups, column, graded=metric == "score")
     if values.size == 0:
         return []
-    graded_rows = (values != 0) & (values != 1)
-    if metric == "score" and not graded_rows.any():
-        # 0/1 scores repeat the pass-rate test: testing them twice only spends alpha.
-        return []
-    dense = dense_rank(values, integral or None)
+    # Scores other than 0 and 1 (only the score metric asks).
+    graded_rows = (values != 0) & (values != 1) if metric == "score" else None
+    coded = code_values(values, recent, integral or None)
+    row_pgid = groups.frame["pgid"].to_numpy()
     out = []
     for level in LEVELS:
         if level == "suite" and not groups.multi_suite.any():
             continue
-        gid = groups.maps[level][pgid]
         size = groups.labels[level].height
-        mw = mann_whitney_groups(gid, recent, values, size, dense)
+        # Each value's group, spread from its row's: 32-bit (half the memory to fill).
+        gid = spread(groups.maps[level][row_pgid].astype(np.int32 if size < 2**31 else np.int64))
+        mw = mann_whitney_groups(gid, recent, values, size, coded)
         keep = (_level_keep(groups, level, size) & (mw.n_recent >= config.min_test_n)
                 & (mw.n_baseline >= config.min_test_n) & (mw.sigma > 0))
-        if metric == "score":
+        if graded_rows is not None:
             keep &= np.bincount(gid, weights=graded_rows, minlength=size) > 0
         idx = np.flatnonzero(keep)
         if idx.size == 0:
@@ -227,20 +252,34 @@ def distribution_tests(groups: Groups, config: DriftConfig) -> list[pl.DataFrame
             for frame in _metric_tests(groups, config, metric)]
 
 
-def prompt_changes(daily: pl.DataFrame, prompt: Sequence[str] | None = None) -> pl.DataFrame:
+def prompt_changes(
+    daily: pl.DataFrame, prompt: Sequence[str] | None = None, carry: Sequence[str] | None = None
+) -> pl.DataFrame:
     """Per prompt × day: whether its set of output hashes differs from the previous day's.
 
     Only days whose previous day has outputs for the prompt appear. The aggregation stores the
     hashes sorted and unique, so equal sets are equal lists. ``prompt`` names the columns that
-    identify a prompt (an integer id is faster than three strings).
+    identify a prompt (an integer id is faster than three strings); ``carry`` the columns kept
+    beside it (default: the model, suite and prompt names not in ``prompt``).
     """
     prompt = list(prompt or ("model_id", "suite", "prompt_id"))
-    carry = [c for c in ("model_id", "suite", "prompt_id") if c not in prompt]
+    carry = [c for c in ("model_id", "suite", "prompt_id") if c not in prompt] \
+        if carry is None else list(carry)
+    order: list[pl.Expr | str] = [*prompt, "date"]
+    if len(prompt) == 1 and daily.schema[prompt[0]].is_integer() \
+            and daily.schema["date"] == pl.Date and not daily.is_empty():
+        ids = daily[prompt[0]]
+        low, high = ids.min(), ids.max()
+        if low is not None and low >= 0 and high < 2**31:
+            # One int64 key (id, day) sorts four times faster than the two columns; the day
+            # is shifted to be non-negative, so the key orders as (id, date) does.
+            order = [pl.col(prompt[0]).cast(pl.Int64) * 2**32
+                     + pl.col("date").cast(pl.Int64) + 2**31]
     return (
         # Lazy, so the filter copies only the columns used here, not every value list.
         daily.lazy().filter(pl.col("output_hashes").list.len() > 0)
         .select(*prompt, *carry, "date", outputs=pl.col("output_hashes").hash())
-        .sort(*prompt, "date")
+        .sort(order)
         # Sorted by prompt, the previous row is the prompt's previous day when its keys match:
         # a plain shift, cheaper than a windowed one per prompt.
         .with_columns(prev_date=pl.col("date").shift(1),
@@ -277,13 +316,18 @@ def consistency_tests(
     frame = groups.frame
     if "output_hashes" not in frame.columns or frame.is_empty():
         return [], pl.DataFrame()
-    changes = prompt_changes(frame, ["pgid"])
+    # Integer ids through the sort and the group-by; the names are attached to the per-day
+    # counts afterwards (moving three string columns through the sort cost more than the rest).
+    changes = prompt_changes(frame, ["pgid"], carry=["midx", "sidx"])
     out = []
     model_daily = pl.DataFrame()
-    for level, by in (("model", ("model_id",)), ("suite", ("model_id", "suite"))):
+    for level, by, ids in (("model", ("model_id",), "midx"),
+                           ("suite", ("model_id", "suite"), "sidx")):
         if level == "suite" and not groups.multi_suite.any():
             continue
-        per_day = daily_consistency(frame, by, changes)
+        per_id = daily_consistency(changes, (ids,), changes)
+        names = groups.labels[level].select(by)[per_id[ids].to_numpy()]
+        per_day = pl.concat([names, per_id.drop(ids)], how="horizontal").sort(*by, "date")
         if level == "model":
             model_daily = per_day
         if per_day.is_empty():

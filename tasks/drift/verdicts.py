@@ -76,6 +76,11 @@ def adjust(tests: pl.DataFrame, config: DriftConfig) -> pl.DataFrame:
     )
 
 
+def _window_sum(name: str, recent: bool) -> pl.Expr:
+    """The sum of a column over one window's rows (a masked sum: a filter per group is slower)."""
+    return pl.when(pl.col("recent") == recent).then(pl.col(name)).otherwise(0).sum()
+
+
 def model_verdicts(
     frame: pl.DataFrame, tests: pl.DataFrame, config: DriftConfig
 ) -> list[dict[str, Any]]:
@@ -83,11 +88,13 @@ def model_verdicts(
     and the night's adjusted tests."""
     errors = pl.col("errors").fill_null(0) if "errors" in frame.columns else pl.lit(0)
     windows = (
-        frame.with_columns(answered=pl.col("rows") - errors).group_by("model_id")
-        .agg(**{f"{name}_{tag}": pl.col(name).filter(pl.col("recent") == flag).sum()
+        # Lazy, so that only the columns used are read, not the frame's value lists.
+        frame.lazy().with_columns(answered=pl.col("rows") - errors).group_by("model_id")
+        .agg(**{f"{name}_{tag}": _window_sum(name, flag)
                 for name in ("rows", "answered", "passes", "scored")
                 for tag, flag in (("recent", True), ("baseline", False))},
              suites=pl.col("suite").unique().sort())
+        .collect()
     )
     consistency = tests.filter((pl.col("metric") == "consistency") & (pl.col("level") == "model")) \
         .select("model_id", consistency="recent_value", consistency_band="consistency_band")
@@ -148,17 +155,19 @@ def _availability(
     error message."""
     if "errors" not in frame.columns:
         return {}
-    rates = frame.group_by("model_id").agg(
-        **{f"{name}_{tag}": pl.col(name).filter(pl.col("recent") == flag).sum()
-           for name in ("rows", "errors") for tag, flag in (("recent", True), ("baseline", False))})
+    # Lazy, so that only the columns used are read (an eager filter copies every value list).
+    rates = frame.lazy().group_by("model_id").agg(
+        **{f"{name}_{tag}": _window_sum(name, flag)
+           for name in ("rows", "errors") for tag, flag in (("recent", True), ("baseline", False))}
+    ).collect()
     top: dict[str, str] = {}
     if {"top_error", "top_error_count"} <= set(frame.columns):
         # Each summary row keeps its group's most common message: the model's is the message
         # with the largest count summed over its recent rows (ties: the alphabetically first).
-        counted = (frame.filter(pl.col("recent") & pl.col("top_error").is_not_null())
+        counted = (frame.lazy().filter(pl.col("recent") & pl.col("top_error").is_not_null())
                    .group_by("model_id", "top_error").agg(n=pl.col("top_error_count").sum())
                    .sort("model_id", "n", "top_error", descending=[False, True, False])
-                   .group_by("model_id", maintain_order=True).first())
+                   .group_by("model_id", maintain_order=True).first().collect())
         top = dict(zip(counted["model_id"].to_list(), counted["top_error"].to_list(),
                        strict=True))
     flagged = tests.filter(pl.col("metric").is_in(AVAILABILITY_METRICS) & pl.col("verdict_grade")

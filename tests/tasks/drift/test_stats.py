@@ -12,6 +12,7 @@ from tasks.drift.stats import (
     dense_rank,
     fisher_exact_2x2,
     mann_whitney_groups,
+    value_codes,
     wilson_interval,
 )
 
@@ -92,6 +93,100 @@ def test_dense_rank_orders_ties_zeros_and_nans() -> None:
     # NaNs sort last, each its own rank (as an argsort would place them).
     assert dense_rank(np.array([1.0, np.nan, 0.5, np.nan])).tolist() == [1, 2, 0, 3]
     assert dense_rank(np.array([3.0, 1.0, 3.0]), integral=True).tolist() == [2, 0, 2]
+
+
+@pytest.mark.parametrize(
+    "kind", ["integers", "tenths", "thousandths", "fine", "wide", "odd", "infinite"])
+def test_value_codes_order_values_as_dense_rank_does(kind: str) -> None:
+    rng = np.random.default_rng(12)
+    x = rng.normal(600, 200, 5000)
+    values = {
+        "integers": np.round(x), "tenths": np.round(x, 1), "thousandths": np.round(x, 3),
+        "fine": x,  # no decimal scale fits: dense_rank's sort
+        "wide": np.round(x, 1) * 1e7,  # whole numbers too far apart for 31-bit codes
+        # Finer fractions, signed zeros and infinities after a head of tenths: the full check
+        # must catch them.
+        "odd": np.concatenate([np.round(x, 1), [0.0, -0.0, 0.05, 0.1, 600.123, 600.12]]),
+        "infinite": np.concatenate([np.round(x, 1), [0.0, -0.0, np.inf, -np.inf, np.nan]]),
+    }[kind]
+    codes, levels = value_codes(values)
+    # The dense ranks of the values, ties equal (one NaN here: np.unique's rank is exact), and
+    # each code's value.
+    assert np.array_equal(codes, np.unique(values, return_inverse=True)[1])
+    assert np.array_equal(levels[codes], values, equal_nan=True)
+    if kind in ("integers", "wide"):  # an integer column: whole numbers without the check
+        for got, want in zip(value_codes(values, integral=True), (codes, levels), strict=True):
+            assert np.array_equal(got, want)
+
+
+def _row_values(
+    rng: np.random.Generator, groups: int, days: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values laid out as the daily summaries give them: a day's rows in group order, each row
+    a few values of one group; some groups absent, some values equal across groups."""
+    gid, recent, values = [], [], []
+    for day in range(days):
+        for g in range(groups):
+            if g % 7 == 3 or (g == groups - 1):
+                continue  # groups without values, in the middle and at the end
+            k = int(rng.integers(0, 6))
+            gid += [g] * k
+            recent += [day >= days - 3] * k
+            shift = 0.3 * (g % 3) * (day >= days - 3)
+            x = np.round(rng.normal(size=k) + shift, 1)
+            # Even groups end at 1.0 and odd ones start there: sorted group by group, equal
+            # values meet at the bounds, and are no tie.
+            values += list(np.minimum(x, 1.0) if g % 2 == 0 else np.maximum(x, 1.0))
+    values_a = np.array(values)
+    values_a[:40] = -0.0
+    return np.array(gid), np.array(recent), values_a
+
+
+@pytest.mark.parametrize("path", ["segmented", "sort"])
+def test_mann_whitney_on_daily_rows_matches_scipy(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tasks.drift.stats
+
+    monkeypatch.setattr(tasks.drift.stats, "_COUNTING_CELLS", 0)
+    if path == "sort":  # no group fits a table row: one sort of all the keys
+        monkeypatch.setattr(tasks.drift.stats, "_SEGMENT_WIDTH", 0)
+    rng = np.random.default_rng(11)
+    groups = 60
+    gid, recent, values = _row_values(rng, groups, days=20)
+    mw = mann_whitney_groups(gid, recent, values, groups)
+    tested = 0
+    for g in range(groups):
+        x, y = values[(gid == g) & recent], values[(gid == g) & ~recent]
+        assert (mw.n_recent[g], mw.n_baseline[g]) == (len(x), len(y))
+        if len(x) == 0 or len(y) == 0:
+            assert mw.p_value[g] == 1.0
+            continue
+        ref = stats.mannwhitneyu(x, y, method="asymptotic")
+        assert mw.u_recent[g] == ref.statistic
+        assert mw.p_value[g] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+        assert (mw.median_recent[g], mw.median_baseline[g]) == (np.median(x), np.median(y))
+        tested += 1
+    assert tested > 40
+
+
+def test_mann_whitney_paths_agree_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count table, the row-by-row table and the one sort give the same floats."""
+    import tasks.drift.stats
+
+    rng = np.random.default_rng(13)
+    groups = 40
+    gid, recent, values = _row_values(rng, groups, days=30)
+    results = []
+    for cells, width in ((10**9, 2048), (0, 2048), (0, 0)):
+        monkeypatch.setattr(tasks.drift.stats, "_COUNTING_CELLS", cells)
+        monkeypatch.setattr(tasks.drift.stats, "_SEGMENT_WIDTH", width)
+        results.append(mann_whitney_groups(gid, recent, values, groups))
+    for other in results[1:]:
+        for name in ("n_recent", "n_baseline", "u_recent", "p_value", "cliffs_delta", "sigma",
+                     "median_recent", "median_baseline"):
+            assert np.array_equal(getattr(results[0], name), getattr(other, name),
+                                  equal_nan=True), name
 
 
 def test_benjamini_hochberg_matches_scipy_and_weights_shift_power() -> None:
