@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx2
-from httpx_aiohttp.httpx2 import Httpx2AiohttpClient
+from httpx_aiohttp.httpx2 import AiohttpTransport, Httpx2AiohttpClient
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
@@ -51,6 +51,12 @@ def pooled_client(**kwargs: Any) -> httpx2.AsyncClient:
     (``httpx-aiohttp``), about half the CPU per call of httpx2's own transport. Redirects are
     not followed (httpx2's default): a key goes to the configured URL only."""
     return Httpx2AiohttpClient(**kwargs)
+
+
+def pooled_transport(limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
+    """The transport under ``pooled_client``, for a provider that sends prepared requests to it
+    directly (no client layer: no URL merging, cookies, auth or redirect handling per call)."""
+    return AiohttpTransport(limits=limits)
 
 
 class HTTPProvider:
@@ -90,7 +96,8 @@ class HTTPProvider:
         self._api_key = api_key
         self._given_client = http_client
         self._transport = transport
-        self._http: httpx2.AsyncClient | None = None
+        # What aclose() closes: the client (or transport) this provider made, not one it was given.
+        self._http: httpx2.AsyncClient | httpx2.AsyncBaseTransport | None = None
         self._sdk: Any = None
         self._sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()
@@ -127,21 +134,28 @@ class HTTPProvider:
         # Built on first use, inside the event loop that will use it (an httpx2 client's pool
         # belongs to one loop), and never for a run that only checks its configuration.
         if self._sdk is None:
-            http = self._given_client
-            if http is None:
-                pool = self.limits.max_in_flight
-                kwargs: dict[str, Any] = {
-                    "timeout": httpx2.Timeout(self.timeout, connect=min(10.0, self.timeout)),
-                    "limits": httpx2.Limits(max_connections=pool,
-                                            max_keepalive_connections=pool),
-                }
-                if self._transport is not None:
-                    http = httpx2.AsyncClient(transport=self._transport, **kwargs)
-                else:
-                    http = pooled_client(**kwargs)
-                self._http = http
-            self._sdk = self._make_sdk(http)
+            self._sdk = self._open()
         return self._sdk
+
+    def _pool_limits(self) -> httpx2.Limits:
+        pool = self.limits.max_in_flight
+        return httpx2.Limits(max_connections=pool, max_keepalive_connections=pool)
+
+    def _open(self) -> Any:
+        """What ``_send`` is given: the SDK's client over the pooled httpx2 client (or the one a
+        test gave, or one around the transport a test gave)."""
+        http = self._given_client
+        if http is None:
+            kwargs: dict[str, Any] = {
+                "timeout": httpx2.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                "limits": self._pool_limits(),
+            }
+            if self._transport is not None:
+                http = httpx2.AsyncClient(transport=self._transport, **kwargs)
+            else:
+                http = pooled_client(**kwargs)
+            self._http = http
+        return self._make_sdk(http)
 
     async def complete(self, model: str, request: CompletionRequest) -> Completion:
         if self._fatal is not None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import httpx2
@@ -27,6 +29,8 @@ from tasks.providers.http_base import (
     StatusError,
     classify_http_error,
     classify_sdk_error,
+    pooled_client,
+    pooled_transport,
     snippet,
 )
 from tasks.providers.keys import resolve_api_key
@@ -47,8 +51,16 @@ class ChatCompletionsProvider(HTTPProvider):
     """Chat Completions over plain HTTP: ``POST {base_url}/chat/completions`` with a JSON body,
     the key (when there is one) as a bearer token. For the OpenAI-compatible servers.
 
-    ``max_tokens_param``: OpenAI's current models take ``max_completion_tokens`` (reasoning
-    models refuse ``max_tokens``); most compatible servers still only know ``max_tokens``.
+    The request is prepared once per call and handed to the pooled transport itself (httpx2's
+    request and response objects over aiohttp's pool), without a client around it: the client
+    layer's per-call URL merging, cookies, auth and redirect handling cost as much CPU as the
+    rest of the call, and nothing here needs them (no cookies, the key is a fixed header,
+    redirects are never followed). A test's ``transport`` takes the pooled one's place; a given
+    ``http_client`` is used through its ``send``, and so is the pooled client when the
+    environment names a proxy for the URL (``HTTPS_PROXY`` and the like: the client resolves
+    it, the bare transport would not).
+
+    ``max_tokens_param``: most compatible servers only know ``max_tokens``.
     """
 
     def __init__(self, *, max_tokens_param: str = "max_tokens",
@@ -57,48 +69,53 @@ class ChatCompletionsProvider(HTTPProvider):
         if not self.base_url:
             raise ProviderConfigError(f"provider {self.name!r}: no base URL")
         self.max_tokens_param = max_tokens_param
-        self.default_headers = default_headers or {}
-        self._url = self.base_url.rstrip("/") + "/chat/completions"
+        self._url = httpx2.URL(self.base_url.rstrip("/") + "/chat/completions")
         self._headers = {"content-type": "application/json",
                          "user-agent": f"plumbline/{tasks.__version__}",
-                         **self.default_headers}
+                         **(default_headers or {})}
         if self._api_key:
             self._headers["authorization"] = f"Bearer {self._api_key}"
+        self._timeouts = {"timeout": {"connect": min(10.0, self.timeout), "read": self.timeout,
+                                      "write": self.timeout, "pool": self.timeout}}
 
-    def chat_body(self, model: str, request: CompletionRequest) -> dict[str, Any]:
-        """The request body: model, messages (images as data URLs), sampling and extras."""
-        body: dict[str, Any] = {
-            "model": model,
-            "messages": openai_messages(request.messages),
-            "temperature": request.temperature,
-            self.max_tokens_param: request.max_tokens,
-        }
-        if request.seed is not None:
-            body["seed"] = request.seed
-        body.update(request.extra)
-        return body
-
-    def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
-        return http
+    def _open(self) -> Any:
+        if self._given_client is not None:
+            return self._given_client.send
+        if self._transport is None and proxied(str(self._url)):
+            client = pooled_client(timeout=httpx2.Timeout(self.timeout), limits=self._pool_limits())
+            self._http = client
+            return client.send
+        transport = self._transport or pooled_transport(self._pool_limits())
+        self._http = transport
+        return transport.handle_async_request
 
     async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
-        content = json.dumps(self.chat_body(model, request), ensure_ascii=False).encode()
-        response = await sdk.post(self._url, content=content, headers=self._headers)
+        content = json.dumps(chat_body(model, request, self.max_tokens_param),
+                             ensure_ascii=False).encode()
+        response = await sdk(httpx2.Request("POST", self._url, content=content,
+                                            headers=self._headers, extensions=self._timeouts))
+        body = await response.aread()
         if not 200 <= response.status_code < 300:
-            raise StatusError(response.status_code, error_detail(response.content),
-                              response.headers)
-        return parse_chat_completion(response.content)
+            raise StatusError(response.status_code, error_detail(body), response.headers)
+        return parse_chat_completion(body)
 
     def _classify(self, exc: Exception) -> Failure:
         return classify_http_error(exc, self.timeout)
 
 
-class OpenAIProvider(ChatCompletionsProvider):
+class OpenAIProvider(HTTPProvider):
     """``openai/...``: Chat Completions through ``openai.AsyncOpenAI``, the SDK's retries off
-    (ours count), the same body and response reading as a compatible server's."""
+    (ours count); the same request body and response reading as a compatible server's.
 
-    def __init__(self, **kwargs: Any) -> None:
+    ``max_tokens_param``: OpenAI's current models take ``max_completion_tokens`` (reasoning
+    models refuse ``max_tokens``).
+    """
+
+    def __init__(self, *, max_tokens_param: str = "max_completion_tokens",
+                 default_headers: dict[str, str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.max_tokens_param = max_tokens_param
+        self.default_headers = default_headers or {}
         self._openai = _import_sdk()
 
     def _make_sdk(self, http: httpx2.AsyncClient) -> Any:
@@ -115,12 +132,38 @@ class OpenAIProvider(ChatCompletionsProvider):
         # The SDK's generic post(): its client, auth, base URL, timeouts and error types, without
         # building typed request and response models per call, which costs more CPU than the
         # rest of the call (docs/providers.md, "Throughput").
-        response = await sdk.post("/chat/completions", body=self.chat_body(model, request),
+        response = await sdk.post("/chat/completions",
+                                  body=chat_body(model, request, self.max_tokens_param),
                                   cast_to=httpx2.Response)
         return parse_chat_completion(response.content)
 
     def _classify(self, exc: Exception) -> Failure:
         return classify_sdk_error(exc, self._openai, self.timeout)
+
+
+def proxied(url: str) -> bool:
+    """Whether the environment sends requests to ``url`` through a proxy (``HTTP_PROXY``,
+    ``HTTPS_PROXY``, ``ALL_PROXY``, less ``NO_PROXY``)."""
+    proxies = urllib.request.getproxies()
+    parts = urllib.parse.urlsplit(url)
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def chat_body(model: str, request: CompletionRequest, max_tokens_param: str) -> dict[str, Any]:
+    """A Chat Completions request body: model, messages (images as data URLs), sampling and
+    the request's extras."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": openai_messages(request.messages),
+        "temperature": request.temperature,
+        max_tokens_param: request.max_tokens,
+    }
+    if request.seed is not None:
+        body["seed"] = request.seed
+    body.update(request.extra)
+    return body
 
 
 def error_detail(content: bytes) -> str:

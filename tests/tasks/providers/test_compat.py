@@ -126,3 +126,66 @@ def test_a_refused_connection_is_reported_as_such(monkeypatch: pytest.MonkeyPatc
     out = call(registry, "vllm/m")
     assert not out.ok and out.attempts == 2
     assert out.error.startswith("connection error: ConnectionRefusedError")
+
+
+def test_a_bad_day_over_a_real_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compatible servers' client as it runs (the pooled transport, no test transport):
+    a 429 with Retry-After is waited out, a 500 retried, a broken body and a redirect are each
+    one error row, and the redirect's target is never called."""
+    script: dict[int, Reply] = {
+        1: Reply(429, b'{"error": {"message": "slow down"}}', {"retry-after": "0"}),
+        2: Reply(500, b'{"error": {"message": "boom"}}'),
+        4: Reply(200, b'{"id": "x", "choi'),
+        5: Reply(302, b"", {"location": "http://127.0.0.1:9/v1/chat/completions"}),
+    }
+    with StubLLMServer(fault=lambda path, body, n: script.get(n), keep_log=True) as server:
+        registry = ProviderRegistry(options={"openai-compatible": {
+            "base_url": f"{server.base_url}/v1", "api_key": "sk-local",
+            "retry": RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02)}})
+
+        async def go() -> list[Any]:
+            try:
+                provider, model = registry.for_model("openai-compatible/m")
+                return [await provider.complete(model, REQ) for _ in range(3)]
+            finally:
+                await registry.aclose()
+
+        recovered, broken, redirected = asyncio.run(go())
+    assert recovered.ok and recovered.text == "You said: Say hi" and recovered.attempts == 3
+    assert not broken.ok and broken.error.startswith("malformed response") and broken.attempts == 1
+    assert not redirected.ok and redirected.error.startswith("HTTP 302")
+    assert server.requests == 5
+    headers = server.log[0][1]
+    assert headers["authorization"] == "Bearer sk-local"
+    assert headers["content-type"] == "application/json"
+
+
+def test_without_a_key_no_authorization_header_is_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    with StubLLMServer(keep_log=True) as server:
+        monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", f"{server.base_url}/v1")
+        assert call(ProviderRegistry(), "openai-compatible/m").ok
+    assert "authorization" not in server.log[0][1]
+
+
+def test_a_proxy_named_by_the_environment_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.providers.openai_provider import proxied
+
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy",
+                "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    assert not proxied("https://api.groq.com/openai/v1/chat/completions")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    assert proxied("https://api.groq.com/openai/v1/chat/completions")
+    assert not proxied("http://127.0.0.1:8000/v1/chat/completions")  # plain http, and bypassed
+    # Through a proxy the calls go by the pooled client, which resolves the proxy itself: the
+    # stub stands in for the proxy of a host that does not resolve, so only a proxied call
+    # can be answered.
+    with StubLLMServer(keep_log=True) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.base_url)
+        registry = ProviderRegistry(options={"vllm": {
+            "base_url": "http://vllm.invalid/v1", "retry": RetryPolicy(max_attempts=1)}})
+        out = call(registry, "vllm/m")
+    assert out.ok and out.text == "You said: Say hi"
+    assert proxy.log[0][0] == "http://vllm.invalid/v1/chat/completions"
