@@ -1,7 +1,8 @@
 """Throughput of the run engine against a local OpenAI-compatible server answering in 100 ms.
 
-Part 1: 2,000 calls at 64 in flight through the whole path a run takes (openai SDK, our pacing
-and retries, scoring, records, Parquet writes to a local store) must finish within 1.15× the
+Part 1: 2,000 calls at 64 in flight through the whole path a run takes (the compatible servers'
+plain HTTP client, our pacing and retries, scoring, records, Parquet writes to a local store;
+``openai/`` would add the SDK) must finish within 1.15× the
 ideal time (calls × latency ÷ concurrency). Baselines measured in the same run: the same calls
 with a bare ``httpx2`` client (the SDKs' HTTP library, no SDK, no engine) and with raw
 ``aiohttp`` (the cheapest Python client), so the engine's own overhead is visible. Reports the
@@ -166,7 +167,7 @@ def main() -> int:
                   f"{CALLS} calls at {CONCURRENCY} in flight; ideal {ideal:.3f} s")
 
             warm = make_suite(Path(tmp) / "warm", 2 * CONCURRENCY)
-            engine_run(warm, store, base_url, "warmup")  # imports, SDK, first connections
+            engine_run(warm, store, base_url, "warmup")  # imports, first connections
 
             # Best of REPEATS: other jobs share this machine, and a run they starve says more
             # about them than about the engine. Every run is printed.
@@ -185,7 +186,7 @@ def main() -> int:
                 wall_i, cpu_i, records = engine_run(suite, store, base_url, f"unlimited-{i}")
                 errors = sum(r["error"] is not None for r in records)
                 runs.append((wall_i, cpu_i, errors))
-                print(f"  engine (SDK + pacing + scoring + Parquet): {wall_i:.3f} s "
+                print(f"  engine (HTTP + pacing + scoring + Parquet): {wall_i:.3f} s "
                       f"(ratio_to_ideal {wall_i / ideal:.3f}), cpu "
                       f"{cpu_i * 1000 / CALLS:.3f} ms/call, {len(records)} rows, {errors} errors")
             wall, cpu, errors = min(runs)
