@@ -17,7 +17,9 @@ foreign token and fails. What this guarantees:
 - A run that starts while another holds the lease (any time after the holder's write landed)
   always fails: the check reads the holder's lease.
 - Contenders starting together: exactly one proceeds, provided each one's read-then-write takes
-  less than ``SETTLE_S`` (a local write takes milliseconds, a B2 upload well under a second).
+  less than the settle time: ``SETTLE_S`` on B2 (an upload takes well under a second),
+  ``LOCAL_SETTLE_S`` on a local folder (a write takes milliseconds there; a folder shared over
+  the network is not a supported store for concurrent runs).
 - If a write took longer than that (a B2 upload stuck in retries), two runs may both proceed;
   the next renewal (``RENEW_EVERY_S``) finds the other's token and stops the run that lost,
   so the overlap is bounded by one renewal period. Rows written twice in that window are
@@ -53,8 +55,11 @@ from tasks.storage.layout import run_lease_key
 TTL_S = 120.0
 # The holder renews well inside the TTL: three renewals may fail (a store hiccup) before it lapses.
 RENEW_EVERY_S = 30.0
-# Longer than one lease write takes: see the module docstring.
+# Longer than one lease write takes: see the module docstring. A local folder's writes take
+# milliseconds: waiting 2 s there cost every run with a given run id (each day of `plumbline demo`)
+# two seconds for nothing.
 SETTLE_S = 2.0
+LOCAL_SETTLE_S = 0.25
 # Attempts to take a lease that vanished under us (a previous holder deleting its own).
 _ATTEMPTS = 3
 
@@ -104,6 +109,12 @@ def read_lease(store: ObjectStore, run_id: str) -> LeaseInfo | None:
     return LeaseInfo.from_bytes(data)
 
 
+def settle_time(store: ObjectStore) -> float:
+    """How long a contender waits between writing the lease and reading it back on ``store``:
+    ``LOCAL_SETTLE_S`` on a local folder, ``SETTLE_S`` elsewhere."""
+    return LOCAL_SETTLE_S if store.local_path(run_lease_key("settle")) is not None else SETTLE_S
+
+
 class RunLease:
     """The lease on one run id, for one flow run: ``with RunLease(...) as lease:`` takes it
     (or raises ``RunBusy``), renews it in a background thread, and releases it on exit.
@@ -120,7 +131,7 @@ class RunLease:
         *,
         ttl: float = TTL_S,
         renew_every: float = RENEW_EVERY_S,
-        settle: float = SETTLE_S,
+        settle: float | None = None,
         on_lost: Callable[[], None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
@@ -131,7 +142,7 @@ class RunLease:
         self.holder = holder or default_holder()
         self.ttl = ttl
         self.renew_every = renew_every
-        self.settle = settle
+        self.settle = settle if settle is not None else settle_time(store)
         self.on_lost = on_lost
         self.token = uuid.uuid4().hex
         self.lost = threading.Event()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.errors import RunBusy, StorageError
-from tasks.run.lease import RunLease, read_lease
+from tasks.run.lease import LOCAL_SETTLE_S, SETTLE_S, RunLease, read_lease
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import run_lease_key
 from tasks.storage.local import LocalStore
@@ -193,3 +193,13 @@ def test_a_lease_file_that_is_not_one_protects_nothing(tmp_path: Path) -> None:
     lease.acquire()
     assert read_lease(store, RUN).token == lease.token  # type: ignore[union-attr]
 
+
+
+def test_the_settle_wait_fits_the_store(tmp_path: Path) -> None:
+    """A local folder's writes take milliseconds: its contenders wait a quarter second, not the
+    two seconds a B2 upload is given."""
+    waits: list[float] = []
+    RunLease(LocalStore(tmp_path), "r-local", "flow run 'a'", sleep=waits.append).acquire()
+    b2, _ = make_b2_store()
+    RunLease(b2, "r-b2", "flow run 'b'", sleep=waits.append).acquire()
+    assert waits == [LOCAL_SETTLE_S, SETTLE_S]
