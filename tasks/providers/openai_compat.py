@@ -18,8 +18,10 @@ error row.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from tasks.errors import ProviderConfigError
 from tasks.providers.keys import resolve_api_key
@@ -59,21 +61,39 @@ ENDPOINTS: dict[str, CompatEndpoint] = {
 
 def _base_url(endpoint: CompatEndpoint, explicit: str | None) -> str:
     if explicit:
-        return explicit
+        return checked_url(endpoint.prefix, explicit, "its base_url option")
     from_env = os.environ.get(endpoint.base_url_env, "").strip()
     if from_env:
-        return from_env
+        return checked_url(endpoint.prefix, from_env, endpoint.base_url_env)
     if endpoint.prefix == "ollama":
         host = os.environ.get("OLLAMA_HOST", "").strip() or "localhost:11434"
         if not host.startswith(("http://", "https://")):
             host = f"http://{host}"
-        return f"{host.rstrip('/')}/v1"
+        return checked_url(endpoint.prefix, f"{host.rstrip('/')}/v1", "OLLAMA_HOST")
     if endpoint.default_base_url is None:
         raise ProviderConfigError(
             f"provider {endpoint.prefix!r} needs a base URL: set {endpoint.base_url_env} "
             "(for example http://127.0.0.1:8080/v1)"
         )
     return endpoint.default_base_url
+
+
+def checked_url(prefix: str, url: str, where: str) -> str:
+    """``url`` if it is an http(s) URL with a host, else a ``ProviderConfigError`` naming
+    ``where`` it came from: a typo there would otherwise fail every call, after retries. The
+    error shows the URL without any user:password part."""
+    shown = re.sub(r"//[^/@]*@", "//***@", url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here
+    except ValueError as exc:
+        raise ProviderConfigError(f"provider {prefix!r}: {where} = {shown!r} is not a URL "
+                                  f"({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProviderConfigError(
+            f"provider {prefix!r}: {where} = {shown!r} is not an http(s) URL with a host "
+            "(for example http://127.0.0.1:8080/v1)")
+    return url
 
 
 def compat_factory(prefix: str) -> Any:

@@ -189,3 +189,22 @@ def test_a_proxy_named_by_the_environment_is_honoured(monkeypatch: pytest.Monkey
         out = call(registry, "vllm/m")
     assert out.ok and out.text == "You said: Say hi"
     assert proxy.log[0][0] == "http://vllm.invalid/v1/chat/completions"
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "ftp://models.internal/v1", "http://",
+                                 "http://models.internal:port/v1", "not a url"])
+def test_a_base_url_that_cannot_work_is_refused_before_any_call(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", url)
+    with pytest.raises(ProviderConfigError, match=r"OPENAI_COMPATIBLE_BASE_URL = .* URL"):
+        ProviderRegistry().check(["openai-compatible/m"])
+
+
+def test_a_refused_base_url_is_shown_without_its_password(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VLLM_BASE_URL", "ftp://admin:hunter2@models.internal/v1")
+    with pytest.raises(ProviderConfigError) as caught:
+        ProviderRegistry().check(["vllm/m"])
+    assert "hunter2" not in str(caught.value) and "***@models.internal" in str(caught.value)
