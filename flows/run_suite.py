@@ -64,7 +64,7 @@ from tasks.run.plan import (
 from tasks.run.progress import PROGRESS
 from tasks.run.shard import run_shard
 from tasks.run.state import RunState, final_rows, load_rows, open_run
-from tasks.run.summary import for_reader, summarize
+from tasks.run.summary import for_reader, load_summarizer, summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.suites.load import list_suites
@@ -363,6 +363,7 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
             for p in plan
         ]
         try:
+            load_summarizer()  # while the shards start their calls: this thread only waits
             _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
         except BaseException as exc:
             _stop_shards(futures, config.run_id, exc)

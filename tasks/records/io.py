@@ -9,9 +9,9 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
+from functools import cache
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -30,7 +30,6 @@ ROW_GROUP_SIZE = 128 * 1024
 ROW_GROUP_TARGET_BYTES = 64 * 1024 * 1024
 # A reader whose listed files vanish (compaction moved their rows) lists again, this many times,
 # pausing a little longer each time so it does not chase a compaction step by step.
-_POLARS_SCHEMA = pl.from_arrow(RECORD_SCHEMA.empty_table()).schema  # type: ignore[union-attr]
 
 
 def row_group_rows(table: pa.Table, target_bytes: int = ROW_GROUP_TARGET_BYTES) -> int:
@@ -124,9 +123,13 @@ def read_files(
     """
     paths = [store.local_path(k) for k in keys]
     if len(keys) > 1 and all(p is not None for p in paths):
+        # Imported here, not with this module: `plumbline run` imports this module before its
+        # first call, and Polars only to read rows back (docs/benchmarks.md, "Run cost").
+        import polars as pl
+
         try:
             frame = pl.scan_parquet(
-                [str(p) for p in paths], schema=_POLARS_SCHEMA, hive_partitioning=False,
+                [str(p) for p in paths], schema=polars_schema(), hive_partitioning=False,
                 glob=False, missing_columns="insert", extra_columns="ignore",
             )
             if run_id is not None:
@@ -140,6 +143,14 @@ def read_files(
             pass  # e.g. a file of another schema: the file-by-file path conforms or names it
     tables = [_read_one(store, key, columns, run_id) for key in keys]
     return pa.concat_tables(tables) if tables else empty_table(columns)
+
+
+@cache
+def polars_schema() -> Any:
+    """The record schema as Polars reads it (a ``polars.Schema``)."""
+    import polars as pl
+
+    return pl.from_arrow(RECORD_SCHEMA.empty_table()).schema  # type: ignore[union-attr]
 
 
 def empty_table(columns: Sequence[str] | None) -> pa.Table:

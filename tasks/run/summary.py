@@ -5,16 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import polars as pl
-
 SUMMARY_COLUMNS = ("model_id", "cases", "rows", "pass_rate", "errors", "input_tokens",
                    "output_tokens", "cost_usd", "latency_p50_ms", "latency_p95_ms")
+
+
+def load_summarizer() -> None:
+    """Import what ``summarize`` needs (Polars, ~0.1 s), for a caller with time to spare before
+    it is needed: a flow waiting for its shards loads it then, not at start-up or at the end."""
+    import polars  # noqa: F401
 
 
 def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per model: cases, rows, pass rate, errors, tokens, cost, p50/p95 latency."""
     if not records:
         return []
+    # Imported when a run ends, not when `plumbline run` starts (docs/benchmarks.md, "Run cost").
+    import polars as pl
+
     df = pl.DataFrame(
         {k: [r[k] for r in records] for k in (
             "model_id", "prompt_id", "passed", "error", "input_tokens", "output_tokens",
