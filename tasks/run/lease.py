@@ -115,7 +115,24 @@ def settle_time(store: ObjectStore) -> float:
     return LOCAL_SETTLE_S if store.local_path(run_lease_key("settle")) is not None else SETTLE_S
 
 
-class RunLease:
+class _Watched:
+    """What a lease's holder and a follower share: the lost flag, why, and who to tell."""
+
+    def __init__(self, run_id: str, on_lost: Callable[[], None] | None) -> None:
+        self.run_id = run_id
+        self.on_lost = on_lost
+        self.lost = threading.Event()
+        self.lost_reason = ""
+
+    def _lose(self, reason: str) -> None:
+        self.lost_reason = reason
+        self.lost.set()
+        logger.error("run %s: %s", self.run_id, reason)
+        if self.on_lost is not None:
+            self.on_lost()
+
+
+class RunLease(_Watched):
     """The lease on one run id, for one flow run: ``with RunLease(...) as lease:`` takes it
     (or raises ``RunBusy``), renews it in a background thread, and releases it on exit.
 
@@ -136,17 +153,14 @@ class RunLease:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        super().__init__(run_id, on_lost)
         self.store = store
-        self.run_id = run_id
         self.key = run_lease_key(run_id)
         self.holder = holder or default_holder()
         self.ttl = ttl
         self.renew_every = renew_every
         self.settle = settle if settle is not None else settle_time(store)
-        self.on_lost = on_lost
         self.token = uuid.uuid4().hex
-        self.lost = threading.Event()
-        self.lost_reason = ""
         self._now = now
         self._sleep = sleep
         self._expires: datetime | None = None
@@ -241,12 +255,6 @@ class RunLease:
         # Only a write that landed extends what this run may rely on.
         self._acquired, self._expires = acquired, expires
 
-    def _lose(self, reason: str) -> None:
-        self.lost_reason = reason
-        self.lost.set()
-        logger.error("run %s: %s", self.run_id, reason)
-        if self.on_lost is not None:
-            self.on_lost()
 
     def _busy(self, current: LeaseInfo) -> RunBusy:
         return RunBusy(
@@ -268,7 +276,7 @@ class RunLease:
         self.release()
 
 
-class FollowedLease:
+class FollowedLease(_Watched):
     """A part of a spread run working under its parent's lease (``flows/spread.py``).
 
     The parent flow run holds the run id's lease and keeps renewing it while its child runs
@@ -285,13 +293,10 @@ class FollowedLease:
     def __init__(self, store: ObjectStore, run_id: str, token: str, *,
                  check_every: float = RENEW_EVERY_S, on_lost: Callable[[], None] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        super().__init__(run_id, on_lost)
         self.store = store
-        self.run_id = run_id
         self.token = token
         self.check_every = check_every
-        self.on_lost = on_lost
-        self.lost = threading.Event()
-        self.lost_reason = ""
         self._now = now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -337,10 +342,3 @@ class FollowedLease:
     def _loop(self) -> None:
         while not self._stop.wait(self.check_every):
             self.renew()
-
-    def _lose(self, reason: str) -> None:
-        self.lost_reason = reason
-        self.lost.set()
-        logger.error("run %s: %s", self.run_id, reason)
-        if self.on_lost is not None:
-            self.on_lost()
