@@ -234,7 +234,7 @@ def take_early_server() -> EphemeralServer | None:
 def pause_gc() -> None:
     """No garbage collection while a command's modules import (``resume_gc`` ends it).
 
-    Importing Prefect, Polars and the flow creates some hundred thousand objects, none of them
+    Importing Prefect, PyArrow and the flow creates some hundred thousand objects, none of them
     garbage; the collector's passes over them cost ~10 % of ``plumbline run``'s start-up.
     """
     gc.disable()
