@@ -54,11 +54,11 @@ class ChatCompletionsProvider(HTTPProvider):
     The request is prepared once per call and handed to the pooled transport itself (httpx2's
     request and response objects over aiohttp's pool), without a client around it: the client
     layer's per-call URL merging, cookies, auth and redirect handling cost about a third of the
-    call's CPU (0.1 of 0.34 ms measured), and nothing here needs them (no cookies, the key is a fixed header,
-    redirects are never followed). A test's ``transport`` takes the pooled one's place; a given
-    ``http_client`` is used through its ``send``, and so is the pooled client when the
-    environment names a proxy for the URL (``HTTPS_PROXY`` and the like: the client resolves
-    it, the bare transport would not).
+    call's CPU (0.1 of 0.34 ms measured), and nothing here needs them (no cookies, the key is a
+    fixed header, redirects are never followed). A test's ``transport`` takes the pooled one's
+    place; a given ``http_client`` is used through its ``send``, and so is the pooled client
+    when the environment names a proxy for the URL (``HTTPS_PROXY`` and the like: the client
+    resolves it, the bare transport would not).
 
     ``max_tokens_param``: most compatible servers only know ``max_tokens``.
     """
