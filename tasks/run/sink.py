@@ -11,7 +11,6 @@ import time
 from datetime import date
 from typing import Any
 
-from tasks.records.io import write_records
 from tasks.run.plan import RunConfig
 from tasks.run.state import mark_day
 from tasks.storage.base import ObjectStore
@@ -64,6 +63,9 @@ class RecordSink:
                 self._failed.extend(batch)
 
     def _write_sync(self, batch: list[dict[str, Any]]) -> None:
+        # Imported by the first write (pyarrow, ~0.1 s), not before a run's first call.
+        from tasks.records.io import write_records
+
         for day in {r["timestamp"].date() for r in batch} - self._marked:
             mark_day(self.store, self.config.run_id, day)
             self._marked.add(day)

@@ -11,13 +11,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from tasks.errors import ConfigError, StorageError
-from tasks.records.live import read_live
-from tasks.records.schema import RECORD_SCHEMA
 from tasks.run.plan import Cell, RunConfig
 from tasks.storage.base import ObjectStore
 from tasks.storage.layout import (
@@ -27,6 +23,9 @@ from tasks.storage.layout import (
     user_day_prefix,
 )
 from tasks.suites.model import Suite
+
+if TYPE_CHECKING:  # pyarrow loads when there are rows to read: a new run starts without it
+    import pyarrow as pa
 
 # What must match for a resumed run's rows to be comparable with the rows it already has.
 _PINNED = ("suite", "suite_hash", "temperature", "seed", "max_tokens", "system_prompt",
@@ -106,6 +105,8 @@ def load_rows(store: ObjectStore, config: RunConfig) -> list[dict[str, Any]]:
     days = run_days(store, config.run_id)
     if config.as_of is not None:
         days.add(config.as_of.astimezone(UTC).date())
+    if not days:
+        return []
     return read_run_rows(store, config.run_id, config.user_id, days).to_pylist()
 
 
@@ -133,10 +134,15 @@ def read_run_rows(store: ObjectStore, run_id: str, user_id: str,
     Each day is read with ``read_live``, so a day caught halfway through compaction is neither
     read twice nor missed.
     """
+    import pyarrow as pa
+
+    from tasks.records.live import read_live
+    from tasks.records.schema import record_schema
+
     tables = [read_live(store, user_day_prefix(day, user_id), run_id=run_id)
               for day in sorted(set(days))]
     if not tables:
-        return RECORD_SCHEMA.empty_table()
+        return record_schema().empty_table()
     return pa.concat_tables(tables)
 
 

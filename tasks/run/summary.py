@@ -9,46 +9,49 @@ SUMMARY_COLUMNS = ("model_id", "cases", "rows", "pass_rate", "errors", "input_to
                    "output_tokens", "cost_usd", "latency_p50_ms", "latency_p95_ms")
 
 
-def load_summarizer() -> None:
-    """Import what ``summarize`` needs (Polars, ~0.1 s), for a caller with time to spare before
-    it is needed: a flow waiting for its shards loads it then, not at start-up or at the end."""
-    import polars  # noqa: F401
-
-
 def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per model: cases, rows, pass rate, errors, tokens, cost, p50/p95 latency."""
-    if not records:
-        return []
-    # Imported when a run ends, not when `plumbline run` starts (docs/benchmarks.md, "Run cost").
-    import polars as pl
+    """Per model (sorted): cases, rows, pass rate, errors, tokens, cost, p50/p95 latency.
 
-    df = pl.DataFrame(
-        {k: [r[k] for r in records] for k in (
-            "model_id", "prompt_id", "passed", "error", "input_tokens", "output_tokens",
-            "cost_usd", "latency_ms")},
-        schema_overrides={"cost_usd": pl.Float64, "latency_ms": pl.Float64,
-                          "input_tokens": pl.Int64, "output_tokens": pl.Int64,
-                          "passed": pl.Boolean, "error": pl.String},
-    )
-    out = (
-        df.group_by("model_id")
-        .agg(
-            cases=pl.col("prompt_id").n_unique(),
-            rows=pl.len(),
-            pass_rate=pl.col("passed").cast(pl.Float64).mean(),
-            errors=pl.col("error").is_not_null().sum(),
-            input_tokens=pl.col("input_tokens").sum(),
-            output_tokens=pl.col("output_tokens").sum(),
-            # Unknown prices stay unknown: a sum with any answered call's cost null is null, not
-            # an undercount. Failed calls are not billed and do not make the total unknown.
-            cost_usd=pl.when((pl.col("cost_usd").is_null() & pl.col("error").is_null()).any())
-            .then(None).otherwise(pl.col("cost_usd").sum()),
-            latency_p50_ms=pl.col("latency_ms").quantile(0.5, "linear"),
-            latency_p95_ms=pl.col("latency_ms").quantile(0.95, "linear"),
-        )
-        .sort("model_id")
-    )
-    return out.select(SUMMARY_COLUMNS).to_dicts()
+    Plain Python: a run's rows are thousands, not the nightly's millions, and Polars would cost
+    ``plumbline run`` ~0.1 s to import (docs/benchmarks.md, "Run cost"). Nulls are skipped as
+    Polars skips them: a pass rate or percentile over no values is None, a sum over none is 0.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for rec in records:
+        groups.setdefault(rec["model_id"], []).append(rec)
+    return [_model_line(model, groups[model]) for model in sorted(groups)]
+
+
+def _model_line(model: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    passed = [float(r["passed"]) for r in rows if r["passed"] is not None]
+    latencies = sorted(r["latency_ms"] for r in rows if r["latency_ms"] is not None)
+    # Unknown prices stay unknown: a total with any answered call's cost missing is None, not an
+    # undercount. Failed calls are not billed and do not make the total unknown.
+    priced = all(r["cost_usd"] is not None for r in rows if r["error"] is None)
+    line = {
+        "model_id": model,
+        "cases": len({r["prompt_id"] for r in rows}),
+        "rows": len(rows),
+        "pass_rate": sum(passed) / len(passed) if passed else None,
+        "errors": sum(r["error"] is not None for r in rows),
+        "input_tokens": sum(r["input_tokens"] or 0 for r in rows),
+        "output_tokens": sum(r["output_tokens"] or 0 for r in rows),
+        "cost_usd": float(sum(r["cost_usd"] or 0.0 for r in rows)) if priced else None,
+        "latency_p50_ms": _quantile(latencies, 0.5),
+        "latency_p95_ms": _quantile(latencies, 0.95),
+    }
+    return {k: line[k] for k in SUMMARY_COLUMNS}
+
+
+def _quantile(ordered: list[float], q: float) -> float | None:
+    """The ``q`` quantile of sorted values, linearly interpolated between the two nearest ranks
+    (numpy's and Polars' "linear")."""
+    if not ordered:
+        return None
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return float(ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo))
 
 
 def round_value(column: str, value: Any) -> Any:
