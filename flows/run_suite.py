@@ -5,11 +5,12 @@ flow's signature and ``plumbline run``), the in-process path and the spread path
 
 Tasks are mapped over (model × shard of cases), by default one task per model; the calls inside
 a shard run concurrently with asyncio, because a Prefect task per LLM call (or per 25 cases)
-costs more orchestration than the calls (docs/deploy.md). Each shard task is tagged
-``provider:<prefix>``, so a Prefect concurrency limit on that tag caps how many shards hit one
-provider at once across every worker. A big run started on a work pool with several workers (or
-asked to with ``workers``) spreads over child runs of the run-suite deployment instead, one per
-part of model × cases, under the parent's lease (``flows/spread.py``).
+costs more orchestration than the calls (docs/deploy.md). When a Prefect concurrency limit exists
+on the tag ``provider:<prefix>``, the shard tasks of that provider carry it, so the limit caps how
+many shards hit one provider at once across every worker (``flows.base.limited_tags``). A big
+run started on a work pool with several workers (or asked to with ``workers``) spreads over child
+runs of the run-suite deployment instead, one per part of model × cases, under the parent's
+lease (``flows/spread.py``).
 
 The flow's parameters are one typed, described argument per field of ``RunSuiteParams`` (the
 Prefect UI's form shows them as top-level fields; ``plumbline run`` has one option for each);
@@ -45,7 +46,7 @@ from prefect.states import Completed, Failed, State
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field, WithJsonSchema
 
-from flows.base import flow
+from flows.base import flow, limited_tags
 from flows.spread import RunPart, Target, fan_out, run_parts, where
 from tasks.catalog import load_suite
 from tasks.errors import PlumblineError
@@ -352,6 +353,7 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
             if len(cut) >= 2:
                 return _run_spread(prep, params, store, lease, state, cut, target)
     PROGRESS.start(config.run_id, total)
+    capped = limited_tags({provider_tag(p.model_id) for p in plan})
     try:
         progress_id = create_progress_artifact(
             progress=0.0 if total else 100.0, key="run-progress",
@@ -359,7 +361,7 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
         )
         futures = [
             run_shard_task.with_options(
-                tags={provider_tag(p.model_id)},
+                tags={provider_tag(p.model_id)} & capped,
                 task_run_name=f"run-shard {p.model_id} {p.index + 1}/{shard_count}",
             # quote(): Prefect would otherwise walk the suite and the cases twice per task (at
             # submit and at start) looking for futures inside them: most of a big run's CPU.
@@ -386,7 +388,7 @@ def _run(prep: Prepared, params: RunSuiteParams, store: ObjectStore,
 
 
 def provider_tag(model_id: str) -> str:
-    """The tag a shard of ``model_id`` carries (``provider:<prefix>``)."""
+    """The tag a shard of ``model_id`` carries when a concurrency limit exists on it."""
     return f"provider:{split_model_id(model_id)[0]}"
 
 

@@ -1,5 +1,6 @@
-"""The run-suite flow under Prefect: shards tagged per provider, progress and summary artifacts,
-re-running a run id resumes it, a missing key fails before any call."""
+"""The run-suite flow under Prefect: shards tagged with a provider's concurrency limit (and
+capped by it), progress and summary artifacts, re-running a run id resumes it, a missing key
+fails before any call."""
 
 from __future__ import annotations
 
@@ -79,9 +80,8 @@ def test_flow_maps_tagged_shards_reports_progress_and_resumes(
     flow_run_id = state.state_details.flow_run_id
     tags = task_run_tags(flow_run_id)
     assert len(tags) == 4  # 2 models x 2 shards, never one task per call
-    assert sorted(next(iter(t for t in ts if t.startswith("provider:"))) for _, ts in tags) == \
-        ["provider:fake", "provider:fake", "provider:openai-compatible",
-         "provider:openai-compatible"]
+    # No concurrency limit on any provider's tag: no shard waits for Prefect's slot service.
+    assert all(not any(t.startswith("provider:") for t in ts) for _, ts in tags)
     artifacts = flow_run_artifacts(flow_run_id)
     assert artifacts["run-progress"].data == 100.0
     assert artifacts["run-summary"].type == "table"
@@ -91,6 +91,38 @@ def test_flow_maps_tagged_shards_reports_progress_and_resumes(
     for row in table:
         assert all(isinstance(row[c], int) for c in ("latency_p50_ms", "latency_p95_ms")), row
         assert row["pass_rate"] == round(row["pass_rate"], 3)
+
+
+def test_a_concurrency_limit_on_a_provider_tag_caps_its_shards(
+    prefect_harness: None, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prefect concurrency-limit create provider:openai-compatible 1`: the shards of that
+    provider carry the tag and run one at a time; the other provider's are not tagged."""
+    cases = [{"id": f"c-{i}", "input": f"Repeat after me: token{i}", "ideal": [f"token{i}"],
+              "assertion": {"type": "contains"}} for i in range(4)]
+    suite_dir = write_suite(tmp_path / "capped-suite", cases)
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag="provider:openai-compatible", concurrency_limit=1)
+    try:
+        with StubLLMServer(latency_s=0.3) as server:
+            monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", f"{server.base_url}/v1")
+            state = run_suite(suite=str(suite_dir), models=["openai-compatible/m", "fake/stable"],
+                              run_id="capped-1", shard_size=2, return_state=True)
+            assert state.is_completed(), state
+    finally:
+        with get_client(sync_client=True) as client:
+            client.delete_concurrency_limit_by_tag("provider:openai-compatible")
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    capped = sorted((r for r in runs if r.name.startswith("run-shard openai-compatible/")),
+                    key=lambda r: r.start_time)
+    others = [r for r in runs if r.name.startswith("run-shard fake/")]
+    assert len(capped) == 2 and len(others) == 2
+    assert all("provider:openai-compatible" in r.tags for r in capped)
+    assert all(not any(t.startswith("provider:") for t in r.tags) for r in others)
+    # One slot: the second shard started after the first one ended (each takes >= 0.3 s).
+    assert capped[0].end_time <= capped[1].start_time
 
 
 def test_missing_key_fails_the_flow_before_any_row(
