@@ -43,6 +43,7 @@ from prefect.client.schemas.filters import (
     WorkerFilterStatus,
 )
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import FlowRunContext
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from prefect.runtime import deployment as current_deployment
@@ -97,13 +98,26 @@ def online_workers(pool: str | None) -> int:
     return len(workers)
 
 
+def current_deployment_id() -> UUID | None:
+    """The deployment this flow run came from (None: run in a terminal, or not in a flow run).
+
+    Read from the run's own context: ``prefect.runtime.deployment.id`` asks the API for the
+    flow run instead (a new client and a round trip, ~35 ms of every ``plumbline run``).
+    """
+    ctx = FlowRunContext.get()
+    if ctx is not None and ctx.flow_run is not None:
+        return ctx.flow_run.deployment_id
+    found = current_deployment.id  # outside a run's context: from PREFECT__FLOW_RUN_ID
+    return UUID(str(found)) if found else None
+
+
 def find_target(name: str, *, prefer_current: bool) -> Target | None:
     """The deployment ``name`` ("flow/deployment"), or this flow run's own deployment when
     ``prefer_current`` and there is one; None when there is neither."""
     with get_client(sync_client=True) as client:
         dep = None
-        if prefer_current and current_deployment.id:
-            dep = client.read_deployment(UUID(str(current_deployment.id)))
+        if prefer_current and (this := current_deployment_id()) is not None:
+            dep = client.read_deployment(this)
         if dep is None:
             try:
                 dep = client.read_deployment_by_name(name)
@@ -127,7 +141,7 @@ def fan_out(requested: int | None, *, deployment: str, units: int, min_units: in
     if requested is None:
         # Only a run that itself came from a deployment can be on a pool: asking the API
         # anything otherwise would cost `plumbline run` a round trip for nothing.
-        if not current_deployment.id or units < 2 * min_units:
+        if units < 2 * min_units or current_deployment_id() is None:
             return 0, None
         target = find_target(deployment, prefer_current=prefer_current)
         if target is None or target.work_pool is None or target.online_workers < 2:
