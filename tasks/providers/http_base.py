@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -49,14 +51,35 @@ def pooled_client(**kwargs: Any) -> httpx2.AsyncClient:
     """The HTTP client every provider's calls go through unless a test gives its own: httpx2's
     interface (what the openai and anthropic SDKs take) over aiohttp's connection pool
     (``httpx-aiohttp``), about half the CPU per call of httpx2's own transport. Redirects are
-    not followed (httpx2's default): a key goes to the configured URL only."""
+    not followed (httpx2's default): a key goes to the configured URL only. Certificates are
+    checked against ``tls_context()``."""
+    kwargs.setdefault("verify", tls_context())
     return Httpx2AiohttpClient(**kwargs)
 
 
-def pooled_transport(limits: httpx2.Limits) -> httpx2.AsyncBaseTransport:
+def pooled_transport(limits: httpx2.Limits, *, tls: bool = True) -> httpx2.AsyncBaseTransport:
     """The transport under ``pooled_client``, for a provider that sends prepared requests to it
-    directly (no client layer: no URL merging, cookies, auth or redirect handling per call)."""
-    return AiohttpTransport(limits=limits)
+    directly (no client layer: no URL merging, cookies, auth or redirect handling per call).
+
+    ``tls=False`` for a provider whose URL is plain ``http``: its transport trusts no
+    certificate at all (``refuse_tls()``), so it skips loading the CA bundle, and a TLS
+    connection it was somehow asked to make would fail, never go unverified.
+    """
+    return AiohttpTransport(limits=limits, verify=tls_context() if tls else refuse_tls())
+
+
+@cache
+def tls_context() -> ssl.SSLContext:
+    """The verified TLS context of every pooled client and transport in this process: httpx2's
+    default (certifi's CAs; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set), built once. Loading
+    the CA bundle is ~20 ms of CPU under OpenSSL 3, which each client paid before."""
+    return httpx2.create_ssl_context()
+
+
+def refuse_tls() -> ssl.SSLContext:
+    """A TLS context that verifies certificates and hostnames and trusts no CA: every TLS
+    handshake made with it fails. For transports that only ever speak plain HTTP."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 class HTTPProvider:
@@ -249,11 +272,18 @@ def transport_failure(exc: httpx2.TransportError, timeout: float) -> Failure:
     For callers that use an ``httpx2`` client directly (the ``http/<name>`` targets).
     """
     root = _root_cause(exc)
+    if isinstance(root, ssl.SSLCertVerificationError):
+        return _untrusted(root)
     # The aiohttp transport reports a refused connection as a connect *timeout*.
     refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)
     if isinstance(exc, httpx2.TimeoutException) and not refused:
         return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
     return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
+
+
+def _untrusted(root: ssl.SSLCertVerificationError) -> Failure:
+    """A server whose certificate is not trusted: the same on every attempt, so not retried."""
+    return Failure(f"TLS certificate not trusted: {root}", retryable=False)
 
 
 def snippet(text: str, limit: int = 200) -> str:
@@ -291,6 +321,8 @@ def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failu
         )
     if isinstance(exc, sdk.APIConnectionError):
         root = _root_cause(exc)
+        if isinstance(root, ssl.SSLCertVerificationError):
+            return _untrusted(root)
         # The SDKs' aiohttp transport reports a refused connection as a connect *timeout*;
         # the root cause says what really happened.
         refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)

@@ -85,7 +85,8 @@ class ChatCompletionsProvider(HTTPProvider):
             client = pooled_client(timeout=httpx2.Timeout(self.timeout), limits=self._pool_limits())
             self._http = client
             return client.send
-        transport = self._transport or pooled_transport(self._pool_limits())
+        transport = self._transport or pooled_transport(self._pool_limits(),
+                                                         tls=self._url.scheme == "https")
         self._http = transport
         return transport.handle_async_request
 
