@@ -227,3 +227,29 @@ def test_the_early_guess_reads_the_environment_and_the_active_profile(
     if profiles is not None:
         (tmp_path / "profiles.toml").write_text(profiles)
     assert names_a_server({**env, "PREFECT_HOME": str(tmp_path)}) is named
+
+
+def test_a_terminal_run_has_no_heartbeats_unless_the_user_set_them() -> None:
+    """Prefect's heartbeat thread (every 180 s by default) is joined when the flow ends; a run
+    in the terminal goes without, and only that setting changes. A frequency the user chose
+    (environment or profile) is kept."""
+    from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        get_current_settings,
+        temporary_settings,
+    )
+
+    from flows.cli.run import without_heartbeats
+
+    before = get_current_settings()
+    assert before.flows.heartbeat_frequency is not None
+    with without_heartbeats():
+        during = get_current_settings()
+        assert during.flows.heartbeat_frequency is None
+        assert during.model_dump(exclude={"flows"}) == before.model_dump(exclude={"flows"})
+        assert during.flows.model_dump(exclude={"heartbeat_frequency"}) == \
+            before.flows.model_dump(exclude={"heartbeat_frequency"})
+    assert get_current_settings().flows.heartbeat_frequency == before.flows.heartbeat_frequency
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), \
+            without_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency == 60
