@@ -2,12 +2,15 @@
 ``Secret`` block; a required key that is nowhere is a ``ProviderConfigError`` before any call.
 
 Keys are resolved in the process that makes the calls and are never passed as task or flow
-parameters (Prefect shows parameters in its UI).
+parameters (Prefect shows parameters in its UI). Within one flow run a Secret block is asked for
+once: the flow's provider check and its shard tasks (threads of the same process) share the
+answer, found or not, instead of each asking the API again before its first call.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 
 from tasks.errors import ProviderConfigError
@@ -45,11 +48,58 @@ def resolve_api_key(
     )
 
 
+class _RunSecrets:
+    """The Secret blocks looked up during the current flow run (found or not), by name; an
+    answer is only reused within the flow run that asked (its shard tasks included)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._run: object = None
+        self._values: dict[str, str | None] = {}
+
+    def get(self, run: object, name: str) -> tuple[bool, str | None]:
+        with self._lock:
+            if run is None or run != self._run or name not in self._values:
+                return False, None
+            return True, self._values[name]
+
+    def put(self, run: object, name: str, value: str | None) -> None:
+        if run is None:
+            return
+        with self._lock:
+            if run != self._run:  # a new flow run in this process: forget the last one's
+                self._run, self._values = run, {}
+            self._values[name] = value
+
+
+_RUN_SECRETS = _RunSecrets()
+
+
+def _flow_run_id() -> object:
+    """The flow run under way in this thread (a task run's flow run), or None."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    task = TaskRunContext.get()
+    if task is not None:
+        return task.task_run.flow_run_id
+    flow = FlowRunContext.get()
+    return flow.flow_run.id if flow is not None and flow.flow_run is not None else None
+
+
 def _load_secret(name: str) -> str | None:
     # Only when a Prefect API is there to ask: outside a run and without an API URL, Prefect
     # would start a temporary server just to find that the block does not exist.
     if not _prefect_api_available():
         return None
+    run = _flow_run_id()
+    known, value = _RUN_SECRETS.get(run, name)
+    if not known:
+        value = _ask_secret(name)
+        _RUN_SECRETS.put(run, name, value)
+    return value
+
+
+def _ask_secret(name: str) -> str | None:
     try:
         from prefect.blocks.system import Secret
 

@@ -148,6 +148,43 @@ def test_a_key_from_a_prefect_secret_block_reaches_the_wire(
         Secret.delete("openrouter-api-key")
 
 
+def test_a_secret_block_is_asked_for_once_per_flow_run(
+    prefect_harness: None, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flow's provider check and its shard tasks share one lookup of the key's Secret block
+    (not one API round trip more before each shard's first call); a key changed in the block
+    reaches the next run."""
+    from prefect.blocks.system import Secret
+
+    from tasks.providers import keys
+
+    asked: list[str] = []
+    ask = keys._ask_secret
+
+    def counted(name: str) -> str | None:
+        asked.append(name)
+        return ask(name)
+
+    monkeypatch.setattr(keys, "_ask_secret", counted)
+    monkeypatch.delenv("OPENAI_COMPATIBLE_API_KEY", raising=False)
+    cases = [{"id": f"c-{i}", "input": f"Say {i}", "ideal": [f"{i}"],
+              "assertion": {"type": "contains"}} for i in range(4)]
+    suite_dir = write_suite(tmp_path / "keyed-suite", cases)
+    try:
+        with StubLLMServer(keep_log=True) as server:
+            monkeypatch.setenv("OPENAI_COMPATIBLE_BASE_URL", f"{server.base_url}/v1")
+            for run, key in (("keyed-1", "sk-one"), ("keyed-2", "sk-two")):
+                Secret(value=key).save("openai-compatible-api-key", overwrite=True)
+                state = run_suite(suite=str(suite_dir), models=["openai-compatible/m"],
+                                  run_id=run, shard_size=2, return_state=True)
+                assert state.is_completed(), state
+    finally:
+        Secret.delete("openai-compatible-api-key")
+    assert asked == ["openai-compatible-api-key"] * 2  # one per flow run, 2 shards each
+    auth = [headers.get("authorization") for _, headers, _ in server.log]
+    assert auth == ["Bearer sk-one"] * 4 + ["Bearer sk-two"] * 4
+
+
 def _call_openrouter_with_the_block_key() -> None:
     import asyncio
 
