@@ -31,6 +31,7 @@ from flows.cli.common import (
     PrefectTarget,
     Verbose,
     prefect_target,
+    prefetch,
     resume_gc,
     take_early_server,
 )
@@ -183,6 +184,7 @@ def run(
             f"{target.problem}. Start it (`prefect server start`, or `plumbline up`), or run "
             "without it: `plumbline run --ephemeral ...` (then not in that server's UI).")
     print(target.line(), file=sys.stderr, flush=True)
+    prefetch("tasks.providers.http_base", "uvloop")  # the calls' HTTP stack and event loop
     with (data_dir_env(data_dir), on_api(target, take_early_server()), without_heartbeats(),
           TerminalProgress()):
         result = run_suite(**params.model_dump())

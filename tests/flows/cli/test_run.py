@@ -253,3 +253,21 @@ def test_a_terminal_run_has_no_heartbeats_unless_the_user_set_them() -> None:
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: 60}), \
             without_heartbeats():
         assert get_current_settings().flows.heartbeat_frequency == 60
+
+
+def test_prefetch_imports_in_the_background_and_leaves_errors_to_the_real_import(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cli.common import prefetch
+
+    (tmp_path / "prefetched_ok.py").write_text("VALUE = 42\n")
+    (tmp_path / "prefetched_broken.py").write_text("raise RuntimeError('broken on import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("prefetched_ok", "prefetched_broken"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    thread = prefetch("prefetched_ok", "prefetched_broken")
+    thread.join(timeout=10)
+    assert not thread.is_alive() and thread.daemon
+    assert sys.modules["prefetched_ok"].VALUE == 42
+    assert "prefetched_broken" not in sys.modules  # a failed import leaves nothing behind
+    with pytest.raises(RuntimeError, match="broken on import"):  # the real import says why
+        import prefetched_broken  # noqa: F401
