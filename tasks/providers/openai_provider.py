@@ -4,7 +4,7 @@ every OpenAI-compatible server (``tasks/providers/openai_compat.py``) over plain
 Both send the same request body and read the same response; they differ in the client. OpenAI's
 own API gets its SDK: its headers, Azure and organisation settings, and errors as OpenAI defines
 them. A compatible server (vLLM, Ollama, OpenRouter, Groq, Gemini, any other) gets one POST of
-the same JSON through the pooled HTTP transport: importing the SDK costs about 0.5 s of CPU in every
+the same JSON over aiohttp's connection pool: importing the SDK costs about 0.5 s of CPU in every
 process that runs a flow, and its request machinery about 0.3 ms per call, which bounds how
 many calls one process keeps in flight (docs/benchmarks.md, "Run cost"). A case's image parts
 are sent as Chat Completions ``image_url`` parts holding a base64 data URL.
@@ -25,12 +25,12 @@ from tasks.errors import ProviderConfigError
 from tasks.providers.base import Completion, CompletionRequest
 from tasks.providers.http_base import (
     HTTPProvider,
+    JSONPoster,
     MalformedResponse,
     StatusError,
     classify_http_error,
     classify_sdk_error,
     pooled_client,
-    pooled_transport,
     snippet,
 )
 from tasks.providers.keys import resolve_api_key
@@ -51,14 +51,13 @@ class ChatCompletionsProvider(HTTPProvider):
     """Chat Completions over plain HTTP: ``POST {base_url}/chat/completions`` with a JSON body,
     the key (when there is one) as a bearer token. For the OpenAI-compatible servers.
 
-    The request is prepared once per call and handed to the pooled transport itself (httpx2's
-    request and response objects over aiohttp's pool), without a client around it: the client
-    layer's per-call URL merging, cookies, auth and redirect handling cost about a third of the
-    call's CPU (0.1 of 0.34 ms measured), and nothing here needs them (no cookies, the key is a
-    fixed header, redirects are never followed). A test's ``transport`` takes the pooled one's
-    place; a given ``http_client`` is used through its ``send``, and so is the pooled client
-    when the environment names a proxy for the URL (``HTTPS_PROXY`` and the like: the client
-    resolves it, the bare transport would not).
+    Each call's body is prepared once and POSTed over aiohttp's pool by a ``JSONPoster``, with
+    no HTTP client library's request, response and stream objects around it (they cost a
+    quarter of the call's CPU), and nothing here needs what they add: no cookies, the key is a
+    fixed header, redirects are never followed. A test's ``transport`` (an httpx2 transport)
+    takes its place; a given ``http_client`` is used through its ``send``, and so is the pooled
+    client when the environment names a proxy for the URL (``HTTPS_PROXY`` and the like: the
+    client resolves it).
 
     ``max_tokens_param``: most compatible servers only know ``max_tokens``.
     """
@@ -79,25 +78,36 @@ class ChatCompletionsProvider(HTTPProvider):
                                       "write": self.timeout, "pool": self.timeout}}
 
     def _open(self) -> Any:
+        if self._transport is None and self._given_client is None and not proxied(str(self._url)):
+            poster = JSONPoster(str(self._url), self._headers,
+                                connections=self.limits.max_in_flight, timeout=self.timeout,
+                                tls=self._url.scheme == "https")
+            self._http = poster
+            return poster.post
         if self._given_client is not None:
-            return self._given_client.send
-        if self._transport is None and proxied(str(self._url)):
+            send = self._given_client.send
+        elif self._transport is not None:  # a test's, owned (closed) by this provider as before
+            self._http = self._transport
+            send = self._transport.handle_async_request
+        else:  # through a proxy: the pooled client resolves it
             client = pooled_client(timeout=httpx2.Timeout(self.timeout), limits=self._pool_limits())
             self._http = client
-            return client.send
-        transport = self._transport or pooled_transport(self._pool_limits(),
-                                                         tls=self._url.scheme == "https")
-        self._http = transport
-        return transport.handle_async_request
+            send = client.send
 
-    async def _send(self, sdk: Any, model: str, request: CompletionRequest) -> Completion:
+        async def post(content: bytes) -> tuple[int, bytes, Any]:
+            response = await send(httpx2.Request("POST", self._url, content=content,
+                                                 headers=self._headers,
+                                                 extensions=self._timeouts))
+            return response.status_code, await response.aread(), response.headers
+
+        return post
+
+    async def _send(self, post: Any, model: str, request: CompletionRequest) -> Completion:
         content = json.dumps(chat_body(model, request, self.max_tokens_param),
                              ensure_ascii=False).encode()
-        response = await sdk(httpx2.Request("POST", self._url, content=content,
-                                            headers=self._headers, extensions=self._timeouts))
-        body = await response.aread()
-        if not 200 <= response.status_code < 300:
-            raise StatusError(response.status_code, error_detail(body), response.headers)
+        status, body, headers = await post(content)
+        if not 200 <= status < 300:
+            raise StatusError(status, error_detail(body), headers)
         return parse_chat_completion(body)
 
     def _classify(self, exc: Exception) -> Failure:

@@ -27,13 +27,15 @@ from typing import Any
 class Reply:
     """What a fault hook returns instead of the normal answer.
 
-    ``hang`` keeps the connection open without answering (the client times out).
+    ``hang`` keeps the connection open without answering (the client times out); ``drop``
+    closes it without answering (the client sees the server disconnect).
     """
 
     status: int = 200
     body: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
+    drop: bool = False
 
 
 # (path, parsed JSON body or None, 1-based request number) -> a Reply to send, or None.
@@ -186,6 +188,8 @@ class StubLLMServer:
         if reply is not None and reply.hang:
             self._hung.append(writer)
             return False
+        if reply is not None and reply.drop:
+            return False  # _handle closes the connection
         if reply is None:
             reply = self._answer(path, body)
         payload = reply.body if reply.body is not None else b""

@@ -128,6 +128,20 @@ def test_a_refused_connection_is_reported_as_such(monkeypatch: pytest.MonkeyPatc
     assert out.error.startswith("connection error: ConnectionRefusedError")
 
 
+def test_a_dropped_connection_is_retried_over_a_socket() -> None:
+    """The server closes the connection without answering (a crashed worker behind a proxy):
+    a connection error, retried, and the next attempt succeeds."""
+    def first_drops(path: str, body: Any, n: int) -> Reply | None:
+        return Reply(drop=True) if n == 1 else None
+
+    with StubLLMServer(fault=first_drops) as server:
+        registry = ProviderRegistry(options={"vllm": {
+            "base_url": f"{server.base_url}/v1",
+            "retry": RetryPolicy(max_attempts=3, base_delay=0.01)}})
+        out = call(registry, "vllm/m")
+    assert out.ok and out.attempts == 2 and server.requests == 2
+
+
 def test_a_bad_day_over_a_real_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     """The compatible servers' client as it runs (the pooled transport, no test transport):
     a 429 with Retry-After is waited out, a 500 retried, a broken body and a redirect are each

@@ -1,8 +1,8 @@
 """TLS to a provider, over a real socket to a local HTTPS server with its own certificate.
 
 An ``https`` endpoint's certificate is checked against the process's one TLS context (certifi's
-CAs, or ``SSL_CERT_FILE``); a provider configured with a plain ``http`` URL has a transport that
-trusts no certificate at all, so it can never make an unverified TLS connection.
+CAs, or ``SSL_CERT_FILE``); a provider configured with a plain ``http`` URL has a connection
+pool that trusts no certificate at all, so it can never make an unverified TLS connection.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx2
+import aiohttp
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tasks.providers.base import CompletionRequest
-from tasks.providers.http_base import pooled_client, pooled_transport, tls_context
+from tasks.providers.http_base import JSONPoster, pooled_client, tls_context
 from tasks.providers.registry import ProviderRegistry
 from tasks.retry import RetryPolicy
 
@@ -142,39 +142,46 @@ def test_a_certificate_trusted_through_ssl_cert_file_is_accepted(
     assert requests == ["/v1/chat/completions"]
 
 
-def test_one_tls_context_serves_every_client_and_transport(fresh_tls_context: None) -> None:
+def test_one_tls_context_serves_every_client_and_poster(fresh_tls_context: None) -> None:
     shared = tls_context()
     assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname
     assert shared.cert_store_stats()["x509_ca"] > 0  # the CA bundle, loaded once
 
     async def built() -> list[Any]:
-        limits = httpx2.Limits(max_connections=4)
-        transports = [pooled_transport(limits), pooled_transport(limits)]
+        posters = [JSONPoster("https://a.example/v1", {}, connections=4, timeout=5, tls=True)
+                   for _ in range(2)]
         client = pooled_client()
         try:
-            return [t.ssl_context for t in transports] + [client._transport.ssl_context]
+            return [p._session.connector._ssl for p in posters] + \
+                [client._transport.ssl_context]
         finally:
             await client.aclose()
+            for p in posters:
+                await p.aclose()
 
     assert all(ctx is shared for ctx in asyncio.run(built()))
 
 
-def test_a_plain_http_transport_refuses_any_tls_connection(
+def test_a_plain_http_poster_refuses_any_tls_connection(
         https_server: tuple[str, Path, list[str]], monkeypatch: pytest.MonkeyPatch,
         fresh_tls_context: None) -> None:
+    """A poster made for an ``http`` URL, pointed at HTTPS anyway: the handshake fails even
+    though ``tls_context()`` would trust the server (through SSL_CERT_FILE)."""
     base_url, cert_file, requests = https_server
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))  # trusted by tls_context(), not here
-    transport = pooled_transport(httpx2.Limits(max_connections=1), tls=False)
-    assert transport.ssl_context.cert_store_stats()["x509_ca"] == 0
-    assert transport.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
 
-    async def go() -> None:
+    async def go() -> Any:
+        poster = JSONPoster(f"{base_url}/chat/completions", {}, connections=1, timeout=5,
+                            tls=False)
         try:
-            await transport.handle_async_request(
-                httpx2.Request("POST", f"{base_url}/chat/completions", content=b"{}"))
+            context = poster._session.connector._ssl
+            assert context.cert_store_stats()["x509_ca"] == 0
+            assert context.verify_mode == ssl.CERT_REQUIRED
+            return await poster.post(b"{}")
         finally:
-            await transport.aclose()
+            await poster.aclose()
 
-    with pytest.raises(httpx2.TransportError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(aiohttp.ClientConnectorCertificateError,
+                       match="CERTIFICATE_VERIFY_FAILED"):
         asyncio.run(go())
     assert requests == []
