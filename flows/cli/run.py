@@ -184,7 +184,7 @@ def run(
             f"{target.problem}. Start it (`prefect server start`, or `plumbline up`), or run "
             "without it: `plumbline run --ephemeral ...` (then not in that server's UI).")
     print(target.line(), file=sys.stderr, flush=True)
-    prefetch("tasks.providers.http_base", "httpcore2", "uvloop")  # the calls' HTTP stack, loop
+    prefetch("tasks.providers.http_base", "uvloop")  # the calls' HTTP stack, event loop
     with (data_dir_env(data_dir), on_api(target, take_early_server()), without_heartbeats(),
           TerminalProgress()):
         result = run_suite(**params.model_dump())
