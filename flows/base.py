@@ -73,6 +73,7 @@ def limited_tags(tags: set[str]) -> set[str]:
                 client.read_global_concurrency_limit_by_name(f"tag:{tag}")
             except ObjectNotFound:
                 continue
+            except Exception:  # cannot tell (the API erred): tagged, so a limit is never skipped
+                pass
             found.add(tag)
     return found
-

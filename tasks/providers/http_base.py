@@ -93,7 +93,7 @@ class JSONPoster:
 
 @cache
 def tls_context() -> ssl.SSLContext:
-    """The verified TLS context of every pooled client and transport in this process: httpx2's
+    """The verified TLS context of every pooled client and ``JSONPoster`` in this process: httpx2's
     default (certifi's CAs; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set), built once. Loading
     the CA bundle is ~20 ms of CPU under OpenSSL 3, which each client paid before."""
     return httpx2.create_ssl_context()
@@ -143,7 +143,7 @@ class HTTPProvider:
         self._given_client = http_client
         self._transport = transport
         # What aclose() closes: the client (or transport) this provider made, not one it was given.
-        self._http: httpx2.AsyncClient | httpx2.AsyncBaseTransport | None = None
+        self._http: httpx2.AsyncClient | httpx2.AsyncBaseTransport | JSONPoster | None = None
         self._sdk: Any = None
         self._sleep = sleep or asyncio.sleep
         self._rng = rng or random.Random()

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from prefect import Flow
 
 from flows.base import PlumblineFlow, flow
@@ -59,3 +60,30 @@ def test_storing_the_parameters_does_not_import_fastapi() -> None:
                          env={"PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                               "PATH": "/usr/bin:/bin"}, check=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_limited_tags_keeps_a_tag_it_cannot_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tag with a limit is kept, one without is dropped, and one the API could not answer for
+    is kept too: Prefect's own slot lookup then decides, so a limit is never skipped."""
+    import httpx
+    from prefect.exceptions import ObjectNotFound
+
+    import flows.base
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def read_global_concurrency_limit_by_name(self, name: str) -> object:
+            if name == "tag:provider:capped":
+                return object()
+            if name == "tag:provider:free":
+                raise ObjectNotFound(http_exc=Exception("404"))
+            raise httpx.ConnectError("the API is down")
+
+    monkeypatch.setattr(flows.base, "get_client", lambda sync_client: Client())
+    assert flows.base.limited_tags({"provider:capped", "provider:free", "provider:unknown"}) == \
+        {"provider:capped", "provider:unknown"}
