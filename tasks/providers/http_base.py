@@ -294,19 +294,23 @@ def transport_failure(exc: httpx2.TransportError, timeout: float) -> Failure:
 
     For callers that use an ``httpx2`` client directly (the ``http/<name>`` targets).
     """
+    return _no_answer(exc, isinstance(exc, httpx2.TimeoutException), timeout)
+
+
+def _no_answer(exc: BaseException, timed_out: bool, timeout: float) -> Failure:
+    """A call that got no HTTP answer, read from its root cause: a certificate that is not
+    trusted (the same on every attempt: not retried), a timeout, or a failed connection (both
+    retried). ``timed_out``: the client library reported a timeout; the aiohttp transports
+    report a refused connection as a connect timeout too, which the root cause corrects."""
     root = _root_cause(exc)
-    if isinstance(root, ssl.SSLCertVerificationError):
-        return _untrusted(root)
-    # The aiohttp transport reports a refused connection as a connect *timeout*.
+    cert = getattr(exc, "certificate_error", None)  # aiohttp's ClientConnectorCertificateError
+    for cause in (cert, root):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return Failure(f"TLS certificate not trusted: {cause}", retryable=False)
     refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)
-    if isinstance(exc, httpx2.TimeoutException) and not refused:
+    if timed_out and not refused:
         return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
     return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
-
-
-def _untrusted(root: ssl.SSLCertVerificationError) -> Failure:
-    """A server whose certificate is not trusted: the same on every attempt, so not retried."""
-    return Failure(f"TLS certificate not trusted: {root}", retryable=False)
 
 
 def snippet(text: str, limit: int = 200) -> str:
@@ -328,21 +332,10 @@ def classify_http_error(exc: Exception, timeout: float,
         return Failure(f"malformed response: {redact(str(exc))}", retryable=False)
     if isinstance(exc, httpx2.TransportError):
         return transport_failure(exc, timeout)
-    if isinstance(exc, aiohttp.ClientError | TimeoutError):
-        return _aiohttp_failure(exc, timeout)
+    if isinstance(exc, aiohttp.ClientError | TimeoutError):  # a JSONPoster's call
+        # aiohttp's connect and read timeouts are TimeoutErrors.
+        return _no_answer(exc, isinstance(exc, TimeoutError), timeout)
     return Failure(f"{type(exc).__name__}: {redact(str(exc))}", retryable=False)
-
-
-def _aiohttp_failure(exc: aiohttp.ClientError | TimeoutError, timeout: float) -> Failure:
-    """A ``JSONPoster`` call that got no HTTP answer, read like ``transport_failure``."""
-    root = _root_cause(exc)
-    cert = getattr(exc, "certificate_error", None)  # aiohttp's ClientConnectorCertificateError
-    for cause in (cert, root):
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return _untrusted(cause)
-    if isinstance(exc, TimeoutError):  # aiohttp's connect and read timeouts are TimeoutErrors
-        return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
-    return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
 
 
 def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failure:
@@ -357,15 +350,7 @@ def classify_sdk_error(exc: Exception, sdk: ModuleType, timeout: float) -> Failu
             retry_after=parse_retry_after(exc.response.headers),
         )
     if isinstance(exc, sdk.APIConnectionError):
-        root = _root_cause(exc)
-        if isinstance(root, ssl.SSLCertVerificationError):
-            return _untrusted(root)
-        # The SDKs' aiohttp transport reports a refused connection as a connect *timeout*;
-        # the root cause says what really happened.
-        refused = isinstance(root, OSError) and not isinstance(root, TimeoutError)
-        if isinstance(exc, sdk.APITimeoutError) and not refused:
-            return Failure(f"timeout: no response within {timeout:g}s", retryable=True)
-        return Failure(f"connection error: {type(root).__name__}: {root}", retryable=True)
+        return _no_answer(exc, isinstance(exc, sdk.APITimeoutError), timeout)
     if isinstance(exc, MalformedResponse | json.JSONDecodeError | sdk.APIResponseValidationError):
         # Not retried: a server that answers 200 with a broken body tends to keep doing it.
         return Failure(f"malformed response: {exc}", retryable=False)
