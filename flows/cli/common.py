@@ -236,8 +236,9 @@ def take_early_server() -> EphemeralServer | None:
 def pause_gc() -> None:
     """No garbage collection while a command's modules import (``resume_gc`` ends it).
 
-    Importing Prefect, PyArrow and the flow creates some hundred thousand objects, none of them
-    garbage; the collector's passes over them cost ~10 % of ``plumbline run``'s start-up.
+    Importing Prefect, pydantic's models and the flow's modules creates some hundred thousand
+    objects, none of them garbage; the collector's passes over them cost ~10 % of ``plumbline
+    run``'s start-up (measured when PyArrow was a start-up import too).
     """
     gc.disable()
 
@@ -274,8 +275,9 @@ class FastExit:
     """End the process as soon as its exit handlers have run, without the interpreter's teardown.
 
     After ``plumbline run`` has printed its summary, Python's own shutdown (freeing every object
-    of Prefect, pydantic, Polars and Arrow, module by module) costs 0.5 s of CPU and more than a
-    second of wall time on a busy machine, for nothing anyone sees. ``arm`` registers a handler
+    of Prefect, pydantic and Arrow, module by module) cost 0.5 s of CPU and more than a second of
+    wall time on a busy machine when measured (a run then held Polars too), for nothing anyone
+    sees. ``arm`` registers a handler
     to run after every other exit handler (atexit runs them in reverse order of registration):
     Prefect's log and event workers have sent what they hold and the temporary API server has
     stopped by then; this flushes the standard streams and logging, then leaves with ``status``.
